@@ -1,0 +1,47 @@
+-- Roles and grants. Applied last on every upgrade.
+-- pgbars_worker: runs the pipeline through the worker functions and writes
+--   bars (INSERT/UPDATE only: no DELETE, TRUNCATE or DDL).
+-- pgbars_reader: progress views, status functions and the bars charts read.
+-- Both are NOLOGIN: grant them to the login role you put in DATABASE_URL.
+DO $$
+BEGIN
+    CREATE ROLE pgbars_worker NOLOGIN;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;
+END;
+$$;
+
+DO $$
+BEGIN
+    CREATE ROLE pgbars_reader NOLOGIN;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;
+END;
+$$;
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgbars FROM public;
+REVOKE ALL ON ALL TABLES IN SCHEMA pgbars FROM pgbars_worker, pgbars_reader;
+GRANT USAGE ON SCHEMA pgbars TO pgbars_worker, pgbars_reader;
+
+GRANT SELECT ON ALL TABLES IN SCHEMA pgbars TO pgbars_worker;
+GRANT INSERT, UPDATE ON pgbars.ohlc_bars_v2, pgbars.rejected_bars TO pgbars_worker;
+GRANT EXECUTE ON FUNCTION
+pgbars.claim_backfill_chunks(text, text[], integer, interval),
+pgbars.complete_backfill_chunk(bigint, uuid, integer, integer, integer),
+pgbars.fail_backfill_chunk(bigint, uuid, text, boolean),
+pgbars.release_backfill_chunk(bigint, uuid, timestamptz, text),
+pgbars.reserve_provider_call(text, text, bigint, timestamptz),
+pgbars.complete_provider_call(bigint, integer, integer, integer, text),
+pgbars.cancel_provider_call(bigint),
+pgbars.pause_provider(text, timestamptz),
+pgbars.prune_provider_calls(interval),
+pgbars.seed_backfill_for_symbol(uuid, text[], date, date, integer),
+pgbars.request_backfill(text, text[], date, date, integer)
+TO pgbars_worker;
+
+GRANT SELECT ON pgbars.backfill_progress, pgbars.ohlc_bars_v2 TO pgbars_reader;
+GRANT EXECUTE ON FUNCTION
+pgbars.backfill_status(text),
+pgbars.has_backfill_data(text, text),
+pgbars.normalize_ticker(text)
+TO pgbars_worker, pgbars_reader;

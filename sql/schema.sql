@@ -1,0 +1,251 @@
+-- pgbars: the whole current schema (tables, types, indexes, seed rows).
+-- Functions, views, triggers and grants live in their own files and are
+-- re-applied on every `pgbars db upgrade`. Changes to anything in this file
+-- after 0001 also go in sql/migrations/NNNN_*.sql; a test checks that this
+-- file and the chain of migrations build the same schema.
+
+CREATE SCHEMA IF NOT EXISTS pgbars;
+
+-- Tickers as exchanges print them: AAPL, BRK.B, BF-B. Upper case only;
+-- functions normalise user input with pgbars.normalize_ticker().
+CREATE DOMAIN pgbars.ticker AS text
+CHECK (value ~ '^[A-Z][A-Z0-9]{0,9}([.-][A-Z0-9]{1,4})?$');
+
+-- Applied migrations, and the checksum of the routine files (functions,
+-- views, triggers, grants) the database was last upgraded with.
+CREATE TABLE pgbars.schema_migrations (
+    name text PRIMARY KEY,
+    checksum text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Timeframes, with what the chunk planner needs to know about them.
+CREATE TABLE pgbars.timeframes (
+    name text PRIMARY KEY,
+    bar_length interval NOT NULL,
+    is_intraday boolean NOT NULL,
+    sort_order smallint NOT NULL UNIQUE
+);
+
+INSERT INTO pgbars.timeframes (name, bar_length, is_intraday, sort_order) VALUES
+('m1', '1 minute', TRUE, 1),
+('m5', '5 minutes', TRUE, 2),
+('m15', '15 minutes', TRUE, 3),
+('m30', '30 minutes', TRUE, 4),
+('h1', '1 hour', TRUE, 5),
+('h4', '4 hours', TRUE, 6),
+('d1', '1 day', FALSE, 7),
+('w1', '7 days', FALSE, 8);
+
+-- XNYS sessions with extended hours, loaded from exchange_calendars by the
+-- installer. base_minutes is what one session costs a provider whose request
+-- capacity counts minute bars (Polygon's `limit`).
+CREATE TABLE pgbars.market_sessions (
+    session_date date PRIMARY KEY,
+    premarket_open timestamptz NOT NULL,
+    regular_open timestamptz NOT NULL,
+    regular_close timestamptz NOT NULL,
+    after_hours_close timestamptz NOT NULL,
+    is_early_close boolean NOT NULL,
+    base_minutes integer GENERATED ALWAYS AS (
+        (extract(EPOCH FROM after_hours_close - premarket_open) / 60)::integer
+    ) STORED,
+    CHECK (premarket_open <= regular_open),
+    CHECK (regular_open < regular_close),
+    CHECK (regular_close <= after_hours_close)
+);
+
+CREATE TABLE pgbars.symbols (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    ticker pgbars.ticker NOT NULL UNIQUE,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE pgbars.watchlists (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    name text NOT NULL UNIQUE CHECK (name ~ '^\S(.{0,62}\S)?$'),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE pgbars.watchlist_items (
+    watchlist_id uuid NOT NULL REFERENCES pgbars.watchlists (id) ON DELETE CASCADE,
+    symbol_id uuid NOT NULL REFERENCES pgbars.symbols (id) ON DELETE CASCADE,
+    added_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (watchlist_id, symbol_id)
+);
+
+CREATE INDEX watchlist_items_symbol_idx ON pgbars.watchlist_items (symbol_id);
+
+-- Providers and their shared rate limit. Changing a limit is one UPDATE that
+-- every worker obeys, because every call is reserved through this row.
+-- request_capacity counts what one request can serve, in base units:
+-- minutes of session for intraday timeframes, sessions for d1 and w1
+-- (Polygon's `limit` counts base minute bars, at most 50,000).
+-- window_margin is added to window_length when spacing calls, so that
+-- network latency cannot squeeze one call too many into the provider's
+-- own view of the window.
+CREATE TABLE pgbars.providers (
+    name text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]*$'),
+    calls_per_window integer NOT NULL CHECK (calls_per_window > 0),
+    window_length interval NOT NULL CHECK (window_length > interval '0'),
+    window_margin interval NOT NULL DEFAULT '1 second' CHECK (window_margin >= interval '0'),
+    request_capacity integer NOT NULL CHECK (request_capacity > 0),
+    paused_until timestamptz,
+    enabled boolean NOT NULL DEFAULT TRUE
+);
+
+INSERT INTO pgbars.providers (name, calls_per_window, window_length, request_capacity) VALUES
+('polygon', 5, '60 seconds', 50000),
+('yahoo', 30, '60 seconds', 50000),
+('tradier', 120, '60 seconds', 50000);
+
+-- Which provider serves which timeframe, in which order, and how far back.
+-- purpose 'history' plans backfill chunks; 'live' serves today's session.
+CREATE TABLE pgbars.provider_routes (
+    timeframe text NOT NULL REFERENCES pgbars.timeframes (name),
+    provider text NOT NULL REFERENCES pgbars.providers (name),
+    purpose text NOT NULL DEFAULT 'history' CHECK (purpose IN ('history', 'live')),
+    priority smallint NOT NULL CHECK (priority > 0),
+    max_lookback interval CHECK (max_lookback > interval '0'),
+    enabled boolean NOT NULL DEFAULT TRUE,
+    PRIMARY KEY (timeframe, provider, purpose),
+    UNIQUE (timeframe, purpose, priority)
+);
+
+-- Polygon serves intraday history on the clock-aligned grid. Yahoo is a
+-- fallback only for m5..m30 within its 60-day lookback: its hourly bars start
+-- at 09:30, off the grid, so it is no route for h1/h4. Daily and weekly come
+-- from Yahoo first (decades per request), then Polygon. Tradier serves today.
+INSERT INTO pgbars.provider_routes (timeframe, provider, purpose, priority, max_lookback) VALUES
+('m1', 'polygon', 'history', 1, NULL),
+('m5', 'polygon', 'history', 1, NULL),
+('m5', 'yahoo', 'history', 2, '60 days'),
+('m15', 'polygon', 'history', 1, NULL),
+('m15', 'yahoo', 'history', 2, '60 days'),
+('m30', 'polygon', 'history', 1, NULL),
+('m30', 'yahoo', 'history', 2, '60 days'),
+('h1', 'polygon', 'history', 1, NULL),
+('h4', 'polygon', 'history', 1, NULL),
+('d1', 'yahoo', 'history', 1, NULL),
+('d1', 'polygon', 'history', 2, NULL),
+('w1', 'yahoo', 'history', 1, NULL),
+('w1', 'polygon', 'history', 2, NULL),
+('m1', 'tradier', 'live', 1, '1 day'),
+('m5', 'tradier', 'live', 1, '1 day'),
+('m15', 'tradier', 'live', 1, '1 day');
+
+-- The bars. Prices are double precision: providers send IEEE doubles in
+-- JSON, so float8 stores exactly what was served (and prints it back in its
+-- shortest form, 187.15 not 187.1499...), in 8 fixed bytes that compare and
+-- aggregate far faster than numeric. Volumes and trade counts are counts:
+-- bigint. Raw (unadjusted) prices; `adjustment` records the basis.
+CREATE TABLE pgbars.ohlc_bars_v2 (
+    symbol_id uuid NOT NULL REFERENCES pgbars.symbols (id) ON DELETE CASCADE,
+    timeframe text NOT NULL REFERENCES pgbars.timeframes (name),
+    ts timestamptz NOT NULL,
+    provider text NOT NULL REFERENCES pgbars.providers (name),
+    is_forecast boolean NOT NULL DEFAULT FALSE,
+    open double precision NOT NULL,
+    high double precision NOT NULL,
+    low double precision NOT NULL,
+    close double precision NOT NULL,
+    volume bigint NOT NULL,
+    vwap double precision,
+    trade_count bigint,
+    is_intraday boolean NOT NULL DEFAULT FALSE,
+    adjustment text NOT NULL DEFAULT 'raw' CHECK (adjustment IN ('raw', 'split', 'split_dividend')),
+    fetched_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (symbol_id, timeframe, ts, provider, is_forecast),
+    CONSTRAINT ohlc_bars_v2_prices_positive CHECK (open > 0 AND high > 0 AND low > 0 AND close > 0),
+    CONSTRAINT ohlc_bars_v2_low_bound CHECK (low <= least(open, close)),
+    CONSTRAINT ohlc_bars_v2_high_bound CHECK (high >= greatest(open, close)),
+    CONSTRAINT ohlc_bars_v2_volume_nonnegative CHECK (volume >= 0),
+    CONSTRAINT ohlc_bars_v2_vwap_positive CHECK (vwap IS NULL OR vwap > 0),
+    CONSTRAINT ohlc_bars_v2_trade_count_nonnegative CHECK (trade_count IS NULL OR trade_count >= 0)
+);
+
+-- One backfill job per (symbol, timeframe), ever.
+CREATE TABLE pgbars.backfill_jobs (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    symbol_id uuid NOT NULL REFERENCES pgbars.symbols (id) ON DELETE CASCADE,
+    timeframe text NOT NULL REFERENCES pgbars.timeframes (name),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (symbol_id, timeframe)
+);
+
+-- A chunk: consecutive XNYS sessions that one provider request can serve.
+-- A claim takes a lease (lease_id, claimed_by, lease_expires_at) and counts
+-- an attempt; complete/fail/release must present the lease they were given.
+CREATE TABLE pgbars.backfill_chunks (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id bigint NOT NULL REFERENCES pgbars.backfill_jobs (id) ON DELETE CASCADE,
+    provider text NOT NULL REFERENCES pgbars.providers (name),
+    first_session date NOT NULL REFERENCES pgbars.market_sessions (session_date),
+    last_session date NOT NULL REFERENCES pgbars.market_sessions (session_date),
+    session_count integer NOT NULL CHECK (session_count > 0),
+    status text NOT NULL DEFAULT 'pending'
+    CHECK (status IN ('pending', 'running', 'done', 'failed')),
+    attempts integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    max_attempts integer NOT NULL DEFAULT 3 CHECK (max_attempts > 0),
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    lease_id uuid,
+    claimed_by text,
+    claimed_at timestamptz,
+    lease_expires_at timestamptz,
+    last_error text,
+    bars_written integer,
+    bars_rejected integer,
+    requests_used integer,
+    completed_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CHECK (first_session <= last_session),
+    CHECK ((status = 'running') = (lease_id IS NOT NULL)),
+    CHECK (bars_written >= 0 AND bars_rejected >= 0 AND requests_used >= 0),
+    UNIQUE (job_id, first_session),
+    UNIQUE (job_id, last_session)
+);
+
+-- The claim's hot path: due work by provider.
+CREATE INDEX backfill_chunks_claimable_idx ON pgbars.backfill_chunks (provider, next_attempt_at)
+WHERE status IN ('pending', 'running');
+
+-- Bars a provider served that broke a rule: kept with their raw values and
+-- the reason, never silently dropped and never stored as bars.
+CREATE TABLE pgbars.rejected_bars (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    chunk_id bigint REFERENCES pgbars.backfill_chunks (id) ON DELETE SET NULL,
+    symbol_id uuid NOT NULL REFERENCES pgbars.symbols (id) ON DELETE CASCADE,
+    timeframe text NOT NULL REFERENCES pgbars.timeframes (name),
+    provider text NOT NULL REFERENCES pgbars.providers (name),
+    ts timestamptz,
+    raw jsonb NOT NULL,
+    reason text NOT NULL,
+    rejected_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE INDEX rejected_bars_chunk_idx ON pgbars.rejected_bars (chunk_id);
+
+-- The rate-limit ledger: every provider call, reserved before it starts and
+-- completed (or cancelled) after. It doubles as the audit log of calls.
+CREATE TABLE pgbars.provider_calls (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    provider text NOT NULL REFERENCES pgbars.providers (name),
+    worker text NOT NULL,
+    chunk_id bigint REFERENCES pgbars.backfill_chunks (id) ON DELETE SET NULL,
+    reserved_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    starts_at timestamptz NOT NULL,
+    status text NOT NULL DEFAULT 'reserved'
+    CHECK (status IN ('reserved', 'completed', 'cancelled')),
+    finished_at timestamptz,
+    http_status integer,
+    bars integer,
+    duration_ms integer,
+    error text
+);
+
+-- Reservations look at the latest starts per provider.
+CREATE INDEX provider_calls_provider_starts_idx ON pgbars.provider_calls (provider, starts_at DESC)
+WHERE status <> 'cancelled';
+
+CREATE INDEX provider_calls_starts_idx ON pgbars.provider_calls (starts_at);

@@ -1,0 +1,54 @@
+-- Backfill progress per job, derived from its chunks when read.
+-- Nothing is recomputed when a chunk changes; a read aggregates each job's
+-- chunks through the (job_id, ...) index, so filtering by symbol is cheap.
+-- A running chunk whose lease expired counts as pending: it is claimable.
+CREATE OR REPLACE VIEW pgbars.backfill_progress AS
+SELECT
+    s.ticker::text AS symbol,
+    j.timeframe,
+    CASE
+        WHEN k.done + k.failed = k.total AND k.failed > 0 THEN 'done_with_errors'
+        WHEN k.done + k.failed = k.total THEN 'done'
+        WHEN k.running > 0 OR k.done + k.failed > 0 THEN 'running'
+        ELSE 'pending'
+    END AS status,
+    coalesce(round(100.0 * k.sessions_done / nullif(k.sessions_total, 0), 1), 100.0) AS progress,
+    k.done,
+    k.total - k.done - k.failed - k.running AS pending,
+    k.running,
+    k.failed,
+    k.total,
+    k.sessions_done,
+    k.sessions_total,
+    k.bars_written,
+    k.bars_rejected,
+    k.empty_chunks,
+    k.first_session,
+    k.last_session,
+    k.next_attempt_at,
+    k.last_completed_at,
+    j.id AS job_id,
+    s.id AS symbol_id
+FROM pgbars.backfill_jobs AS j
+INNER JOIN pgbars.symbols AS s ON j.symbol_id = s.id
+CROSS JOIN LATERAL (
+    SELECT
+        count(*) AS total,
+        count(*) FILTER (WHERE c.status = 'done') AS done,
+        count(*) FILTER (WHERE c.status = 'failed') AS failed,
+        count(*) FILTER (WHERE c.status = 'running' AND c.lease_expires_at > now()) AS running,
+        coalesce(sum(c.session_count), 0) AS sessions_total,
+        coalesce(sum(c.session_count) FILTER (WHERE c.status = 'done'), 0) AS sessions_done,
+        coalesce(sum(c.bars_written), 0) AS bars_written,
+        coalesce(sum(c.bars_rejected), 0) AS bars_rejected,
+        count(*) FILTER (WHERE c.status = 'done' AND c.bars_written = 0) AS empty_chunks,
+        min(c.first_session) AS first_session,
+        max(c.last_session) AS last_session,
+        min(c.next_attempt_at) FILTER (WHERE c.status = 'pending') AS next_attempt_at,
+        max(c.completed_at) AS last_completed_at
+    FROM pgbars.backfill_chunks AS c
+    WHERE c.job_id = j.id
+) AS k;
+
+COMMENT ON VIEW pgbars.backfill_progress IS
+'Backfill progress per (symbol, timeframe): status, progress (% of sessions done), chunk counts, bars.';

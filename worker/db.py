@@ -1,0 +1,350 @@
+"""Every call pgbars makes into Postgres lives here.
+
+The database owns the rules (sql/); this module only sends statements and
+shapes their results for the CLI and the worker. All access is asyncio
+(psycopg 3 async connections).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib.resources import files
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any, Literal
+
+import psycopg
+from psycopg.rows import dict_row
+
+from worker import calendar
+
+SCHEMA_LOCK = "pgbars.schema"
+ROUTINES = "routines"
+
+
+class PgbarsError(Exception):
+    """A failure to show the user as one line: what was wrong, never a secret."""
+
+
+class SchemaError(PgbarsError):
+    """The database schema is missing, or differs from what this code expects."""
+
+
+@dataclass(frozen=True, slots=True)
+class SqlFile:
+    name: str
+    text: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class UpgradeReport:
+    fresh_install: bool = False
+    migrations_applied: list[str] = field(default_factory=list)
+    routines_applied: bool = False
+    sessions_added: int = 0
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return (
+            self.fresh_install
+            or bool(self.migrations_applied)
+            or self.routines_applied
+            or self.sessions_added > 0
+        )
+
+
+def _sql_root() -> Traversable:
+    """sql/ of the checkout (editable installs), else the copy shipped as worker.sql."""
+    checkout = Path(__file__).resolve().parent.parent / "sql"
+    if (checkout / "schema.sql").is_file():
+        return checkout
+    return files("worker.sql")
+
+
+def _read_dir(folder: str) -> list[SqlFile]:
+    entries = [e for e in _sql_root().joinpath(folder).iterdir() if e.name.endswith(".sql")]
+    return [
+        SqlFile(f"{folder}/{e.name}", e.read_text(encoding="utf-8"))
+        for e in sorted(entries, key=lambda e: e.name)
+    ]
+
+
+def schema_file() -> SqlFile:
+    return SqlFile("schema.sql", _sql_root().joinpath("schema.sql").read_text(encoding="utf-8"))
+
+
+def migration_files() -> list[SqlFile]:
+    """sql/migrations/NNNN_*.sql in order; 0001 is the initial schema."""
+    return [SqlFile(f.name.removeprefix("migrations/"), f.text) for f in _read_dir("migrations")]
+
+
+def routine_files() -> list[SqlFile]:
+    """Functions, views, triggers and grants: re-created on every upgrade that changes them."""
+    root = _sql_root()
+    tail = [
+        SqlFile(name, root.joinpath(name).read_text(encoding="utf-8"))
+        for name in ("triggers.sql", "roles.sql")
+    ]
+    return _read_dir("functions") + _read_dir("views") + tail
+
+
+def routines_checksum(routines: Sequence[SqlFile]) -> str:
+    digest = hashlib.sha256()
+    for routine in routines:
+        digest.update(routine.name.encode() + b"\0" + routine.text.encode() + b"\0")
+    return digest.hexdigest()
+
+
+async def connect(dsn: str) -> psycopg.AsyncConnection[Any]:
+    """An autocommit connection; raises PgbarsError with a one-line reason."""
+    try:
+        return await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+    except psycopg.OperationalError as exc:
+        raise PgbarsError(f"cannot connect to the database: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+async def upgrade(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    baseline: Literal["schema", "migrations"] = "schema",
+    today: dt.date | None = None,
+) -> UpgradeReport:
+    """Install or upgrade the schema in one transaction, under an advisory lock.
+
+    A fresh database gets sql/schema.sql (the current state) and every migration
+    is recorded as applied; `baseline="migrations"` builds it through the
+    migration chain instead (the test that both agree uses it). An existing
+    database gets the migrations it lacks, after the checksums of those it has
+    are verified. Routines are re-created when their checksum changed, and
+    market_sessions is extended through the end of next year.
+    """
+    started = time.perf_counter()
+    report = UpgradeReport()
+    migrations = migration_files()
+    routines = routine_files()
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (SCHEMA_LOCK,))
+        cur = await conn.execute("SELECT to_regclass('pgbars.schema_migrations') IS NOT NULL")
+        installed = await cur.fetchone()
+        if not (installed and installed[0]):
+            report.fresh_install = True
+            if baseline == "schema":
+                await conn.execute(schema_file().text.encode())
+                for migration in migrations:
+                    await _record(conn, migration.name, migration.checksum)
+            else:
+                for migration in migrations:
+                    await conn.execute(migration.text.encode())
+                    await _record(conn, migration.name, migration.checksum)
+                    report.migrations_applied.append(migration.name)
+        else:
+            report.migrations_applied = await _apply_pending_migrations(conn, migrations)
+
+        wanted = routines_checksum(routines)
+        cur = await conn.execute(
+            "SELECT checksum FROM pgbars.schema_migrations WHERE name = %s", (ROUTINES,)
+        )
+        row = await cur.fetchone()
+        if row is None or row[0] != wanted:
+            # Routines reference each other and the views; bodies are checked
+            # when called, as pg_dump restores do.
+            await conn.execute("SET LOCAL check_function_bodies = off")
+            for routine in routines:
+                await conn.execute(routine.text.encode())
+            await _record(conn, ROUTINES, wanted)
+            report.routines_applied = True
+
+        report.sessions_added = await _extend_market_sessions(conn, today)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+async def _record(conn: psycopg.AsyncConnection[Any], name: str, checksum: str) -> None:
+    await conn.execute(
+        "INSERT INTO pgbars.schema_migrations (name, checksum) VALUES (%s, %s)"
+        " ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now()",
+        (name, checksum),
+    )
+
+
+async def _apply_pending_migrations(
+    conn: psycopg.AsyncConnection[Any], migrations: Sequence[SqlFile]
+) -> list[str]:
+    cur = await conn.execute(
+        "SELECT name, checksum FROM pgbars.schema_migrations WHERE name <> %s", (ROUTINES,)
+    )
+    applied = {name: checksum for name, checksum in await cur.fetchall()}
+    known = {m.name: m for m in migrations}
+    unknown = sorted(set(applied) - set(known))
+    if unknown:
+        raise SchemaError(
+            f"the database has migration {unknown[0]}, which this version of pgbars does not"
+            " know; upgrade pgbars instead"
+        )
+    for name, checksum in sorted(applied.items()):
+        if known[name].checksum != checksum:
+            raise SchemaError(
+                f"migration {name} was applied with checksum {checksum[:12]}, but the file now"
+                f" has {known[name].checksum[:12]}; applied migrations must never change"
+                " (add a new migration instead)"
+            )
+    done = []
+    for migration in migrations:
+        if migration.name not in applied:
+            await conn.execute(migration.text.encode())
+            await _record(conn, migration.name, migration.checksum)
+            done.append(migration.name)
+    return done
+
+
+async def _extend_market_sessions(conn: psycopg.AsyncConnection[Any], today: dt.date | None) -> int:
+    """Load XNYS sessions after the last one stored, through the end of next year."""
+    end = calendar.calendar_end(today)
+    cur = await conn.execute("SELECT max(session_date) FROM pgbars.market_sessions")
+    row = await cur.fetchone()
+    last = row[0] if row else None
+    start = calendar.CALENDAR_START if last is None else last + dt.timedelta(days=1)
+    if start > end:
+        return 0
+    sessions = calendar.xnys_sessions(start, end)
+    async with conn.cursor().copy(
+        "COPY pgbars.market_sessions (session_date, premarket_open, regular_open,"
+        " regular_close, after_hours_close, is_early_close) FROM STDIN"
+    ) as copy:
+        for s in sessions:
+            await copy.write_row(
+                (
+                    s.session_date,
+                    s.premarket_open,
+                    s.regular_open,
+                    s.regular_close,
+                    s.after_hours_close,
+                    s.is_early_close,
+                )
+            )
+    return len(sessions)
+
+
+async def ensure_schema_current(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Raise SchemaError unless the database has exactly this code's schema."""
+    cur = await conn.execute("SELECT to_regclass('pgbars.schema_migrations') IS NOT NULL")
+    row = await cur.fetchone()
+    if not (row and row[0]):
+        raise SchemaError("the pgbars schema is not installed: run `pgbars db upgrade`")
+    cur = await conn.execute("SELECT name, checksum FROM pgbars.schema_migrations")
+    stored = dict(await cur.fetchall())
+    expected = {m.name: m.checksum for m in migration_files()}
+    expected[ROUTINES] = routines_checksum(routine_files())
+    if stored != expected:
+        raise SchemaError(
+            "the pgbars schema is older or newer than this code: run `pgbars db upgrade`"
+        )
+
+
+# -- watchlists and requests ---------------------------------------------------
+
+
+async def add_to_watchlist(
+    conn: psycopg.AsyncConnection[Any], tickers: Sequence[str], watchlist: str
+) -> list[dict[str, Any]]:
+    """Add tickers in one transaction: one bad ticker adds none of them."""
+    results = []
+    async with conn.transaction():
+        for ticker in tickers:
+            cur = await conn.execute("SELECT pgbars.add_to_watchlist(%s, %s)", (ticker, watchlist))
+            row = await cur.fetchone()
+            assert row is not None
+            results.append(row[0])
+    return results
+
+
+async def remove_from_watchlist(
+    conn: psycopg.AsyncConnection[Any], tickers: Sequence[str], watchlist: str
+) -> dict[str, bool]:
+    removed = {}
+    async with conn.transaction():
+        for ticker in tickers:
+            cur = await conn.execute(
+                "SELECT pgbars.normalize_ticker(%s), pgbars.remove_from_watchlist(%s, %s)",
+                (ticker, ticker, watchlist),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            removed[row[0]] = row[1]
+    return removed
+
+
+async def list_watchlists(
+    conn: psycopg.AsyncConnection[Any], watchlist: str | None
+) -> list[dict[str, Any]]:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT w.name AS watchlist, s.ticker::text AS ticker, i.added_at"
+        " FROM pgbars.watchlist_items AS i"
+        " JOIN pgbars.watchlists AS w ON w.id = i.watchlist_id"
+        " JOIN pgbars.symbols AS s ON s.id = i.symbol_id"
+        " WHERE %(watchlist)s::text IS NULL OR w.name = %(watchlist)s"
+        " ORDER BY w.name, s.ticker",
+        {"watchlist": watchlist},
+    )
+    return await cur.fetchall()
+
+
+async def request_backfill(
+    conn: psycopg.AsyncConnection[Any],
+    tickers: Sequence[str],
+    timeframes: Sequence[str],
+    start: dt.date | None,
+    end: dt.date | None,
+    years: int | None,
+) -> list[dict[str, Any]]:
+    """Seed every ticker in one transaction: one bad ticker requests none of them."""
+    results = []
+    async with conn.transaction():
+        for ticker in tickers:
+            cur = await conn.execute(
+                "SELECT pgbars.request_backfill(%s, %s, %s, %s, %s)",
+                (ticker, list(timeframes), start, end, years),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            results.append(row[0])
+    return results
+
+
+async def backfill_progress(
+    conn: psycopg.AsyncConnection[Any], ticker: str | None = None
+) -> list[dict[str, Any]]:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT bp.symbol, bp.timeframe, bp.status, bp.progress, bp.done, bp.pending,"
+        " bp.running, bp.failed, bp.total, bp.sessions_done, bp.sessions_total,"
+        " bp.bars_written, bp.first_session, bp.last_session"
+        " FROM pgbars.backfill_progress AS bp"
+        " JOIN pgbars.timeframes AS tf ON tf.name = bp.timeframe"
+        " WHERE %(ticker)s::text IS NULL OR bp.symbol = pgbars.normalize_ticker(%(ticker)s)"
+        " ORDER BY bp.symbol, tf.sort_order",
+        {"ticker": ticker},
+    )
+    return await cur.fetchall()
+
+
+def describe_error(exc: psycopg.Error) -> str:
+    """One line for the user from a database error: its message and hint."""
+    diag = exc.diag
+    message = diag.message_primary or _first_line(exc)
+    return f"{message} ({diag.message_hint})" if diag.message_hint else message

@@ -1,0 +1,296 @@
+"""The `pgbars` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+import click
+import psycopg
+
+from worker import db
+
+T = TypeVar("T")
+
+DEMO_WATCHLIST = "demo"
+DEMO_TICKERS = ("AAPL", "NVDA", "TSLA", "SPY", "QQQ", "AMD", "AMZN", "CRWD", "MU", "PLTR")
+
+
+def _database_url() -> str:
+    dsn = os.environ.get("DATABASE_URL", "").strip()
+    if not dsn:
+        raise db.PgbarsError(
+            "DATABASE_URL is not set: point it at your Postgres (libpq URI),"
+            " or try `pgbars demo`, which needs none"
+        )
+    return dsn
+
+
+def _run(ctx: click.Context, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine; turn expected failures into one line and exit code 1."""
+    try:
+        return asyncio.run(work())
+    except (db.PgbarsError, psycopg.Error) as exc:
+        if ctx.find_root().params.get("debug"):
+            raise
+        message = db.describe_error(exc) if isinstance(exc, psycopg.Error) else str(exc)
+        click.echo(f"pgbars: error: {message}", err=True)
+        sys.exit(1)
+
+
+async def _with_connection(
+    dsn: str, action: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]
+) -> T:
+    conn = await db.connect(dsn)
+    try:
+        return await action(conn)
+    finally:
+        await conn.close()
+
+
+def _format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    cells = [[("" if r[c] is None else str(r[c])) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+PROGRESS_COLUMNS = (
+    "symbol",
+    "timeframe",
+    "status",
+    "progress",
+    "done",
+    "pending",
+    "running",
+    "failed",
+    "total",
+    "bars_written",
+    "first_session",
+    "last_session",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+def cli(debug: bool) -> None:
+    """pgbars keeps years of OHLC bars in Postgres and keeps them current.
+
+    Configuration comes from the environment: DATABASE_URL (libpq URI),
+    POLYGON_API_KEY, TRADIER_TOKEN, and *_BASE_URL to point a provider elsewhere.
+    """
+
+
+@cli.group("db")
+def db_group() -> None:
+    """Manage the pgbars schema."""
+
+
+@db_group.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Install or upgrade the schema (idempotent; safe to run twice at once).
+
+    Example: DATABASE_URL=postgresql://... pgbars db upgrade
+    """
+    report = _run(ctx, lambda: _with_connection(_database_url(), db.upgrade))
+    _print_upgrade(report)
+
+
+def _print_upgrade(report: db.UpgradeReport) -> None:
+    if not report.changed:
+        click.echo(f"schema is up to date ({report.seconds:.2f} s)")
+        return
+    parts = []
+    if report.fresh_install:
+        parts.append("installed the schema")
+    if report.migrations_applied:
+        parts.append("applied " + ", ".join(report.migrations_applied))
+    if report.routines_applied:
+        parts.append("updated functions, views and triggers")
+    if report.sessions_added:
+        parts.append(f"loaded {report.sessions_added} market sessions")
+    click.echo("; ".join(parts) + f" ({report.seconds:.2f} s)")
+
+
+@cli.group("watch")
+def watch_group() -> None:
+    """Add, remove and list watchlist tickers (adding one seeds 2 years of h1)."""
+
+
+WATCHLIST_OPTION = click.option(
+    "--watchlist", default="default", show_default=True, help="Watchlist name."
+)
+
+
+@watch_group.command("add")
+@click.argument("tickers", nargs=-1, required=True)
+@WATCHLIST_OPTION
+@click.pass_context
+def watch_add(ctx: click.Context, tickers: tuple[str, ...], watchlist: str) -> None:
+    """Add tickers to a watchlist; the database seeds their backfill.
+
+    Example: pgbars watch add AAPL MSFT --watchlist tech
+    """
+    results = _run(
+        ctx,
+        lambda: _with_connection(
+            _database_url(), lambda c: db.add_to_watchlist(c, tickers, watchlist)
+        ),
+    )
+    for r in results:
+        state = "added to" if r["added"] else "already in"
+        click.echo(f"{r['ticker']} {state} watchlist {r['watchlist']}")
+
+
+@watch_group.command("remove")
+@click.argument("tickers", nargs=-1, required=True)
+@WATCHLIST_OPTION
+@click.pass_context
+def watch_remove(ctx: click.Context, tickers: tuple[str, ...], watchlist: str) -> None:
+    """Remove tickers from a watchlist (their bars are kept).
+
+    Example: pgbars watch remove MSFT --watchlist tech
+    """
+    removed = _run(
+        ctx,
+        lambda: _with_connection(
+            _database_url(), lambda c: db.remove_from_watchlist(c, tickers, watchlist)
+        ),
+    )
+    for ticker, was_there in removed.items():
+        state = "removed from" if was_there else "was not in"
+        click.echo(f"{ticker} {state} watchlist {watchlist}")
+
+
+@watch_group.command("list")
+@click.option("--watchlist", default=None, help="Only this watchlist.")
+@click.pass_context
+def watch_list(ctx: click.Context, watchlist: str | None) -> None:
+    """List watchlist tickers.
+
+    Example: pgbars watch list --watchlist tech
+    """
+    rows = _run(
+        ctx,
+        lambda: _with_connection(_database_url(), lambda c: db.list_watchlists(c, watchlist)),
+    )
+    click.echo(_format_table(rows, ("watchlist", "ticker", "added_at")))
+
+
+def _parse_date(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date like 2024-01-31") from None
+
+
+@cli.command("request")
+@click.argument("tickers", nargs=-1, required=True)
+@click.option(
+    "--timeframe",
+    "timeframes",
+    multiple=True,
+    default=("h1",),
+    show_default=True,
+    help="Timeframe to backfill (m1 m5 m15 m30 h1 h4 d1 w1); repeat for several.",
+)
+@click.option("--years", type=int, default=None, help="Years back from the last session [2].")
+@click.option("--start", callback=_parse_date, help="First session date (YYYY-MM-DD).")
+@click.option("--end", callback=_parse_date, help="Last session date (YYYY-MM-DD).")
+@click.pass_context
+def request(
+    ctx: click.Context,
+    tickers: tuple[str, ...],
+    timeframes: tuple[str, ...],
+    years: int | None,
+    start: dt.date | None,
+    end: dt.date | None,
+) -> None:
+    """Request a backfill for tickers; asking again only adds what is missing.
+
+    Example: pgbars request AAPL --timeframe h1 --timeframe d1 --years 5
+    """
+    if years is not None and start is not None:
+        raise click.UsageError("give --years or --start, not both")
+    results = _run(
+        ctx,
+        lambda: _with_connection(
+            _database_url(),
+            lambda c: db.request_backfill(c, tickers, timeframes, start, end, years or 2),
+        ),
+    )
+    for r in results:
+        for job in r["jobs"]:
+            click.echo(
+                f"{r['ticker']} {job['timeframe']}: {job['chunks_added']} new chunks"
+                f" ({job['sessions_added']} sessions), {job['chunks_total']} in all,"
+                f" window {r['window_start']} .. {r['window_end']}"
+            )
+
+
+@cli.command("status")
+@click.argument("ticker", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def status(ctx: click.Context, ticker: str | None, as_json: bool) -> None:
+    """Show backfill progress per ticker and timeframe.
+
+    Example: pgbars status AAPL --json
+    """
+    rows = _run(
+        ctx,
+        lambda: _with_connection(_database_url(), lambda c: db.backfill_progress(c, ticker)),
+    )
+    if as_json:
+        click.echo(json.dumps(rows, default=str, indent=2))
+    else:
+        click.echo(_format_table(rows, PROGRESS_COLUMNS))
+
+
+@cli.command("demo")
+@click.pass_context
+def demo(ctx: click.Context) -> None:
+    """Run pgbars offline: an embedded Postgres (no DATABASE_URL needed), the
+    schema, a watchlist of ten tickers seeded by the trigger, and their progress.
+
+    With DATABASE_URL set, that database is used instead.
+
+    Example: pgbars demo
+    """
+    dsn = os.environ.get("DATABASE_URL", "").strip()
+    server = None
+    if not dsn:
+        from worker.embedded import EmbeddedPostgres, default_data_dir
+
+        data_dir = default_data_dir()
+        click.echo(f"starting the embedded Postgres in {data_dir}")
+        server = EmbeddedPostgres(data_dir)
+        dsn = server.dsn()
+    try:
+
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
+            report = await db.upgrade(conn)
+            _print_upgrade(report)
+            added = await db.add_to_watchlist(conn, DEMO_TICKERS, DEMO_WATCHLIST)
+            new = [r["ticker"] for r in added if r["added"]]
+            click.echo(
+                f"watchlist {DEMO_WATCHLIST}: {len(added)} tickers"
+                + (f", {len(new)} new (the trigger seeded their h1 backfill)" if new else "")
+            )
+            return await db.backfill_progress(conn)
+
+        rows = _run(ctx, lambda: _with_connection(dsn, run))
+        click.echo(_format_table(rows, PROGRESS_COLUMNS))
+    finally:
+        if server is not None:
+            server.stop()
