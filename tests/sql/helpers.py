@@ -1,0 +1,45 @@
+"""Small helpers shared by the SQL tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+# 2025-01-02 12:00 New York: the last completed session is 2024-12-31, so a
+# default 2-year window is 2023-01-01 .. 2024-12-31 (502 XNYS sessions).
+CLOCK = "2025-01-02 12:00 America/New_York"
+
+
+def set_clock(conn: psycopg.Connection[Any], at: str = CLOCK) -> None:
+    """Make pgbars plan as if it were `at` (the planning clock, pgbars._now())."""
+    conn.execute("SELECT set_config('pgbars.now', %s, false)", (at,))
+
+
+def scalar(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any:
+    row = conn.execute(query, params).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def seed(conn: psycopg.Connection[Any], ticker: str, timeframes: list[str] | None = None,
+         **window: Any) -> dict[str, Any]:
+    """request_backfill(ticker, timeframes, start, end, years) -> its jsonb."""
+    result = scalar(
+        conn,
+        "SELECT pgbars.request_backfill(%s, %s, %s, %s, %s)",
+        (ticker, ["h1"] if timeframes is None else timeframes, window.get("start"), window.get("end"),
+         window.get("years", 2)),
+    )
+    assert isinstance(result, dict)
+    return result
+
+
+def chunks(conn: psycopg.Connection[Any], ticker: str, timeframe: str = "h1") -> list[dict[str, Any]]:
+    cur = conn.cursor(row_factory=psycopg.rows.dict_row)
+    return cur.execute(
+        "SELECT c.* FROM pgbars.backfill_chunks c JOIN pgbars.backfill_jobs j ON j.id = c.job_id"
+        " JOIN pgbars.symbols s ON s.id = j.symbol_id WHERE s.ticker = %s AND j.timeframe = %s"
+        " ORDER BY c.first_session",
+        (ticker, timeframe),
+    ).fetchall()

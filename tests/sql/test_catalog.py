@@ -1,0 +1,43 @@
+"""House rules every pgbars function follows, checked in the catalog."""
+
+from typing import Any
+
+import psycopg
+
+
+def functions(conn: psycopg.Connection[Any]) -> list[tuple[str, str, Any, Any]]:
+    return conn.execute(
+        "SELECT p.oid::regprocedure::text, p.proname, obj_description(p.oid, 'pg_proc'), p.proconfig"
+        " FROM pg_proc p WHERE p.pronamespace = 'pgbars'::regnamespace"
+    ).fetchall()
+
+
+def test_every_function_has_a_comment(conn: psycopg.Connection[Any]) -> None:
+    missing = [sig for sig, _, comment, _ in functions(conn) if not comment]
+    assert missing == []
+    assert len(functions(conn)) >= 25
+
+
+def test_every_function_pins_its_search_path(conn: psycopg.Connection[Any]) -> None:
+    unpinned = [sig for sig, _, _, config in functions(conn)
+                if not any(c.startswith("search_path=") for c in config or [])]
+    assert unpinned == []
+
+
+def test_security_definer_functions_keep_pg_temp_last(conn: psycopg.Connection[Any]) -> None:
+    rows = conn.execute(
+        "SELECT p.oid::regprocedure::text, p.proconfig FROM pg_proc p"
+        " WHERE p.pronamespace = 'pgbars'::regnamespace AND p.prosecdef"
+    ).fetchall()
+    assert rows
+    for sig, config in rows:
+        path = next(c for c in config if c.startswith("search_path="))
+        assert path.endswith("pg_temp"), sig
+
+
+def test_every_view_has_a_comment(conn: psycopg.Connection[Any]) -> None:
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'pgbars'::regnamespace"
+        " AND c.relkind = 'v' AND obj_description(c.oid, 'pg_class') IS NULL"
+    ).fetchall()
+    assert rows == []

