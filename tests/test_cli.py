@@ -26,20 +26,28 @@ def test_db_upgrade_on_an_installed_database_is_a_no_op(dsn: str) -> None:
 def test_watch_add_list_remove(dsn: str, conn: psycopg.Connection[Any]) -> None:
     added = pgbars(dsn, "watch", "add", "aapl", "MSFT", "--watchlist", "tech")
     assert added.exit_code == 0, added.output
-    assert added.output.splitlines() == ["AAPL added to watchlist tech", "MSFT added to watchlist tech"]
+    assert added.output.splitlines() == [
+        "AAPL added to watchlist tech",
+        "MSFT added to watchlist tech",
+    ]
     assert conn.execute("SELECT count(*) FROM pgbars.backfill_jobs").fetchone() == (2,)
 
     listed = pgbars(dsn, "watch", "list")
     assert [line.split()[:2] for line in listed.output.splitlines()[2:]] == [
-        ["tech", "AAPL"], ["tech", "MSFT"]]
+        ["tech", "AAPL"],
+        ["tech", "MSFT"],
+    ]
 
     removed = pgbars(dsn, "watch", "remove", "msft", "--watchlist", "tech")
     assert removed.output.strip() == "MSFT removed from watchlist tech"
     assert pgbars(dsn, "watch", "remove", "MSFT", "--watchlist", "tech").output.strip() == (
-        "MSFT was not in watchlist tech")
+        "MSFT was not in watchlist tech"
+    )
 
 
-def test_bad_ticker_prints_one_line_and_adds_nothing(dsn: str, conn: psycopg.Connection[Any]) -> None:
+def test_bad_ticker_prints_one_line_and_adds_nothing(
+    dsn: str, conn: psycopg.Connection[Any]
+) -> None:
     result = CliRunner().invoke(cli, ["watch", "add", "AAPL", "'; DROP"], env={"DATABASE_URL": dsn})
     assert result.exit_code == 1
     assert result.output.count("\n") == 1
@@ -49,7 +57,9 @@ def test_bad_ticker_prints_one_line_and_adds_nothing(dsn: str, conn: psycopg.Con
 
 
 def test_request_and_status_json(dsn: str) -> None:
-    result = pgbars(dsn, "request", "NVDA", "--timeframe", "h1", "--timeframe", "d1", "--years", "2")
+    result = pgbars(
+        dsn, "request", "NVDA", "--timeframe", "h1", "--timeframe", "d1", "--years", "2"
+    )
     assert result.exit_code == 0, result.output
     assert "NVDA h1: 10 new chunks" in result.output
     assert "NVDA d1: 1 new chunks" in result.output
@@ -59,7 +69,9 @@ def test_request_and_status_json(dsn: str) -> None:
     status = pgbars(dsn, "status", "nvda", "--json")
     rows = json.loads(status.output)
     assert [(r["symbol"], r["timeframe"], r["status"], r["total"]) for r in rows] == [
-        ("NVDA", "h1", "pending", 10), ("NVDA", "d1", "pending", 1)]
+        ("NVDA", "h1", "pending", 10),
+        ("NVDA", "d1", "pending", 1),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -100,7 +112,7 @@ def test_demo_on_a_given_database(dsn: str, conn: psycopg.Connection[Any]) -> No
     result = pgbars(dsn, "demo")
     assert result.exit_code == 0, result.output
     assert "10 new (the trigger seeded their h1 backfill)" in result.output
-    table = result.output.splitlines()[-len(DEMO_TICKERS):]
+    table = result.output.splitlines()[-len(DEMO_TICKERS) :]
     assert sorted(line.split()[0] for line in table) == sorted(DEMO_TICKERS)
     assert conn.execute("SELECT count(*) FROM pgbars.backfill_chunks").fetchone() == (100,)
     again = pgbars(dsn, "demo")
@@ -108,8 +120,15 @@ def test_demo_on_a_given_database(dsn: str, conn: psycopg.Connection[Any]) -> No
 
 
 def test_help_explains_each_command_with_an_example() -> None:
-    for command in (["db", "upgrade"], ["watch", "add"], ["watch", "remove"], ["watch", "list"],
-                    ["request"], ["status"], ["demo"]):
+    for command in (
+        ["db", "upgrade"],
+        ["watch", "add"],
+        ["watch", "remove"],
+        ["watch", "list"],
+        ["request"],
+        ["status"],
+        ["demo"],
+    ):
         result = CliRunner().invoke(cli, [*command, "--help"])
         assert result.exit_code == 0
         assert "Example:" in result.output and "pgbars " in result.output, command

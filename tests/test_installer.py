@@ -93,7 +93,9 @@ def test_changed_migration_checksum_is_refused(new_database: Callable[[], str]) 
     dsn = new_database()
     asyncio.run(run_upgrade(dsn))
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("UPDATE pgbars.schema_migrations SET checksum = 'abc123' WHERE name = '0001_initial.sql'")
+        conn.execute(
+            "UPDATE pgbars.schema_migrations SET checksum = 'abc123' WHERE name = '0001_initial.sql'"
+        )
     with pytest.raises(db.SchemaError, match=r"migration 0001_initial.sql was applied with checksum abc123"):
         asyncio.run(run_upgrade(dsn))
 
@@ -103,7 +105,7 @@ def test_unknown_migration_is_refused(new_database: Callable[[], str]) -> None:
     asyncio.run(run_upgrade(dsn))
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("INSERT INTO pgbars.schema_migrations VALUES ('9999_future.sql', 'x')")
-    with pytest.raises(db.SchemaError, match="9999_future.sql"):
+    with pytest.raises(db.SchemaError, match=r"9999_future\.sql"):
         asyncio.run(run_upgrade(dsn))
 
 
@@ -135,9 +137,13 @@ def test_calendar_extends_itself_as_years_pass(new_database: Callable[[], str]) 
 def _dump(dsn: str) -> str:
     out = subprocess.run(
         [str(POSTGRES_BIN_PATH / "pg_dump"), "--schema-only", "--schema=pgbars", "--no-owner", dsn],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
-    return "\n".join(line for line in out.splitlines() if not line.startswith(("--", "\\restrict", "\\unrestrict")))
+    return "\n".join(
+        line for line in out.splitlines() if not line.startswith(("--", "\\restrict", "\\unrestrict"))
+    )
 
 
 def _data(dsn: str) -> list[Any]:
@@ -148,7 +154,9 @@ def _data(dsn: str) -> list[Any]:
         ]
 
 
-def test_schema_file_and_migration_chain_build_the_same_schema(new_database: Callable[[], str]) -> None:
+def test_schema_file_and_migration_chain_build_the_same_schema(
+    new_database: Callable[[], str],
+) -> None:
     from_schema = new_database()
     from_migrations = new_database()
     asyncio.run(run_upgrade(from_schema, baseline="schema"))

@@ -22,20 +22,28 @@ def scalar(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any
     return row[0]
 
 
-def seed(conn: psycopg.Connection[Any], ticker: str, timeframes: list[str] | None = None,
-         **window: Any) -> dict[str, Any]:
+def seed(
+    conn: psycopg.Connection[Any], ticker: str, timeframes: list[str] | None = None, **window: Any
+) -> dict[str, Any]:
     """request_backfill(ticker, timeframes, start, end, years) -> its jsonb."""
     result = scalar(
         conn,
         "SELECT pgbars.request_backfill(%s, %s, %s, %s, %s)",
-        (ticker, ["h1"] if timeframes is None else timeframes, window.get("start"), window.get("end"),
-         window.get("years", 2)),
+        (
+            ticker,
+            ["h1"] if timeframes is None else timeframes,
+            window.get("start"),
+            window.get("end"),
+            window.get("years", 2),
+        ),
     )
     assert isinstance(result, dict)
     return result
 
 
-def chunks(conn: psycopg.Connection[Any], ticker: str, timeframe: str = "h1") -> list[dict[str, Any]]:
+def chunks(
+    conn: psycopg.Connection[Any], ticker: str, timeframe: str = "h1"
+) -> list[dict[str, Any]]:
     cur = conn.cursor(row_factory=psycopg.rows.dict_row)
     return cur.execute(
         "SELECT c.* FROM pgbars.backfill_chunks c JOIN pgbars.backfill_jobs j ON j.id = c.job_id"

@@ -17,7 +17,9 @@ def status(conn: psycopg.Connection[Any], ticker: str) -> list[dict[str, Any]]:
 def claim(conn: psycopg.Connection[Any], limit: int) -> list[tuple[Any, ...]]:
     return conn.execute(
         "SELECT chunk_id, lease_id, session_count FROM pgbars.claim_backfill_chunks("
-        "'w1', '{polygon,yahoo}', %s)", (limit,)).fetchall()
+        "'w1', '{polygon,yahoo}', %s)",
+        (limit,),
+    ).fetchall()
 
 
 def test_progress_moves_through_the_states(conn: psycopg.Connection[Any]) -> None:
@@ -25,11 +27,13 @@ def test_progress_moves_through_the_states(conn: psycopg.Connection[Any]) -> Non
     seed(conn, "AAPL", ["h1", "d1"])
     rows = status(conn, "aapl")
     assert [(r["timeframe"], r["status"], r["progress"], r["total"], r["pending"]) for r in rows] == [
-        ("h1", "pending", 0, 10, 10), ("d1", "pending", 0, 1, 1)]
+        ("h1", "pending", 0, 10, 10),
+        ("d1", "pending", 0, 1, 1),
+    ]
 
     claimed = claim(conn, 3)  # round-robin: two h1 chunks and the d1 chunk
     assert len(claimed) == 3
-    done_id, done_lease, done_sessions = claimed[0]
+    done_id, done_lease, _ = claimed[0]
     conn.execute("SELECT pgbars.complete_backfill_chunk(%s, %s, 500, 2, 1)", (done_id, done_lease))
     h1 = status(conn, "AAPL")[0]
     assert h1["status"] == "running"
@@ -61,8 +65,10 @@ def test_failed_chunks_end_done_with_errors(conn: psycopg.Connection[Any]) -> No
     set_clock(conn)
     seed(conn, "AAPL", ["d1"])
     chunk_id, lease_id, _ = claim(conn, 1)[0]
-    conn.execute("SELECT pgbars.fail_backfill_chunk(%s, %s, 'plan does not cover', false)",
-                 (chunk_id, lease_id))
+    conn.execute(
+        "SELECT pgbars.fail_backfill_chunk(%s, %s, 'plan does not cover', false)",
+        (chunk_id, lease_id),
+    )
     row = status(conn, "AAPL")[0]
     assert (row["status"], row["failed"], row["progress"]) == ("done_with_errors", 1, 0)
 
@@ -90,7 +96,8 @@ def test_has_backfill_data_needs_bars_not_a_job(conn: psycopg.Connection[Any]) -
     conn.execute(
         "INSERT INTO pgbars.ohlc_bars_v2 (symbol_id, timeframe, ts, provider, open, high, low, close, volume)"
         " SELECT id, 'h1', '2024-12-31 14:00+00', 'polygon', 10, 11, 9, 10.5, 1000"
-        " FROM pgbars.symbols WHERE ticker = 'AAPL'")
+        " FROM pgbars.symbols WHERE ticker = 'AAPL'"
+    )
     assert scalar(conn, "SELECT pgbars.has_backfill_data(' aapl ')") is True
     assert scalar(conn, "SELECT pgbars.has_backfill_data('AAPL', 'd1')") is False
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="unknown timeframe"):
@@ -100,6 +107,15 @@ def test_has_backfill_data_needs_bars_not_a_job(conn: psycopg.Connection[Any]) -
 def test_view_has_the_documented_columns(conn: psycopg.Connection[Any]) -> None:
     cur = conn.execute("SELECT * FROM pgbars.backfill_progress LIMIT 0")
     names = [d.name for d in cur.description or []]
-    for column in ("symbol", "timeframe", "status", "progress", "done", "pending", "running",
-                   "failed", "total"):
+    for column in (
+        "symbol",
+        "timeframe",
+        "status",
+        "progress",
+        "done",
+        "pending",
+        "running",
+        "failed",
+        "total",
+    ):
         assert column in names

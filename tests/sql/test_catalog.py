@@ -19,8 +19,11 @@ def test_every_function_has_a_comment(conn: psycopg.Connection[Any]) -> None:
 
 
 def test_every_function_pins_its_search_path(conn: psycopg.Connection[Any]) -> None:
-    unpinned = [sig for sig, _, _, config in functions(conn)
-                if not any(c.startswith("search_path=") for c in config or [])]
+    unpinned = [
+        sig
+        for sig, _, _, config in functions(conn)
+        if not any(c.startswith("search_path=") for c in config or [])
+    ]
     assert unpinned == []
 
 

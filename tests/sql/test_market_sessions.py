@@ -35,17 +35,23 @@ def test_holidays_weekends_and_closures_are_not_sessions(conn: psycopg.Connectio
 def test_regular_session_with_extended_hours(conn: psycopg.Connection[Any]) -> None:
     s = session(conn, "2024-07-01")
     assert s is not None
-    local = {k: s[k].astimezone(NEW_YORK).time() for k in
-             ("premarket_open", "regular_open", "regular_close", "after_hours_close")}
+    local = {
+        k: s[k].astimezone(NEW_YORK).time()
+        for k in ("premarket_open", "regular_open", "regular_close", "after_hours_close")
+    }
     assert local == {
-        "premarket_open": dt.time(4), "regular_open": dt.time(9, 30),
-        "regular_close": dt.time(16), "after_hours_close": dt.time(20),
+        "premarket_open": dt.time(4),
+        "regular_open": dt.time(9, 30),
+        "regular_close": dt.time(16),
+        "after_hours_close": dt.time(20),
     }
     assert s["is_early_close"] is False
     assert s["base_minutes"] == 960
 
 
-def test_early_close_ends_regular_at_13_and_after_hours_at_17(conn: psycopg.Connection[Any]) -> None:
+def test_early_close_ends_regular_at_13_and_after_hours_at_17(
+    conn: psycopg.Connection[Any],
+) -> None:
     s = session(conn, "2024-11-29")
     assert s is not None
     assert s["regular_close"].astimezone(NEW_YORK).time() == dt.time(13)
@@ -62,7 +68,9 @@ def test_utc_offsets_follow_daylight_saving_time(conn: psycopg.Connection[Any]) 
     assert before["premarket_open"].astimezone(dt.UTC).hour == 9
     assert after["premarket_open"].astimezone(dt.UTC).hour == 8
     # a winter Friday's after-hours close falls on Saturday in UTC
-    assert before["after_hours_close"].astimezone(dt.UTC) == dt.datetime(2024, 3, 9, 1, tzinfo=dt.UTC)
+    assert before["after_hours_close"].astimezone(dt.UTC) == dt.datetime(
+        2024, 3, 9, 1, tzinfo=dt.UTC
+    )
 
 
 def test_calendar_reaches_from_2000_to_the_end_of_next_year(conn: psycopg.Connection[Any]) -> None:

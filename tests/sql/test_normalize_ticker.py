@@ -8,14 +8,23 @@ from tests.sql.helpers import scalar
 
 @pytest.mark.parametrize(
     ("given", "stored"),
-    [("AAPL", "AAPL"), (" aapl ", "AAPL"), ("brk.b", "BRK.B"), ("BF-B", "BF-B"), ("\tspy\n", "SPY")],
+    [
+        ("AAPL", "AAPL"),
+        (" aapl ", "AAPL"),
+        ("brk.b", "BRK.B"),
+        ("BF-B", "BF-B"),
+        ("\tspy\n", "SPY"),
+    ],
 )
-def test_valid_tickers_are_normalised(conn: psycopg.Connection[Any], given: str, stored: str) -> None:
+def test_valid_tickers_are_normalised(
+    conn: psycopg.Connection[Any], given: str, stored: str
+) -> None:
     assert scalar(conn, "SELECT pgbars.normalize_ticker(%s)", (given,)) == stored
 
 
 @pytest.mark.parametrize(
-    "given", ["'; DROP TABLE pgbars.symbols; --", "A" * 40, "", "   ", "1ABC", "AA PL", "BRK.", "ÄPFEL"]
+    "given",
+    ["'; DROP TABLE pgbars.symbols; --", "A" * 40, "", "   ", "1ABC", "AA PL", "BRK.", "ÄPFEL"],
 )
 def test_invalid_tickers_raise_a_clear_error(conn: psycopg.Connection[Any], given: str) -> None:
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="ticker"):

@@ -29,16 +29,30 @@ def test_several_timeframes_make_one_job_each(conn: psycopg.Connection[Any]) -> 
         ("A" * 40, ["h1"], {}, "invalid ticker"),
         ("AAPL", ["h2"], {}, "unknown timeframe 'h2'"),
         ("AAPL", [], {}, "no timeframe"),
-        ("AAPL", ["h1"], {"start": dt.date(2024, 6, 1), "end": dt.date(2024, 1, 1)}, "after end date"),
+        (
+            "AAPL",
+            ["h1"],
+            {"start": dt.date(2024, 6, 1), "end": dt.date(2024, 1, 1)},
+            "after end date",
+        ),
         ("AAPL", ["h1"], {"end": dt.date(2025, 6, 1)}, "in the future"),
         ("AAPL", ["h1"], {"start": dt.date(2025, 6, 1)}, "in the future"),
         ("AAPL", ["h1"], {"start": dt.date(1999, 1, 4)}, "before the trading calendar"),
         ("AAPL", ["h1"], {"years": 0}, "years must be"),
-        ("AAPL", ["h1"], {"start": dt.date(2025, 1, 2), "end": dt.date(2025, 1, 2)}, "no completed session"),
+        (
+            "AAPL",
+            ["h1"],
+            {"start": dt.date(2025, 1, 2), "end": dt.date(2025, 1, 2)},
+            "no completed session",
+        ),
     ],
 )
 def test_bad_requests_raise_clear_errors_and_store_nothing(
-    conn: psycopg.Connection[Any], ticker: str, timeframes: list[str], window: dict[str, Any], message: str
+    conn: psycopg.Connection[Any],
+    ticker: str,
+    timeframes: list[str],
+    window: dict[str, Any],
+    message: str,
 ) -> None:
     set_clock(conn)
     with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):

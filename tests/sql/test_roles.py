@@ -38,14 +38,17 @@ def test_worker_runs_the_pipeline_functions(conn: psycopg.Connection[Any]) -> No
         chunk_id, lease_id, symbol_id = conn.execute(
             "SELECT chunk_id, lease_id, symbol_id FROM pgbars.claim_backfill_chunks('w', '{yahoo}', 1)"
         ).fetchone() or (None, None, None)
-        call_id = scalar(conn, "SELECT call_id FROM pgbars.reserve_provider_call('yahoo', 'w', %s)",
-                         (chunk_id,))
+        call_id = scalar(
+            conn, "SELECT call_id FROM pgbars.reserve_provider_call('yahoo', 'w', %s)", (chunk_id,)
+        )
         conn.execute("SELECT pgbars.complete_provider_call(%s, 200, 1, 12)", (call_id,))
         conn.execute(
             "INSERT INTO pgbars.ohlc_bars_v2 (symbol_id, timeframe, ts, provider, open, high, low, close,"
             " volume) VALUES (%s, 'd1', '2024-12-31 05:00+00', 'yahoo', 10, 11, 9, 10, 5)"
             " ON CONFLICT (symbol_id, timeframe, ts, provider, is_forecast)"
-            " DO UPDATE SET close = excluded.close", (symbol_id,))
+            " DO UPDATE SET close = excluded.close",
+            (symbol_id,),
+        )
         conn.execute("SELECT pgbars.complete_backfill_chunk(%s, %s, 1)", (chunk_id, lease_id))
         assert scalar(conn, "SELECT pgbars.has_backfill_data('AAPL', 'd1')") is True
 

@@ -9,21 +9,35 @@ from tests.sql.helpers import chunks, scalar, seed, set_clock
 
 
 def sessions_between(conn: psycopg.Connection[Any], first: dt.date, last: dt.date) -> list[dt.date]:
-    return [r[0] for r in conn.execute(
-        "SELECT session_date FROM pgbars.market_sessions WHERE session_date BETWEEN %s AND %s"
-        " ORDER BY 1", (first, last)).fetchall()]
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT session_date FROM pgbars.market_sessions WHERE session_date BETWEEN %s AND %s"
+            " ORDER BY 1",
+            (first, last),
+        ).fetchall()
+    ]
 
 
-def assert_chunks_tile_sessions(conn: psycopg.Connection[Any], planned: list[dict[str, Any]],
-                                first: dt.date, last: dt.date, capacity: int) -> None:
+def assert_chunks_tile_sessions(
+    conn: psycopg.Connection[Any],
+    planned: list[dict[str, Any]],
+    first: dt.date,
+    last: dt.date,
+    capacity: int,
+) -> None:
     """Chunks cover every session of the window once, consecutively, within capacity."""
     expected = sessions_between(conn, first, last)
     covered: list[dt.date] = []
     for c in planned:
         days = sessions_between(conn, c["first_session"], c["last_session"])
         assert len(days) == c["session_count"]
-        minutes = scalar(conn, "SELECT sum(base_minutes) FROM pgbars.market_sessions"
-                         " WHERE session_date BETWEEN %s AND %s", (c["first_session"], c["last_session"]))
+        minutes = scalar(
+            conn,
+            "SELECT sum(base_minutes) FROM pgbars.market_sessions"
+            " WHERE session_date BETWEEN %s AND %s",
+            (c["first_session"], c["last_session"]),
+        )
         assert minutes <= capacity
         covered += days
     assert covered == expected
@@ -72,7 +86,9 @@ def test_seeding_again_is_idempotent(conn: psycopg.Connection[Any]) -> None:
     assert scalar(conn, "SELECT count(*) FROM pgbars.backfill_chunks") == 10
 
 
-def test_seeding_later_extends_newer_and_older_without_duplicates(conn: psycopg.Connection[Any]) -> None:
+def test_seeding_later_extends_newer_and_older_without_duplicates(
+    conn: psycopg.Connection[Any],
+) -> None:
     set_clock(conn)
     seed(conn, "AAPL")
     set_clock(conn, "2025-01-10 12:00 America/New_York")  # 2025-01-02..08 completed since
@@ -110,7 +126,9 @@ def test_routes_follow_priority_and_lookback(conn: psycopg.Connection[Any]) -> N
     set_clock(conn)
     conn.execute("UPDATE pgbars.providers SET enabled = false WHERE name = 'polygon'")
     # Yahoo serves m15 only within 60 days: older sessions have no route
-    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="no enabled history route"):
+    with pytest.raises(
+        psycopg.errors.ObjectNotInPrerequisiteState, match="no enabled history route"
+    ):
         seed(conn, "AAPL", ["m15"])
     seed(conn, "AAPL", ["m15"], start=dt.date(2024, 11, 15))
     assert {c["provider"] for c in chunks(conn, "AAPL", "m15")} == {"yahoo"}
@@ -121,7 +139,9 @@ def test_routes_follow_priority_and_lookback(conn: psycopg.Connection[Any]) -> N
 
 def test_chunk_never_spans_two_providers(conn: psycopg.Connection[Any]) -> None:
     set_clock(conn)
-    conn.execute("UPDATE pgbars.provider_routes SET priority = 3 WHERE provider = 'polygon' AND timeframe = 'm5'")
+    conn.execute(
+        "UPDATE pgbars.provider_routes SET priority = 3 WHERE provider = 'polygon' AND timeframe = 'm5'"
+    )
     seed(conn, "AAPL", ["m5"], years=1)
     planned = chunks(conn, "AAPL", "m5")
     yahoo = [c for c in planned if c["provider"] == "yahoo"]
@@ -137,7 +157,9 @@ def test_returns_jobs_as_jsonb(conn: psycopg.Connection[Any]) -> None:
     result = scalar(conn, "SELECT pgbars.seed_backfill_for_symbol(%s, '{h1,d1}')", (symbol_id,))
     assert result["ticker"] == "MSFT"
     assert [(j["timeframe"], j["created"], j["chunks_added"]) for j in result["jobs"]] == [
-        ("h1", True, 10), ("d1", True, 1)]
+        ("h1", True, 10),
+        ("d1", True, 1),
+    ]
 
 
 def test_unknown_symbol_id_is_an_error(conn: psycopg.Connection[Any]) -> None:
@@ -157,8 +179,10 @@ def test_concurrent_seeders_create_one_job_and_no_duplicate_chunk(
         set_clock(c)
         barrier.wait()
         try:
-            c.execute("SELECT pgbars.seed_backfill_for_symbol(%s, '{h1}', NULL, NULL, %s)",
-                      (symbol_id, years))
+            c.execute(
+                "SELECT pgbars.seed_backfill_for_symbol(%s, '{h1}', NULL, NULL, %s)",
+                (symbol_id, years),
+            )
         except BaseException as exc:  # collected and asserted below
             errors.append(exc)
 

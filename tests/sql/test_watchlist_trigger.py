@@ -16,8 +16,10 @@ def test_plain_insert_seeds_two_years_of_h1(conn: psycopg.Connection[Any]) -> No
     set_clock(conn)
     symbol_id = scalar(conn, "INSERT INTO pgbars.symbols (ticker) VALUES ('AAPL') RETURNING id")
     watchlist_id = scalar(conn, "INSERT INTO pgbars.watchlists (name) VALUES ('tech') RETURNING id")
-    conn.execute("INSERT INTO pgbars.watchlist_items (watchlist_id, symbol_id) VALUES (%s, %s)",
-                 (watchlist_id, symbol_id))
+    conn.execute(
+        "INSERT INTO pgbars.watchlist_items (watchlist_id, symbol_id) VALUES (%s, %s)",
+        (watchlist_id, symbol_id),
+    )
     planned = chunks(conn, "AAPL")
     assert len(planned) == 10
     assert planned[0]["first_session"].isoformat() == "2023-01-03"
@@ -39,7 +41,9 @@ def test_symbol_already_covered_creates_nothing_new(conn: psycopg.Connection[Any
 def test_a_failing_seed_fails_the_insert(conn: psycopg.Connection[Any]) -> None:
     set_clock(conn)
     conn.execute("UPDATE pgbars.providers SET enabled = false WHERE name = 'polygon'")
-    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="no enabled history route"):
+    with pytest.raises(
+        psycopg.errors.ObjectNotInPrerequisiteState, match="no enabled history route"
+    ):
         add(conn, "AAPL")
     assert scalar(conn, "SELECT count(*) FROM pgbars.watchlist_items") == 0
     assert scalar(conn, "SELECT count(*) FROM pgbars.backfill_jobs") == 0
