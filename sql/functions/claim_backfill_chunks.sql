@@ -27,10 +27,11 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pgbars, pg_temp
 AS $$
 /*
-Order: round-robin across jobs (every job's best chunk before any job's
-second), newest sessions first within a job, older jobs first on ties. So
-one ticker with 500 chunks cannot starve the others, and charts get the
-recent months first.
+Order: round-robin across jobs, newest sessions first within a job. A
+job's place in the round is its chunk's rank within the job plus the chunks
+it already has leased, so successive one-chunk claims rotate too; ties go
+to the job claimed least recently, then the older job. So one ticker with
+500 chunks cannot starve the others, and charts get the recent months first.
 */
 BEGIN
     IF p_worker IS NULL OR btrim(p_worker) = '' THEN
@@ -80,16 +81,28 @@ BEGIN
             )
     ),
 
+    -- what each of those jobs already has in flight, and when it last got a turn
+    job_load AS (
+        SELECT
+            c.job_id,
+            count(*) FILTER (WHERE c.status = 'running' AND c.lease_expires_at > now()) AS leased,
+            max(c.claimed_at) AS last_claimed_at
+        FROM pgbars.backfill_chunks AS c
+        WHERE c.job_id IN (SELECT k.job_id FROM candidates AS k)
+        GROUP BY c.job_id
+    ),
+
     -- lock the first p_limit of them; the due test is repeated here so that
     -- a chunk another worker claimed meanwhile is re-checked on its new row
     picked AS (
         SELECT c.id
         FROM pgbars.backfill_chunks AS c
         INNER JOIN candidates AS k ON c.id = k.id
+        INNER JOIN job_load AS l ON k.job_id = l.job_id
         WHERE
             (c.status = 'pending' AND c.next_attempt_at <= now())
             OR (c.status = 'running' AND c.lease_expires_at <= now())
-        ORDER BY k.job_rank, k.job_id
+        ORDER BY k.job_rank + l.leased, l.last_claimed_at ASC NULLS FIRST, k.job_id
         LIMIT p_limit
         FOR UPDATE OF c SKIP LOCKED
     ),
@@ -135,5 +148,6 @@ $$;
 
 COMMENT ON FUNCTION pgbars.claim_backfill_chunks(text, text[], integer, interval) IS
 'Claims up to p_limit due chunks (FOR UPDATE SKIP LOCKED) of the given, unpaused providers: '
-'round-robin across jobs, newest first within a job. Takes a lease and counts an attempt; '
+'round-robin across jobs (also across successive calls), newest first within a job. '
+'Takes a lease and counts an attempt; '
 'expired leases are claimable again, and a chunk whose last allowed lease expired is failed.';

@@ -41,9 +41,7 @@ def seed(
     return result
 
 
-def chunks(
-    conn: psycopg.Connection[Any], ticker: str, timeframe: str = "h1"
-) -> list[dict[str, Any]]:
+def chunks(conn: psycopg.Connection[Any], ticker: str, timeframe: str = "h1") -> list[dict[str, Any]]:
     cur = conn.cursor(row_factory=psycopg.rows.dict_row)
     return cur.execute(
         "SELECT c.* FROM pgbars.backfill_chunks c JOIN pgbars.backfill_jobs j ON j.id = c.job_id"

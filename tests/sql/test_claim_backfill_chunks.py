@@ -43,8 +43,7 @@ def chunk(conn: psycopg.Connection[Any], chunk_id: int) -> dict[str, Any]:
 
 def expire_lease(conn: psycopg.Connection[Any], chunk_id: int) -> None:
     conn.execute(
-        "UPDATE pgbars.backfill_chunks SET lease_expires_at = now() - interval '1 second'"
-        " WHERE id = %s",
+        "UPDATE pgbars.backfill_chunks SET lease_expires_at = now() - interval '1 second' WHERE id = %s",
         (chunk_id,),
     )
 
@@ -99,12 +98,8 @@ def test_concurrent_claimers_each_get_distinct_chunks_and_all_are_claimed_once(
     # the work was actually shared, not done by one claimer
     assert sum(1 for ids in claimed if ids) > 1
 
-    by_worker = {
-        chunk_id: f"worker-{index}" for index, ids in enumerate(claimed) for chunk_id in ids
-    }
-    rows = conn.execute(
-        "SELECT id, status, attempts, claimed_by FROM pgbars.backfill_chunks"
-    ).fetchall()
+    by_worker = {chunk_id: f"worker-{index}" for index, ids in enumerate(claimed) for chunk_id in ids}
+    rows = conn.execute("SELECT id, status, attempts, claimed_by FROM pgbars.backfill_chunks").fetchall()
     assert {(r[0], r[1], r[2], r[3]) for r in rows} == {
         (chunk_id, "running", 1, worker) for chunk_id, worker in by_worker.items()
     }
@@ -152,8 +147,7 @@ def test_only_chunks_of_the_given_providers_are_claimed(conn: psycopg.Connection
     assert {(r["timeframe"], r["provider"]) for r in polygon} == {("h1", "polygon")}
 
     conn.execute(
-        "UPDATE pgbars.backfill_chunks SET status = 'pending', lease_id = NULL,"
-        " lease_expires_at = NULL"
+        "UPDATE pgbars.backfill_chunks SET status = 'pending', lease_id = NULL, lease_expires_at = NULL"
     )
     assert claim(conn, providers=["tradier"], limit=50) == []
     assert claim(conn, providers=[], limit=50) == []
@@ -190,8 +184,7 @@ def test_chunks_not_yet_due_are_not_claimed(conn: psycopg.Connection[Any]) -> No
     planned = chunks(conn, "AAPL")
     later = [c["id"] for c in planned[:7]]
     conn.execute(
-        "UPDATE pgbars.backfill_chunks SET next_attempt_at = now() + interval '1 hour'"
-        " WHERE id = ANY(%s)",
+        "UPDATE pgbars.backfill_chunks SET next_attempt_at = now() + interval '1 hour' WHERE id = ANY(%s)",
         (later,),
     )
 
@@ -200,8 +193,7 @@ def test_chunks_not_yet_due_are_not_claimed(conn: psycopg.Connection[Any]) -> No
     assert claim(conn, providers=["polygon"], limit=50) == []
 
     conn.execute(
-        "UPDATE pgbars.backfill_chunks SET next_attempt_at = now() - interval '1 second'"
-        " WHERE id = ANY(%s)",
+        "UPDATE pgbars.backfill_chunks SET next_attempt_at = now() - interval '1 second' WHERE id = ANY(%s)",
         (later,),
     )
     assert {r["chunk_id"] for r in claim(conn, providers=["polygon"], limit=50)} == set(later)

@@ -15,9 +15,7 @@ from tests.sql.helpers import chunks, scalar, seed, set_clock
 
 def claim(conn: psycopg.Connection[Any], worker: str = "worker-a") -> dict[str, Any]:
     cur = conn.cursor(row_factory=dict_row)
-    rows = cur.execute(
-        "SELECT * FROM pgbars.claim_backfill_chunks(%s, '{polygon}', 1)", (worker,)
-    ).fetchall()
+    rows = cur.execute("SELECT * FROM pgbars.claim_backfill_chunks(%s, '{polygon}', 1)", (worker,)).fetchall()
     assert len(rows) == 1
     return rows[0]
 
@@ -72,8 +70,7 @@ def take_over(conn: psycopg.Connection[Any], chunk_id: int) -> tuple[dict[str, A
     """Worker A claims, its lease expires, worker B claims the chunk again."""
     a = claim(conn, "worker-a")
     conn.execute(
-        "UPDATE pgbars.backfill_chunks SET lease_expires_at = now() - interval '1 second'"
-        " WHERE id = %s",
+        "UPDATE pgbars.backfill_chunks SET lease_expires_at = now() - interval '1 second' WHERE id = %s",
         (chunk_id,),
     )
     b = claim(conn, "worker-b")
@@ -116,8 +113,7 @@ def test_zero_bars_is_recorded_and_visible_as_an_empty_chunk(
     assert stored["status"] == "done"
     assert stored["bars_written"] == 0
     progress = conn.execute(
-        "SELECT done, bars_written, empty_chunks FROM pgbars.backfill_progress"
-        " WHERE symbol = 'AAPL'"
+        "SELECT done, bars_written, empty_chunks FROM pgbars.backfill_progress WHERE symbol = 'AAPL'"
     ).fetchone()
     assert progress == (1, 0, 1)
 
@@ -129,8 +125,7 @@ def test_completing_clears_an_earlier_error(conn: psycopg.Connection[Any], one_c
         (one_chunk, row["lease_id"]),
     )
     conn.execute(
-        "UPDATE pgbars.backfill_chunks SET next_attempt_at = now() - interval '1 second'"
-        " WHERE id = %s",
+        "UPDATE pgbars.backfill_chunks SET next_attempt_at = now() - interval '1 second' WHERE id = %s",
         (one_chunk,),
     )
     again = claim(conn)
@@ -160,9 +155,7 @@ def test_late_complete_from_a_lost_lease_raises_pb001_and_keeps_the_new_lease(
     assert chunk(conn, one_chunk)["bars_written"] == 7
 
 
-def test_lost_lease_rolls_back_the_callers_bar_writes(
-    conn: psycopg.Connection[Any], one_chunk: int
-) -> None:
+def test_lost_lease_rolls_back_the_callers_bar_writes(conn: psycopg.Connection[Any], one_chunk: int) -> None:
     a, b = take_over(conn, one_chunk)
     symbol_id = scalar(conn, "SELECT id FROM pgbars.symbols WHERE ticker = 'AAPL'")
 

@@ -13,9 +13,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 
 def session(conn: psycopg.Connection[Any], day: str) -> dict[str, Any] | None:
     cur = conn.cursor(row_factory=psycopg.rows.dict_row)
-    return cur.execute(
-        "SELECT * FROM pgbars.market_sessions WHERE session_date = %s", (day,)
-    ).fetchone()
+    return cur.execute("SELECT * FROM pgbars.market_sessions WHERE session_date = %s", (day,)).fetchone()
 
 
 def test_two_years_hold_502_sessions(conn: psycopg.Connection[Any]) -> None:
@@ -68,9 +66,7 @@ def test_utc_offsets_follow_daylight_saving_time(conn: psycopg.Connection[Any]) 
     assert before["premarket_open"].astimezone(dt.UTC).hour == 9
     assert after["premarket_open"].astimezone(dt.UTC).hour == 8
     # a winter Friday's after-hours close falls on Saturday in UTC
-    assert before["after_hours_close"].astimezone(dt.UTC) == dt.datetime(
-        2024, 3, 9, 1, tzinfo=dt.UTC
-    )
+    assert before["after_hours_close"].astimezone(dt.UTC) == dt.datetime(2024, 3, 9, 1, tzinfo=dt.UTC)
 
 
 def test_calendar_reaches_from_2000_to_the_end_of_next_year(conn: psycopg.Connection[Any]) -> None:

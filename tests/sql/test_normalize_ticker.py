@@ -16,9 +16,7 @@ from tests.sql.helpers import scalar
         ("\tspy\n", "SPY"),
     ],
 )
-def test_valid_tickers_are_normalised(
-    conn: psycopg.Connection[Any], given: str, stored: str
-) -> None:
+def test_valid_tickers_are_normalised(conn: psycopg.Connection[Any], given: str, stored: str) -> None:
     assert scalar(conn, "SELECT pgbars.normalize_ticker(%s)", (given,)) == stored
 
 

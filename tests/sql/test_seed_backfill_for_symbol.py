@@ -12,8 +12,7 @@ def sessions_between(conn: psycopg.Connection[Any], first: dt.date, last: dt.dat
     return [
         r[0]
         for r in conn.execute(
-            "SELECT session_date FROM pgbars.market_sessions WHERE session_date BETWEEN %s AND %s"
-            " ORDER BY 1",
+            "SELECT session_date FROM pgbars.market_sessions WHERE session_date BETWEEN %s AND %s ORDER BY 1",
             (first, last),
         ).fetchall()
     ]
@@ -34,8 +33,7 @@ def assert_chunks_tile_sessions(
         assert len(days) == c["session_count"]
         minutes = scalar(
             conn,
-            "SELECT sum(base_minutes) FROM pgbars.market_sessions"
-            " WHERE session_date BETWEEN %s AND %s",
+            "SELECT sum(base_minutes) FROM pgbars.market_sessions WHERE session_date BETWEEN %s AND %s",
             (c["first_session"], c["last_session"]),
         )
         assert minutes <= capacity
@@ -126,9 +124,7 @@ def test_routes_follow_priority_and_lookback(conn: psycopg.Connection[Any]) -> N
     set_clock(conn)
     conn.execute("UPDATE pgbars.providers SET enabled = false WHERE name = 'polygon'")
     # Yahoo serves m15 only within 60 days: older sessions have no route
-    with pytest.raises(
-        psycopg.errors.ObjectNotInPrerequisiteState, match="no enabled history route"
-    ):
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="no enabled history route"):
         seed(conn, "AAPL", ["m15"])
     seed(conn, "AAPL", ["m15"], start=dt.date(2024, 11, 15))
     assert {c["provider"] for c in chunks(conn, "AAPL", "m15")} == {"yahoo"}

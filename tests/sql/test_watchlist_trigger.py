@@ -41,9 +41,7 @@ def test_symbol_already_covered_creates_nothing_new(conn: psycopg.Connection[Any
 def test_a_failing_seed_fails_the_insert(conn: psycopg.Connection[Any]) -> None:
     set_clock(conn)
     conn.execute("UPDATE pgbars.providers SET enabled = false WHERE name = 'polygon'")
-    with pytest.raises(
-        psycopg.errors.ObjectNotInPrerequisiteState, match="no enabled history route"
-    ):
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="no enabled history route"):
         add(conn, "AAPL")
     assert scalar(conn, "SELECT count(*) FROM pgbars.watchlist_items") == 0
     assert scalar(conn, "SELECT count(*) FROM pgbars.backfill_jobs") == 0
