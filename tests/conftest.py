@@ -23,9 +23,7 @@ from pytest_postgresql import factories
 from worker import db
 from worker.embedded import EmbeddedPostgres
 
-_server = EmbeddedPostgres(
-    Path(tempfile.mkdtemp(prefix="pgbars-tests-")) / "postgres", delete_on_stop=True
-)
+_server = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="pgbars-tests-")) / "postgres", delete_on_stop=True)
 
 
 def install_schema(host: str, port: int, user: str, dbname: str, **_: Any) -> None:
@@ -57,9 +55,7 @@ def dsn(postgresql: psycopg.Connection[Any]) -> str:
 @pytest.fixture
 def server_dsn() -> Callable[[str], str]:
     """libpq URI of any database on the test server (for tests that create their own)."""
-    return lambda dbname: make_conninfo(
-        host=_server.host, port=_server.port, user="postgres", dbname=dbname
-    )
+    return lambda dbname: make_conninfo(host=_server.host, port=_server.port, user="postgres", dbname=dbname)
 
 
 @pytest.fixture

@@ -45,9 +45,7 @@ def test_watch_add_list_remove(dsn: str, conn: psycopg.Connection[Any]) -> None:
     )
 
 
-def test_bad_ticker_prints_one_line_and_adds_nothing(
-    dsn: str, conn: psycopg.Connection[Any]
-) -> None:
+def test_bad_ticker_prints_one_line_and_adds_nothing(dsn: str, conn: psycopg.Connection[Any]) -> None:
     result = CliRunner().invoke(cli, ["watch", "add", "AAPL", "'; DROP"], env={"DATABASE_URL": dsn})
     assert result.exit_code == 1
     assert result.output.count("\n") == 1
@@ -57,9 +55,7 @@ def test_bad_ticker_prints_one_line_and_adds_nothing(
 
 
 def test_request_and_status_json(dsn: str) -> None:
-    result = pgbars(
-        dsn, "request", "NVDA", "--timeframe", "h1", "--timeframe", "d1", "--years", "2"
-    )
+    result = pgbars(dsn, "request", "NVDA", "--timeframe", "h1", "--timeframe", "d1", "--years", "2")
     assert result.exit_code == 0, result.output
     assert "NVDA h1: 10 new chunks" in result.output
     assert "NVDA d1: 1 new chunks" in result.output

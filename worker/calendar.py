@@ -56,15 +56,11 @@ def xnys_sessions(start: dt.date, end: dt.date) -> list[SessionHours]:
         # are theirs to fix and say nothing about how pgbars uses the calendar.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
-        calendar = exchange_calendars.get_calendar(
-            "XNYS", start=start.isoformat(), end=end.isoformat()
-        )
+        calendar = exchange_calendars.get_calendar("XNYS", start=start.isoformat(), end=end.isoformat())
         schedule = calendar.schedule.loc[start.isoformat() : end.isoformat()]
         rows = [
             (label.date(), opens.to_pydatetime(), closes.to_pydatetime())
-            for label, opens, closes in zip(
-                schedule.index, schedule["open"], schedule["close"], strict=True
-            )
+            for label, opens, closes in zip(schedule.index, schedule["open"], schedule["close"], strict=True)
         ]
     sessions = []
     for day, opens, closes in rows:

@@ -155,9 +155,7 @@ async def upgrade(
             report.migrations_applied = await _apply_pending_migrations(conn, migrations)
 
         wanted = routines_checksum(routines)
-        cur = await conn.execute(
-            "SELECT checksum FROM pgbars.schema_migrations WHERE name = %s", (ROUTINES,)
-        )
+        cur = await conn.execute("SELECT checksum FROM pgbars.schema_migrations WHERE name = %s", (ROUTINES,))
         row = await cur.fetchone()
         if row is None or row[0] != wanted:
             # Routines reference each other and the views; bodies are checked
@@ -250,9 +248,7 @@ async def ensure_schema_current(conn: psycopg.AsyncConnection[Any]) -> None:
     expected = {m.name: m.checksum for m in migration_files()}
     expected[ROUTINES] = routines_checksum(routine_files())
     if stored != expected:
-        raise SchemaError(
-            "the pgbars schema is older or newer than this code: run `pgbars db upgrade`"
-        )
+        raise SchemaError("the pgbars schema is older or newer than this code: run `pgbars db upgrade`")
 
 
 # -- watchlists and requests ---------------------------------------------------
@@ -288,9 +284,7 @@ async def remove_from_watchlist(
     return removed
 
 
-async def list_watchlists(
-    conn: psycopg.AsyncConnection[Any], watchlist: str | None
-) -> list[dict[str, Any]]:
+async def list_watchlists(conn: psycopg.AsyncConnection[Any], watchlist: str | None) -> list[dict[str, Any]]:
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(
         "SELECT w.name AS watchlist, s.ticker::text AS ticker, i.added_at"

