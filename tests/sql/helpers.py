@@ -49,3 +49,11 @@ def chunks(conn: psycopg.Connection[Any], ticker: str, timeframe: str = "h1") ->
         " ORDER BY c.first_session",
         (ticker, timeframe),
     ).fetchall()
+
+
+def chunk(conn: psycopg.Connection[Any], chunk_id: int) -> dict[str, Any]:
+    """One backfill_chunks row by id."""
+    cur = conn.cursor(row_factory=psycopg.rows.dict_row)
+    row = cur.execute("SELECT * FROM pgbars.backfill_chunks WHERE id = %s", (chunk_id,)).fetchone()
+    assert row is not None
+    return row

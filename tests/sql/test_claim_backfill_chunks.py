@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.sql.helpers import chunks, scalar, seed, set_clock
+from tests.sql.helpers import chunk, chunks, scalar, seed, set_clock
 
 Connect = Callable[[], psycopg.Connection[Any]]
 
@@ -32,13 +32,6 @@ def claim(
         "SELECT * FROM pgbars.claim_backfill_chunks(%s, %s, %s, %s::interval)",
         (worker, ["polygon", "yahoo"] if providers is None else providers, limit, lease),
     ).fetchall()
-
-
-def chunk(conn: psycopg.Connection[Any], chunk_id: int) -> dict[str, Any]:
-    cur = conn.cursor(row_factory=dict_row)
-    row = cur.execute("SELECT * FROM pgbars.backfill_chunks WHERE id = %s", (chunk_id,)).fetchone()
-    assert row is not None
-    return row
 
 
 def expire_lease(conn: psycopg.Connection[Any], chunk_id: int) -> None:

@@ -11,19 +11,12 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.sql.helpers import chunks, scalar, seed, set_clock
+from tests.sql.helpers import chunk, chunks, scalar, seed, set_clock
 
 
 def claim(conn: psycopg.Connection[Any], worker: str = "worker-a") -> list[dict[str, Any]]:
     cur = conn.cursor(row_factory=dict_row)
     return cur.execute("SELECT * FROM pgbars.claim_backfill_chunks(%s, '{polygon}', 1)", (worker,)).fetchall()
-
-
-def chunk(conn: psycopg.Connection[Any], chunk_id: int) -> dict[str, Any]:
-    cur = conn.cursor(row_factory=dict_row)
-    row = cur.execute("SELECT * FROM pgbars.backfill_chunks WHERE id = %s", (chunk_id,)).fetchone()
-    assert row is not None
-    return row
 
 
 def release(
