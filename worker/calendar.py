@@ -56,7 +56,10 @@ def xnys_sessions(start: dt.date, end: dt.date) -> list[SessionHours]:
         # are theirs to fix and say nothing about how pgbars uses the calendar.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
-        calendar = exchange_calendars.get_calendar("XNYS", start=start.isoformat(), end=end.isoformat())
+        # the calendar needs start < end; the extra day is sliced off below
+        calendar = exchange_calendars.get_calendar(
+            "XNYS", start=start.isoformat(), end=(end + dt.timedelta(days=1)).isoformat()
+        )
         schedule = calendar.schedule.loc[start.isoformat() : end.isoformat()]
         rows = [
             (label.date(), opens.to_pydatetime(), closes.to_pydatetime())

@@ -75,3 +75,11 @@ def test_calendar_reaches_from_2000_to_the_end_of_next_year(conn: psycopg.Connec
     ).fetchone() or (None, None)
     assert first == dt.date(2000, 1, 3)
     assert last is not None and last.year == dt.date.today().year + 1 and last.month == 12
+
+
+def test_calendar_module_handles_one_day_ranges() -> None:
+    from worker.calendar import xnys_sessions
+
+    [only] = xnys_sessions(dt.date(2024, 11, 29), dt.date(2024, 11, 29))
+    assert only.is_early_close
+    assert xnys_sessions(dt.date(2024, 12, 25), dt.date(2024, 12, 25)) == []

@@ -1,0 +1,200 @@
+"""The shared provider parts: error classification, the grid, the sieve, the factory."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import httpx
+import pytest
+
+from tests.providers.helpers import chunk, utc
+from worker.providers import (
+    AuthError,
+    FetchRequest,
+    NotCovered,
+    PolygonProvider,
+    ProviderError,
+    RateLimited,
+    TradierProvider,
+    TransientError,
+    YahooProvider,
+    build_providers,
+)
+from worker.providers.base import BarSieve, ErrorReply, classify_failure, parse_retry_after
+from worker.providers.grid import day_start, is_on_grid, trading_week_monday
+
+D = dt.date
+_POLYGON_ERROR = {"status": "ERROR", "request_id": "x", "error": "boom"}
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (429, _POLYGON_ERROR, RateLimited),
+        (401, {"status": "ERROR", "error": "Unknown API Key"}, AuthError),
+        (403, {"status": "NOT_AUTHORIZED", "message": "Your plan doesn't include"}, NotCovered),
+        (403, "Forbidden", AuthError),
+        (404, {"status": "NOT_FOUND", "message": "Ticker not found"}, NotCovered),
+        (
+            404,
+            {"chart": {"result": None, "error": {"code": "Not Found", "description": "No data"}}},
+            NotCovered,
+        ),
+        (
+            422,
+            {"chart": {"error": {"code": "Unprocessable Entity", "description": "5m data not available"}}},
+            NotCovered,
+        ),
+        (400, _POLYGON_ERROR, ProviderError),
+        (408, "", TransientError),
+        (500, _POLYGON_ERROR, TransientError),
+        (503, "Service Unavailable", TransientError),
+        (200, _POLYGON_ERROR, TransientError),
+        (200, {"chart": {"result": None, "error": {"code": "x", "description": "y"}}}, TransientError),
+        (200, {"status": "NOT_FOUND"}, NotCovered),
+    ],
+)
+def test_classify_status_and_body(status: int, body: object, expected: type[ProviderError]) -> None:
+    error = classify_failure("p", ErrorReply(status, body), credential_name="P_KEY")
+
+    assert type(error) is expected
+    assert str(error).startswith("p")
+
+
+@pytest.mark.parametrize(
+    ("failure", "expected"),
+    [
+        (httpx.ReadTimeout("timed out"), TransientError),
+        (httpx.ConnectTimeout("timed out"), TransientError),
+        (httpx.ConnectError("refused"), TransientError),
+        (httpx.RemoteProtocolError("peer closed connection"), TransientError),
+        (httpx.ReadError("reset by peer"), TransientError),
+        (httpx.TooManyRedirects("loop"), ProviderError),
+        (ValueError("Expecting value"), TransientError),
+    ],
+)
+def test_classify_transport_failures(failure: httpx.HTTPError | ValueError, expected: type) -> None:
+    assert type(classify_failure("p", failure)) is expected
+
+
+def test_auth_error_names_the_credential_and_scrubs_its_value() -> None:
+    reply = ErrorReply(401, {"status": "ERROR", "error": "key s3cr3t-value is unknown"})
+    error = classify_failure("polygon", reply, credential_name="POLYGON_API_KEY", secret="s3cr3t-value")
+
+    assert isinstance(error, AuthError)
+    assert "POLYGON_API_KEY" in str(error)
+    assert "s3cr3t-value" not in str(error) + repr(error)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("7", 7.0),
+        (" 1.5 ", 1.5),
+        ("0", 0.0),
+        ("-3", None),
+        ("soon", None),
+        (None, None),
+        ("Mon, 02 Dec 2024 15:00:30 GMT", 30.0),
+        ("Mon, 02 Dec 2024 14:59:00 GMT", 0.0),  # already past
+    ],
+)
+def test_parse_retry_after(header: str | None, seconds: float | None) -> None:
+    assert parse_retry_after(header, now=utc(2024, 12, 2, 15)) == seconds
+
+
+def test_rate_limited_from_a_reply_keeps_retry_after() -> None:
+    error = classify_failure("p", ErrorReply(429, "Too Many Requests", retry_after="42"))
+
+    assert isinstance(error, RateLimited) and error.retry_after == 42.0
+
+
+@pytest.mark.parametrize(
+    ("ts", "timeframe", "on_grid"),
+    [
+        (utc(2024, 3, 8, 9), "h4", True),  # 04:00 EST
+        (utc(2024, 3, 11, 8), "h4", True),  # 04:00 EDT
+        (utc(2024, 3, 11, 9), "h4", False),  # 05:00 EDT
+        (utc(2024, 3, 11, 13, 30), "h1", False),  # 09:30 EDT: Yahoo's hour
+        (utc(2024, 3, 11, 13, 30), "m30", True),
+        (utc(2024, 3, 11, 13, 35), "m5", True),
+        (utc(2024, 3, 11, 13, 35), "m15", False),
+        (utc(2024, 3, 11, 13, 35) + dt.timedelta(seconds=30), "m1", False),
+        (utc(2024, 3, 11, 4), "d1", True),
+        (utc(2024, 3, 11, 5), "d1", False),  # 00:00 UTC-5, but New York is on EDT
+        (utc(2024, 3, 11, 4), "w1", True),
+        (utc(2024, 3, 12, 4), "w1", False),  # a Tuesday
+    ],
+)
+def test_grid(ts: dt.datetime, timeframe: str, on_grid: bool) -> None:
+    assert is_on_grid(ts, timeframe) is on_grid
+
+
+def test_week_monday_takes_weekends_forward() -> None:
+    assert trading_week_monday(D(2024, 3, 10)) == D(2024, 3, 11)  # Sunday -> next Monday
+    assert trading_week_monday(D(2024, 3, 9)) == D(2024, 3, 11)  # Saturday -> next Monday
+    assert trading_week_monday(D(2024, 3, 15)) == D(2024, 3, 11)  # Friday -> its Monday
+    assert day_start(D(2024, 3, 11)) == utc(2024, 3, 11, 4)
+
+
+def test_request_for_sessions_spans_extended_hours() -> None:
+    request = chunk("m1", D(2024, 11, 27), D(2024, 11, 29))
+
+    assert (request.start, request.end) == (utc(2024, 11, 27, 9), utc(2024, 11, 29, 22))
+    with pytest.raises(ValueError, match="no XNYS session"):
+        FetchRequest.for_sessions("X", "d1", D(2024, 12, 25), D(2024, 12, 25))
+
+
+def test_sieve_rejects_bad_values_and_foreign_dates() -> None:
+    sieve = BarSieve(chunk("d1", D(2024, 11, 27), D(2024, 11, 29)))
+    good: dict[str, object] = {"open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5, "volume": 100}
+    cases: list[tuple[dt.datetime, dict[str, object], str | None]] = [
+        (day_start(D(2024, 11, 27)), {**good, "volume": True}, "wrong type for volume"),
+        (day_start(D(2024, 11, 27)), {**good, "close": "10.5"}, "wrong type for close"),
+        (day_start(D(2024, 11, 27)), {**good, "open": float("nan")}, "non-finite open"),
+        (day_start(D(2024, 11, 27)), {**good, "low": 0.0}, "non-positive price"),
+        (day_start(D(2024, 11, 27)), {**good, "open": 11.5}, "open or close outside high..low"),
+        (day_start(D(2024, 11, 27)), {**good, "volume": -1}, "negative volume"),
+        (day_start(D(2024, 11, 28)), good, "not a session"),  # Thanksgiving
+        (day_start(D(2024, 12, 2)), good, "outside chunk"),
+        (day_start(D(2024, 11, 27)) + dt.timedelta(hours=1), good, "off grid"),
+        (day_start(D(2024, 11, 27)), good, None),
+        (day_start(D(2024, 11, 27)), good, "duplicate timestamp"),
+    ]
+    for ts, row, _ in cases:
+        sieve.offer(row, ts, **row)
+
+    expected = [reason for _, _, reason in cases if reason]
+    assert [row.reason for row in sieve.rejected] == expected
+    assert len(sieve.bars) == 1
+
+
+async def test_build_providers_from_environment() -> None:
+    async with httpx.AsyncClient() as client:
+        only_yahoo = build_providers(client, {"POLYGON_API_KEY": "  ", "TRADIER_TOKEN": ""})
+        everything = build_providers(
+            client,
+            {
+                "POLYGON_API_KEY": "pk",
+                "TRADIER_TOKEN": "tt",
+                "POLYGON_BASE_URL": "http://127.0.0.1:9/polygon/",
+                "YAHOO_BASE_URL": "http://127.0.0.1:9/yahoo",
+            },
+        )
+
+    assert list(only_yahoo) == ["yahoo"]
+    assert sorted(everything) == ["polygon", "tradier", "yahoo"]
+    polygon, yahoo, tradier = everything["polygon"], everything["yahoo"], everything["tradier"]
+    assert isinstance(polygon, PolygonProvider) and polygon.base_url == "http://127.0.0.1:9/polygon"
+    assert isinstance(yahoo, YahooProvider) and yahoo.base_url == "http://127.0.0.1:9/yahoo"
+    assert isinstance(tradier, TradierProvider) and tradier.base_url == "https://api.tradier.com"
+    default_yahoo = only_yahoo["yahoo"]
+    assert isinstance(default_yahoo, YahooProvider)
+    assert default_yahoo.base_url == "https://query1.finance.yahoo.com"
+    assert all(provider.name == name for name, provider in everything.items())
+
+
+async def test_a_client_without_timeouts_still_gets_one() -> None:
+    async with httpx.AsyncClient(timeout=None) as client:
+        provider = YahooProvider(client, "http://127.0.0.1:9", None)
+        assert provider._timeout.read is not None

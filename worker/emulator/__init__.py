@@ -1,0 +1,22 @@
+"""Local HTTP servers that speak the providers' APIs, quirks and failures included.
+
+Used by the provider tests, the worker's end-to-end tests and `pgbars demo`.
+Standard library only; data comes from `worker.emulator.synthetic`.
+"""
+
+from worker.emulator.faults import Fault, InvalidBar
+from worker.emulator.polygon import PolygonServer
+from worker.emulator.server import EmulatorServer, RecordedRequest, Reply
+from worker.emulator.tradier import TradierServer
+from worker.emulator.yahoo import YahooServer
+
+__all__ = [
+    "EmulatorServer",
+    "Fault",
+    "InvalidBar",
+    "PolygonServer",
+    "RecordedRequest",
+    "Reply",
+    "TradierServer",
+    "YahooServer",
+]
