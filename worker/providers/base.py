@@ -316,6 +316,20 @@ class BarSieve:
     def reject(self, raw: Mapping[str, object], reason: str) -> None:
         self.rejected.append(RawRow(dict(raw), reason))
 
+    def row_epoch(self, row: object, key: str) -> tuple[Mapping[str, object], int] | None:
+        """The row and its integer epoch field `key`, or None after rejecting the row."""
+        if not isinstance(row, dict):
+            self.reject({"row": row}, "not an object")
+            return None
+        stamp = row.get(key)
+        if stamp is None:
+            self.reject(row, f"null {key}")
+            return None
+        if isinstance(stamp, bool) or not isinstance(stamp, int):
+            self.reject(row, f"wrong type for {key}")
+            return None
+        return row, stamp
+
     def offer(
         self,
         raw: Mapping[str, object],

@@ -113,17 +113,11 @@ class PolygonProvider(HttpProvider):
         next_url = body.get("next_url")
         return next_url if isinstance(next_url, str) and next_url else None
 
-    def _offer(self, row: object, sieve: BarSieve) -> None:
-        if not isinstance(row, dict):
-            sieve.reject({"row": row}, "not an object")
+    def _offer(self, raw: object, sieve: BarSieve) -> None:
+        parsed = sieve.row_epoch(raw, "t")
+        if parsed is None:
             return
-        stamp = row.get("t")
-        if stamp is None:
-            sieve.reject(row, "null t")
-            return
-        if isinstance(stamp, bool) or not isinstance(stamp, int):
-            sieve.reject(row, "wrong type for t")
-            return
+        row, stamp = parsed
         ts = _EPOCH + dt.timedelta(milliseconds=stamp)
         if sieve.request.timeframe == "w1":
             ts = day_start(trading_week_monday(new_york_date(ts)))

@@ -91,18 +91,12 @@ class TradierProvider(HttpProvider):
             raise self._error(ErrorReply(200, body, detail=f"{outer}.{inner} is not a list"))
         return rows
 
-    def _offer_timesale(self, row: object, sieve: BarSieve) -> None:
-        if not isinstance(row, dict):
-            sieve.reject({"row": row}, "not an object")
-            return
+    def _offer_timesale(self, raw: object, sieve: BarSieve) -> None:
         # `time` is New York wall-clock without an offset; `timestamp` is unambiguous.
-        stamp = row.get("timestamp")
-        if stamp is None:
-            sieve.reject(row, "null timestamp")
+        parsed = sieve.row_epoch(raw, "timestamp")
+        if parsed is None:
             return
-        if isinstance(stamp, bool) or not isinstance(stamp, int):
-            sieve.reject(row, "wrong type for timestamp")
-            return
+        row, stamp = parsed
         sieve.offer(
             row,
             dt.datetime.fromtimestamp(stamp, dt.UTC),
