@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Any
 
@@ -10,7 +9,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.sql.helpers import chunk, chunks, scalar, seed, set_clock
+from tests.sql.helpers import chunk, scalar
 
 
 def claim(conn: psycopg.Connection[Any], worker: str = "worker-a") -> dict[str, Any]:
@@ -47,16 +46,6 @@ def bar_count(conn: psycopg.Connection[Any]) -> int:
     count = scalar(conn, "SELECT count(*) FROM pgbars.ohlc_bars_v2")
     assert isinstance(count, int)
     return count
-
-
-@pytest.fixture
-def one_chunk(conn: psycopg.Connection[Any]) -> int:
-    set_clock(conn)
-    seed(conn, "AAPL", ["h1"], start=dt.date(2024, 12, 2), end=dt.date(2024, 12, 31))
-    (planned,) = chunks(conn, "AAPL")
-    chunk_id = planned["id"]
-    assert isinstance(chunk_id, int)
-    return chunk_id
 
 
 def take_over(conn: psycopg.Connection[Any], chunk_id: int) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -51,16 +51,6 @@ def make_due(conn: psycopg.Connection[Any]) -> None:
     )
 
 
-@pytest.fixture
-def one_chunk(conn: psycopg.Connection[Any]) -> int:
-    set_clock(conn)
-    seed(conn, "AAPL", ["h1"], start=dt.date(2024, 12, 2), end=dt.date(2024, 12, 31))
-    (planned,) = chunks(conn, "AAPL")
-    chunk_id = planned["id"]
-    assert isinstance(chunk_id, int)
-    return chunk_id
-
-
 def test_retryable_failures_back_off_with_growing_jittered_delays(
     conn: psycopg.Connection[Any],
 ) -> None:

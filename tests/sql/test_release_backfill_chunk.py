@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.sql.helpers import chunk, chunks, scalar, seed, set_clock
+from tests.sql.helpers import chunk, scalar
 
 
 def claim(conn: psycopg.Connection[Any], worker: str = "worker-a") -> list[dict[str, Any]]:
@@ -30,16 +30,6 @@ def release(
         "SELECT pgbars.release_backfill_chunk(%s, %s, %s, %s)",
         (chunk_id, lease_id, not_before, reason),
     )
-
-
-@pytest.fixture
-def one_chunk(conn: psycopg.Connection[Any]) -> int:
-    set_clock(conn)
-    seed(conn, "AAPL", ["h1"], start=dt.date(2024, 12, 2), end=dt.date(2024, 12, 31))
-    (planned,) = chunks(conn, "AAPL")
-    chunk_id = planned["id"]
-    assert isinstance(chunk_id, int)
-    return chunk_id
 
 
 def test_release_after_429_gives_back_the_attempt_and_waits_for_retry_after(
