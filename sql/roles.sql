@@ -26,10 +26,13 @@ GRANT USAGE ON SCHEMA pgbars TO pgbars_worker, pgbars_reader;
 GRANT SELECT ON ALL TABLES IN SCHEMA pgbars TO pgbars_worker;
 GRANT INSERT, UPDATE ON pgbars.ohlc_bars_v2, pgbars.rejected_bars TO pgbars_worker;
 GRANT EXECUTE ON FUNCTION
-pgbars.claim_backfill_chunks(text, text[], integer, interval),
+pgbars.claim_backfill_chunks(text, text[], integer, interval, text[]),
 pgbars.complete_backfill_chunk(bigint, uuid, integer, integer, integer),
 pgbars.fail_backfill_chunk(bigint, uuid, text, boolean),
 pgbars.release_backfill_chunk(bigint, uuid, timestamptz, text),
+pgbars.reroute_backfill_chunk(bigint, uuid, text),
+pgbars.store_chunk_bars(bigint, uuid, integer),
+pgbars.next_claimable_at(text[], text[]),
 pgbars.reserve_provider_call(text, text, bigint, timestamptz),
 pgbars.complete_provider_call(bigint, integer, integer, integer, text),
 pgbars.cancel_provider_call(bigint),

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 import click
 import psycopg
 
-from worker import db
+from worker import db, work
 
 T = TypeVar("T")
 
@@ -247,6 +249,81 @@ def status(ctx: click.Context, ticker: str | None, as_json: bool) -> None:
         click.echo(json.dumps(rows, default=str, indent=2))
     else:
         click.echo(_format_table(rows, PROGRESS_COLUMNS))
+
+
+class _UtcFormatter(logging.Formatter):
+    converter = time.gmtime
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return (
+            time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created)) + f".{int(record.msecs):03d}Z"
+        )
+
+
+def _log_to_stderr(debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_UtcFormatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("pgbars")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    logger.propagate = False
+
+
+@cli.command("work")
+@click.option(
+    "--max-seconds",
+    type=click.FloatRange(min=1),
+    default=240,
+    show_default=True,
+    help="Time budget: no call starts after it (240 s keeps a 5-minute cron from overlapping).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Chunks in flight at once.",
+)
+@click.option("--ticker", "tickers", multiple=True, help="Only this ticker's chunks; repeat for several.")
+@click.option(
+    "--lease-seconds",
+    type=click.FloatRange(min=1),
+    default=300,
+    show_default=True,
+    help="How long a claimed chunk stays this worker's; a crashed worker's chunks return after it.",
+)
+@click.option(
+    "--http-timeout",
+    type=click.FloatRange(min=0.1),
+    default=30,
+    show_default=True,
+    help="Seconds per request.",
+)
+@click.pass_context
+def work_command(
+    ctx: click.Context,
+    max_seconds: float,
+    concurrency: int,
+    tickers: tuple[str, ...],
+    lease_seconds: float,
+    http_timeout: float,
+) -> None:
+    """Fetch and store due backfill chunks until the queue or the time budget is spent.
+
+    Uses every provider it has credentials for (Yahoo needs none) under the
+    rate limits in pgbars.providers, shared with every other worker. Exits 0
+    when it ran, whatever the chunks' outcomes; 1 when it cannot run.
+
+    Example: pgbars work --max-seconds 240 --concurrency 4
+    """
+    _log_to_stderr(bool(ctx.find_root().params.get("debug")))
+    config = work.WorkConfig(
+        max_seconds=max_seconds,
+        concurrency=concurrency,
+        tickers=tuple(t for arg in tickers for t in arg.replace(",", " ").split()),
+        lease_seconds=lease_seconds,
+    )
+    _run(ctx, lambda: work.run(_database_url(), os.environ, config, http_timeout=http_timeout))
 
 
 @cli.command("demo")

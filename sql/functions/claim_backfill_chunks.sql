@@ -1,9 +1,13 @@
 -- Claim due chunks for the given providers, with a lease; each claim is an attempt.
+-- The signature before p_tickers existed; CREATE OR REPLACE would add an overload.
+DROP FUNCTION IF EXISTS pgbars.claim_backfill_chunks(text, text[], integer, interval);
+
 CREATE OR REPLACE FUNCTION pgbars.claim_backfill_chunks(
     p_worker text,
     p_providers text[],
     p_limit integer DEFAULT 1,
-    p_lease interval DEFAULT '5 minutes'
+    p_lease interval DEFAULT '5 minutes',
+    p_tickers text[] DEFAULT NULL
 )
 RETURNS TABLE (
     chunk_id bigint,
@@ -32,6 +36,7 @@ job's place in the round is its chunk's rank within the job plus the chunks
 it already has leased, so successive one-chunk claims rotate too; ties go
 to the job claimed least recently, then the older job. So one ticker with
 500 chunks cannot starve the others, and charts get the recent months first.
+p_tickers (NULL: all) limits the claim to those symbols, for a run by hand.
 */
 BEGIN
     IF p_worker IS NULL OR btrim(p_worker) = '' THEN
@@ -73,6 +78,17 @@ BEGIN
         INNER JOIN pgbars.providers AS p ON c.provider = p.name
         WHERE
             c.provider = ANY(p_providers)
+            AND (
+                p_tickers IS NULL
+                OR c.job_id IN (
+                    SELECT j.id
+                    FROM pgbars.backfill_jobs AS j
+                    INNER JOIN pgbars.symbols AS s ON j.symbol_id = s.id
+                    WHERE s.ticker::text IN (
+                        SELECT pgbars.normalize_ticker(t.ticker) FROM unnest(p_tickers) AS t (ticker)
+                    )
+                )
+            )
             AND p.enabled
             AND (p.paused_until IS NULL OR p.paused_until <= now())
             AND (
@@ -146,8 +162,9 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION pgbars.claim_backfill_chunks(text, text[], integer, interval) IS
-'Claims up to p_limit due chunks (FOR UPDATE SKIP LOCKED) of the given, unpaused providers: '
+COMMENT ON FUNCTION pgbars.claim_backfill_chunks(text, text[], integer, interval, text[]) IS
+'Claims up to p_limit due chunks (FOR UPDATE SKIP LOCKED) of the given, unpaused providers '
+'(and of p_tickers, when given): '
 'round-robin across jobs (also across successive calls), newest first within a job. '
 'Takes a lease and counts an attempt; '
 'expired leases are claimable again, and a chunk whose last allowed lease expired is failed.';

@@ -25,9 +25,14 @@ class PaceRecorder:
     seen_at_call: list[int] = field(default_factory=list)
     called_at: list[float] = field(default_factory=list)
 
+    answers: list[int | None] = field(default_factory=list)
+
     async def __call__(self) -> None:
         self.seen_at_call.append(len(self.server.requests))
         self.called_at.append(time.monotonic())
+
+    def answered(self, status: int | None) -> None:
+        self.answers.append(status)
 
     @property
     def calls(self) -> int:
@@ -36,6 +41,19 @@ class PaceRecorder:
     def paced_every_request(self) -> bool:
         """True when each request was preceded by exactly one pace() call."""
         return self.seen_at_call == list(range(len(self.server.requests)))
+
+
+class _NoPace:
+    """A Pace for tests that do not look at pacing: no wait, nothing recorded."""
+
+    async def __call__(self) -> None:
+        return None
+
+    def answered(self, status: int | None) -> None:
+        return None
+
+
+NO_PACE = _NoPace()
 
 
 def chunk(timeframe: str, first: dt.date, last: dt.date | None = None) -> FetchRequest:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.providers.helpers import (
+    NO_PACE,
     NOW,
     POLYGON_KEY,
     TICKER,
@@ -82,6 +83,7 @@ async def test_pagination_follows_next_url_within_base_minute_limit(
     assert len(requests) >= minutes / limit
     assert result.requests == len(requests) == pace.calls
     assert pace.paced_every_request()
+    assert pace.answers == [200] * len(requests)
     for request in requests:
         assert request.header("authorization") == f"Bearer {POLYGON_KEY}"
         assert "apiKey" not in request.query
@@ -93,7 +95,7 @@ async def test_next_url_on_another_host_is_fetched_from_the_configured_base_url(
     client: httpx.AsyncClient,
 ) -> None:
     with PolygonServer(POLYGON_KEY, max_limit=1_000, public_base_url="https://api.polygon.io") as s:
-        result = await _provider(client, s).fetch(chunk("h1", D(2024, 3, 4), D(2024, 3, 5)), _noop)
+        result = await _provider(client, s).fetch(chunk("h1", D(2024, 3, 4), D(2024, 3, 5)), NO_PACE)
         assert len(s.requests) == result.requests > 1  # every page reached the emulator
 
     assert result.bars == served("h1", D(2024, 3, 4), D(2024, 3, 5))
@@ -102,7 +104,7 @@ async def test_next_url_on_another_host_is_fetched_from_the_configured_base_url(
 async def test_early_close_session_ends_at_17_new_york(
     polygon_server: PolygonServer, client: httpx.AsyncClient
 ) -> None:
-    result = await _provider(client, polygon_server).fetch(chunk("m30", D(2024, 11, 29)), _noop)
+    result = await _provider(client, polygon_server).fetch(chunk("m30", D(2024, 11, 29)), NO_PACE)
 
     assert result.bars == served("m30", D(2024, 11, 29))
     assert new_york(result.bars[0].ts) == "2024-11-29 04:00"
@@ -126,7 +128,7 @@ async def test_h4_bars_stay_on_new_york_clock_across_dst(
     last: dt.date,
     first_bars_utc: list[dt.datetime],
 ) -> None:
-    result = await _provider(client, polygon_server).fetch(chunk("h4", first, last), _noop)
+    result = await _provider(client, polygon_server).fetch(chunk("h4", first, last), NO_PACE)
 
     assert result.bars == served("h4", first, last)
     assert {new_york(bar.ts)[11:] for bar in result.bars} == {"04:00", "08:00", "12:00", "16:00"}
@@ -138,7 +140,7 @@ async def test_h4_bars_stay_on_new_york_clock_across_dst(
 
 async def test_m15_bars_across_autumn_dst(polygon_server: PolygonServer, client: httpx.AsyncClient) -> None:
     result = await _provider(client, polygon_server).fetch(
-        chunk("m15", D(2024, 11, 1), D(2024, 11, 4)), _noop
+        chunk("m15", D(2024, 11, 1), D(2024, 11, 4)), NO_PACE
     )
 
     assert result.bars == served("m15", D(2024, 11, 1), D(2024, 11, 4))
@@ -148,7 +150,9 @@ async def test_m15_bars_across_autumn_dst(polygon_server: PolygonServer, client:
 async def test_daily_bars_start_at_new_york_midnight_and_are_requested_by_date(
     polygon_server: PolygonServer, client: httpx.AsyncClient
 ) -> None:
-    result = await _provider(client, polygon_server).fetch(chunk("d1", D(2024, 3, 4), D(2024, 3, 15)), _noop)
+    result = await _provider(client, polygon_server).fetch(
+        chunk("d1", D(2024, 3, 4), D(2024, 3, 15)), NO_PACE
+    )
 
     assert result.bars == served("d1", D(2024, 3, 4), D(2024, 3, 15))
     assert len(result.bars) == 10
@@ -162,7 +166,7 @@ async def test_weekly_bars_move_from_sunday_to_monday(
     polygon_server: PolygonServer, client: httpx.AsyncClient
 ) -> None:
     first, last = D(2024, 3, 6), D(2024, 3, 13)
-    result = await _provider(client, polygon_server).fetch(chunk("w1", first, last), _noop)
+    result = await _provider(client, polygon_server).fetch(chunk("w1", first, last), NO_PACE)
 
     assert result.bars == served("w1", first, last)
     assert [bar.ts for bar in result.bars] == [utc(2024, 3, 4, 5), utc(2024, 3, 11, 4)]
@@ -181,7 +185,7 @@ async def test_weekly_bars_move_from_sunday_to_monday(
 async def test_volume_in_exponent_form_is_read_exactly(
     polygon_server: PolygonServer, client: httpx.AsyncClient
 ) -> None:
-    result = await _provider(client, polygon_server).fetch(chunk("h4", D(2024, 5, 1)), _noop)
+    result = await _provider(client, polygon_server).fetch(chunk("h4", D(2024, 5, 1)), NO_PACE)
     raw = await client.get(
         polygon_server.base_url + polygon_server.requests[0].target,
         headers={"Authorization": f"Bearer {POLYGON_KEY}"},
@@ -196,7 +200,7 @@ async def test_empty_answer_without_results_is_no_bars(
     polygon_server: PolygonServer, client: httpx.AsyncClient
 ) -> None:
     polygon_server.inject(Fault.empty())
-    result = await _provider(client, polygon_server).fetch(chunk("h1", D(2024, 5, 1)), _noop)
+    result = await _provider(client, polygon_server).fetch(chunk("h1", D(2024, 5, 1)), NO_PACE)
 
     assert (result.bars, result.rejected, result.requests) == ([], [], 1)
 
@@ -207,7 +211,7 @@ async def test_invalid_bars_are_rejected_with_reasons(
     polygon_server.inject(
         Fault.invalid_bars("high_below_low", "off_grid", "duplicate", "outside_range", "null_field")
     )
-    result = await _provider(client, polygon_server).fetch(chunk("m5", D(2024, 5, 1)), _noop)
+    result = await _provider(client, polygon_server).fetch(chunk("m5", D(2024, 5, 1)), NO_PACE)
 
     expected = served("m5", D(2024, 5, 1))
     assert Counter(row.reason for row in result.rejected) == Counter(
@@ -227,7 +231,7 @@ async def test_rate_limited_carries_retry_after_seconds(
     polygon_server.inject(Fault.rate_limited("7"))
 
     with pytest.raises(RateLimited) as caught:
-        await _provider(client, polygon_server).fetch(chunk("h1", D(2024, 5, 1)), _noop)
+        await _provider(client, polygon_server).fetch(chunk("h1", D(2024, 5, 1)), NO_PACE)
     assert caught.value.retry_after == 7.0
 
 
@@ -236,7 +240,7 @@ async def test_rate_limited_with_http_date(polygon_server: PolygonServer, client
     polygon_server.inject(Fault.rate_limited(email.utils.format_datetime(when, usegmt=True)))
 
     with pytest.raises(RateLimited) as caught:
-        await _provider(client, polygon_server).fetch(chunk("h1", D(2024, 5, 1)), _noop)
+        await _provider(client, polygon_server).fetch(chunk("h1", D(2024, 5, 1)), NO_PACE)
     assert caught.value.retry_after is not None
     assert 25 <= caught.value.retry_after <= 31
 
@@ -245,9 +249,9 @@ async def test_emulated_rate_limit_answers_429(client: httpx.AsyncClient) -> Non
     with PolygonServer(POLYGON_KEY, rate_limit=(2, 60.0)) as server:
         provider = _provider(client, server)
         for _ in range(2):
-            await provider.fetch(chunk("d1", D(2024, 5, 1)), _noop)
+            await provider.fetch(chunk("d1", D(2024, 5, 1)), NO_PACE)
         with pytest.raises(RateLimited) as caught:
-            await provider.fetch(chunk("d1", D(2024, 5, 1)), _noop)
+            await provider.fetch(chunk("d1", D(2024, 5, 1)), NO_PACE)
 
     assert caught.value.retry_after is not None
     assert 55 <= caught.value.retry_after <= 60
@@ -260,7 +264,7 @@ async def test_server_errors_are_transient(
     polygon_server.inject(Fault.server_error(status))
 
     with pytest.raises(TransientError, match=f"HTTP {status}"):
-        await _provider(client, polygon_server).fetch(chunk("h1", D(2024, 5, 1)), _noop)
+        await _provider(client, polygon_server).fetch(chunk("h1", D(2024, 5, 1)), NO_PACE)
 
 
 async def test_failure_on_a_later_page_is_transient_after_pacing_both(
@@ -281,7 +285,7 @@ async def test_slow_answer_times_out_as_transient(
     started = time.monotonic()
 
     with pytest.raises(TransientError, match="timed out"):
-        await _provider(client, polygon_server, timeout=0.2).fetch(chunk("h1", D(2024, 5, 1)), _noop)
+        await _provider(client, polygon_server, timeout=0.2).fetch(chunk("h1", D(2024, 5, 1)), NO_PACE)
     assert time.monotonic() - started < 2.0
 
 
@@ -302,7 +306,7 @@ async def test_broken_answers_are_transient(
     polygon_server.inject(fault)
 
     with pytest.raises(TransientError, match=message):
-        await _provider(client, polygon_server).fetch(chunk("h1", D(2024, 5, 1)), _noop)
+        await _provider(client, polygon_server).fetch(chunk("h1", D(2024, 5, 1)), NO_PACE)
 
 
 async def test_not_authorized_plan_is_not_covered(
@@ -311,15 +315,15 @@ async def test_not_authorized_plan_is_not_covered(
     polygon_server.inject(Fault.not_authorized())
 
     with pytest.raises(NotCovered, match="plan"):
-        await _provider(client, polygon_server).fetch(chunk("h1", D(2024, 5, 1)), _noop)
+        await _provider(client, polygon_server).fetch(chunk("h1", D(2024, 5, 1)), NO_PACE)
 
 
 async def test_range_older_than_the_plan_is_not_covered(client: httpx.AsyncClient) -> None:
     with PolygonServer(POLYGON_KEY, now=NOW, history_days=730) as server:
         provider = _provider(client, server)
-        await provider.fetch(chunk("d1", D(2023, 1, 3)), _noop)  # inside two years
+        await provider.fetch(chunk("d1", D(2023, 1, 3)), NO_PACE)  # inside two years
         with pytest.raises(NotCovered):
-            await provider.fetch(chunk("d1", D(2022, 11, 1)), _noop)
+            await provider.fetch(chunk("d1", D(2022, 11, 1)), NO_PACE)
 
 
 async def test_unknown_ticker_is_not_covered(
@@ -328,7 +332,7 @@ async def test_unknown_ticker_is_not_covered(
     polygon_server.inject(Fault.unknown_ticker())
 
     with pytest.raises(NotCovered):
-        await _provider(client, polygon_server).fetch(chunk("h1", D(2024, 5, 1)), _noop)
+        await _provider(client, polygon_server).fetch(chunk("h1", D(2024, 5, 1)), NO_PACE)
 
 
 async def test_wrong_key_is_an_auth_error_naming_the_variable_not_the_value(
@@ -338,7 +342,7 @@ async def test_wrong_key_is_an_auth_error_naming_the_variable_not_the_value(
     provider = PolygonProvider(client, polygon_server.base_url, wrong)
 
     with pytest.raises(AuthError, match="POLYGON_API_KEY") as caught:
-        await provider.fetch(chunk("h1", D(2024, 5, 1)), _noop)
+        await provider.fetch(chunk("h1", D(2024, 5, 1)), NO_PACE)
     assert wrong not in all_text(caught.value)
     assert polygon_server.requests[0].header("authorization") == f"Bearer {wrong}"
 
@@ -380,15 +384,15 @@ async def test_key_never_appears_in_any_error(
     for fault in faults:
         polygon_server.inject(fault)
         with pytest.raises(ProviderError) as caught:
-            await provider.fetch(chunk("h1", D(2024, 5, 1)), _noop)
+            await provider.fetch(chunk("h1", D(2024, 5, 1)), NO_PACE)
         errors.append(caught.value)
     polygon_server.api_key = "rotated-elsewhere"  # our key is now refused
     with pytest.raises(AuthError) as caught:
-        await provider.fetch(chunk("h1", D(2024, 5, 1)), _noop)
+        await provider.fetch(chunk("h1", D(2024, 5, 1)), NO_PACE)
     errors.append(caught.value)
     with _EchoingProxy() as proxy:
         with pytest.raises(TransientError) as caught:
-            await _provider(client, proxy).fetch(chunk("h1", D(2024, 5, 1)), _noop)
+            await _provider(client, proxy).fetch(chunk("h1", D(2024, 5, 1)), NO_PACE)
         errors.append(caught.value)
 
     assert {type(error) for error in errors} == {
@@ -402,7 +406,3 @@ async def test_key_never_appears_in_any_error(
         assert POLYGON_KEY not in all_text(error)
     assert POLYGON_KEY not in repr(provider)
     assert all(POLYGON_KEY not in request.target for request in polygon_server.requests)
-
-
-async def _noop() -> None:
-    return None

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.providers.helpers import (
+    NO_PACE,
     NOW,
     TICKER,
     TRADIER_TOKEN,
@@ -46,10 +47,6 @@ def _served(timeframe: str, first: dt.date, last: dt.date | None = None) -> list
     return served(timeframe, first, last, with_vwap=intraday, with_trade_count=False)
 
 
-async def _noop() -> None:
-    return None
-
-
 async def test_minute_bars_of_an_early_close_session(
     tradier_server: TradierServer, client: httpx.AsyncClient
 ) -> None:
@@ -76,7 +73,7 @@ async def test_minute_bars_of_an_early_close_session(
 async def test_bars_are_timed_by_timestamp_not_by_wall_clock_time(
     tradier_server: TradierServer, client: httpx.AsyncClient
 ) -> None:
-    result = await _provider(client, tradier_server).fetch(chunk("m15", D(2024, 11, 22)), _noop)
+    result = await _provider(client, tradier_server).fetch(chunk("m15", D(2024, 11, 22)), NO_PACE)
     raw = await client.get(
         tradier_server.base_url + tradier_server.requests[0].target,
         headers={"Authorization": f"Bearer {TRADIER_TOKEN}", "Accept": "application/json"},
@@ -92,7 +89,7 @@ async def test_bars_are_timed_by_timestamp_not_by_wall_clock_time(
 
 async def test_m5_across_autumn_dst(client: httpx.AsyncClient) -> None:
     with TradierServer(TRADIER_TOKEN, now=dt.datetime(2024, 11, 10, tzinfo=dt.UTC)) as server:
-        result = await _provider(client, server).fetch(chunk("m5", D(2024, 11, 1), D(2024, 11, 4)), _noop)
+        result = await _provider(client, server).fetch(chunk("m5", D(2024, 11, 1), D(2024, 11, 4)), NO_PACE)
         (sent,) = server.requests
 
     assert result.bars == _served("m5", D(2024, 11, 1), D(2024, 11, 4))
@@ -104,7 +101,7 @@ async def test_m5_across_autumn_dst(client: httpx.AsyncClient) -> None:
 async def test_single_day_arrives_as_an_object(
     tradier_server: TradierServer, client: httpx.AsyncClient
 ) -> None:
-    result = await _provider(client, tradier_server).fetch(chunk("d1", D(2024, 11, 29)), _noop)
+    result = await _provider(client, tradier_server).fetch(chunk("d1", D(2024, 11, 29)), NO_PACE)
     raw = await client.get(
         tradier_server.base_url + tradier_server.requests[0].target,
         headers={"Authorization": f"Bearer {TRADIER_TOKEN}", "Accept": "application/json"},
@@ -123,7 +120,7 @@ async def test_single_timesale_arrives_as_an_object(
     request = FetchRequest(
         TICKER, "m15", opening, opening + dt.timedelta(minutes=15), whole.first_session, whole.last_session
     )
-    result = await _provider(client, tradier_server).fetch(request, _noop)
+    result = await _provider(client, tradier_server).fetch(request, NO_PACE)
     raw = await client.get(
         tradier_server.base_url + tradier_server.requests[0].target,
         headers={"Authorization": f"Bearer {TRADIER_TOKEN}", "Accept": "application/json"},
@@ -139,7 +136,7 @@ async def test_single_timesale_arrives_as_an_object(
 async def test_null_empties_are_no_bars(client: httpx.AsyncClient, style: EmptyStyle, timeframe: str) -> None:
     with TradierServer(TRADIER_TOKEN, now=NOW, empty_style=style) as server:
         server.inject(Fault.empty(), times=2)  # once for the provider, once for a look at the raw body
-        result = await _provider(client, server).fetch(chunk(timeframe, D(2024, 11, 27)), _noop)
+        result = await _provider(client, server).fetch(chunk(timeframe, D(2024, 11, 27)), NO_PACE)
         raw = await client.get(
             server.base_url + server.requests[0].target,
             headers={"Authorization": f"Bearer {TRADIER_TOKEN}", "Accept": "application/json"},
@@ -154,7 +151,7 @@ async def test_intraday_older_than_lookback_is_silently_empty(
     tradier_server: TradierServer, client: httpx.AsyncClient
 ) -> None:
     # Tradier keeps ~10 days of 1-minute bars with session_filter=all: nothing comes back.
-    result = await _provider(client, tradier_server).fetch(chunk("m1", D(2024, 11, 1)), _noop)
+    result = await _provider(client, tradier_server).fetch(chunk("m1", D(2024, 11, 1)), NO_PACE)
 
     assert (result.bars, result.rejected) == ([], [])
 
@@ -164,7 +161,7 @@ async def test_weekly_dated_by_first_session_lands_on_monday(
 ) -> None:
     # Labor Day week: Tradier dates it Tuesday 2024-09-03; the grid wants Monday 00:00 New York.
     first, last = D(2024, 9, 3), D(2024, 9, 13)
-    result = await _provider(client, tradier_server).fetch(chunk("w1", first, last), _noop)
+    result = await _provider(client, tradier_server).fetch(chunk("w1", first, last), NO_PACE)
     sent = tradier_server.requests[0]
     raw = await client.get(
         tradier_server.base_url + sent.target,
@@ -183,7 +180,7 @@ async def test_weekly_dated_by_first_session_lands_on_monday(
 
 async def test_invalid_bars_are_rejected(tradier_server: TradierServer, client: httpx.AsyncClient) -> None:
     tradier_server.inject(Fault.invalid_bars("high_below_low", "off_grid", "duplicate", "outside_range"))
-    result = await _provider(client, tradier_server).fetch(chunk("m5", D(2024, 11, 27)), _noop)
+    result = await _provider(client, tradier_server).fetch(chunk("m5", D(2024, 11, 27)), NO_PACE)
 
     assert Counter(row.reason for row in result.rejected) == Counter(
         ["high below low", "off grid", "duplicate timestamp", "outside chunk"]
@@ -204,7 +201,7 @@ async def test_unsupported_timeframe_is_not_covered(
         "w1",
     ]
     with pytest.raises(NotCovered):
-        await provider.fetch(chunk("h1", D(2024, 11, 27)), _noop)
+        await provider.fetch(chunk("h1", D(2024, 11, 27)), NO_PACE)
     assert tradier_server.requests == []
 
 
@@ -215,7 +212,7 @@ async def test_wrong_token_is_an_auth_error_without_the_token(
     provider = TradierProvider(client, tradier_server.base_url, wrong)
 
     with pytest.raises(AuthError, match="TRADIER_TOKEN") as caught:
-        await provider.fetch(chunk("d1", D(2024, 11, 27)), _noop)
+        await provider.fetch(chunk("d1", D(2024, 11, 27)), NO_PACE)
     assert wrong not in all_text(caught.value)
 
 
@@ -224,7 +221,7 @@ async def test_rate_limited_with_http_date(tradier_server: TradierServer, client
     tradier_server.inject(Fault.rate_limited(email.utils.format_datetime(when, usegmt=True)))
 
     with pytest.raises(RateLimited) as caught:
-        await _provider(client, tradier_server).fetch(chunk("d1", D(2024, 11, 27)), _noop)
+        await _provider(client, tradier_server).fetch(chunk("d1", D(2024, 11, 27)), NO_PACE)
     assert caught.value.retry_after is not None
     assert 40 <= caught.value.retry_after <= 46
 
@@ -246,7 +243,7 @@ async def test_broken_answers_are_transient(
     tradier_server.inject(fault)
 
     with pytest.raises(TransientError, match=message) as caught:
-        await _provider(client, tradier_server, timeout=0.2).fetch(chunk("m5", D(2024, 11, 27)), _noop)
+        await _provider(client, tradier_server, timeout=0.2).fetch(chunk("m5", D(2024, 11, 27)), NO_PACE)
     assert TRADIER_TOKEN not in all_text(caught.value)
 
 
@@ -258,7 +255,7 @@ async def test_token_never_appears_in_errors_or_repr(
     for fault in (Fault.not_authorized(), Fault.rate_limited(None), Fault.server_error(500)):
         tradier_server.inject(fault)
         with pytest.raises(ProviderError) as caught:
-            await provider.fetch(chunk("d1", D(2024, 11, 27)), _noop)
+            await provider.fetch(chunk("d1", D(2024, 11, 27)), NO_PACE)
         errors.append(caught.value)
 
     assert [type(error) for error in errors] == [AuthError, RateLimited, TransientError]

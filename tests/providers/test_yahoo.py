@@ -8,7 +8,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from tests.providers.helpers import NOW, TICKER, PaceRecorder, chunk, new_york, served, utc
+from tests.providers.helpers import NO_PACE, NOW, TICKER, PaceRecorder, chunk, new_york, served, utc
 from worker.emulator import Fault, YahooServer
 from worker.providers import (
     AuthError,
@@ -31,10 +31,6 @@ def _provider(client: httpx.AsyncClient, server: YahooServer, **kwargs: float) -
 def _served(timeframe: str, first: dt.date, last: dt.date | None = None) -> list[Bar]:
     # Yahoo sends neither vwap nor trade counts.
     return served(timeframe, first, last, with_vwap=False, with_trade_count=False)
-
-
-async def _noop() -> None:
-    return None
 
 
 async def test_m5_bars_with_extended_hours_across_autumn_dst(
@@ -66,7 +62,7 @@ async def test_m5_bars_with_extended_hours_across_autumn_dst(
 
 
 async def test_m30_early_close(yahoo_server: YahooServer, client: httpx.AsyncClient) -> None:
-    result = await _provider(client, yahoo_server).fetch(chunk("m30", D(2024, 11, 29)), _noop)
+    result = await _provider(client, yahoo_server).fetch(chunk("m30", D(2024, 11, 29)), NO_PACE)
 
     assert result.bars == _served("m30", D(2024, 11, 29))
     assert new_york(result.bars[-1].ts) == "2024-11-29 16:30"
@@ -74,7 +70,7 @@ async def test_m30_early_close(yahoo_server: YahooServer, client: httpx.AsyncCli
 
 async def test_m15_friday_after_hours_past_midnight_utc(client: httpx.AsyncClient) -> None:
     with YahooServer(now=dt.datetime(2024, 4, 1, tzinfo=dt.UTC)) as server:
-        result = await _provider(client, server).fetch(chunk("m15", D(2024, 3, 8)), _noop)
+        result = await _provider(client, server).fetch(chunk("m15", D(2024, 3, 8)), NO_PACE)
 
     assert result.bars == _served("m15", D(2024, 3, 8))
     assert result.bars[-1].ts == utc(2024, 3, 9, 0, 45)  # 19:45 EST, Friday's session
@@ -97,7 +93,7 @@ async def test_daily_stamps_around_dst_map_to_their_session(
     quirky_stamp: dt.datetime,
     mapped: dt.datetime,
 ) -> None:
-    result = await _provider(client, yahoo_server).fetch(chunk("d1", first, last), _noop)
+    result = await _provider(client, yahoo_server).fetch(chunk("d1", first, last), NO_PACE)
     raw = await client.get(yahoo_server.base_url + yahoo_server.requests[0].target)
     stamps = raw.json()["chart"]["result"][0]["timestamp"]
 
@@ -114,7 +110,7 @@ async def test_daily_stamps_around_dst_map_to_their_session(
 
 async def test_weekly_bars_land_on_monday(yahoo_server: YahooServer, client: httpx.AsyncClient) -> None:
     first, last = D(2024, 10, 30), D(2024, 11, 13)
-    result = await _provider(client, yahoo_server).fetch(chunk("w1", first, last), _noop)
+    result = await _provider(client, yahoo_server).fetch(chunk("w1", first, last), NO_PACE)
 
     assert result.bars == _served("w1", first, last)
     assert [new_york(bar.ts) for bar in result.bars] == [
@@ -128,7 +124,7 @@ async def test_weekly_bars_land_on_monday(yahoo_server: YahooServer, client: htt
 
 async def test_duplicate_timestamps_keep_the_first(client: httpx.AsyncClient) -> None:
     with YahooServer(now=NOW, duplicate_timestamps=True) as server:
-        result = await _provider(client, server).fetch(chunk("m30", D(2024, 11, 1), D(2024, 11, 4)), _noop)
+        result = await _provider(client, server).fetch(chunk("m30", D(2024, 11, 1), D(2024, 11, 4)), NO_PACE)
 
     assert result.bars == _served("m30", D(2024, 11, 1), D(2024, 11, 4))
     assert [row.reason for row in result.rejected] == ["duplicate timestamp"] * 2
@@ -139,7 +135,7 @@ async def test_duplicate_timestamps_keep_the_first(client: httpx.AsyncClient) ->
 
 async def test_all_null_rows_are_skipped_not_rejected(client: httpx.AsyncClient) -> None:
     with YahooServer(now=NOW, null_rows=True) as server:
-        result = await _provider(client, server).fetch(chunk("m5", D(2024, 11, 29)), _noop)
+        result = await _provider(client, server).fetch(chunk("m5", D(2024, 11, 29)), NO_PACE)
         raw = await client.get(server.base_url + server.requests[0].target)
 
     closes = raw.json()["chart"]["result"][0]["indicators"]["quote"][0]["close"]
@@ -153,7 +149,7 @@ async def test_rows_with_some_nulls_are_rejected(
     yahoo_server: YahooServer, client: httpx.AsyncClient
 ) -> None:
     yahoo_server.inject(Fault.invalid_bars("null_field", "null_volume", "high_below_low"))
-    result = await _provider(client, yahoo_server).fetch(chunk("m15", D(2024, 11, 27)), _noop)
+    result = await _provider(client, yahoo_server).fetch(chunk("m15", D(2024, 11, 27)), NO_PACE)
 
     expected = _served("m15", D(2024, 11, 27))
     assert Counter(row.reason for row in result.rejected) == Counter(
@@ -166,7 +162,7 @@ async def test_rows_with_some_nulls_are_rejected(
 
 async def test_live_row_after_the_chunk_is_rejected_as_outside(client: httpx.AsyncClient) -> None:
     with YahooServer(now=NOW, live_row=True) as server:
-        result = await _provider(client, server).fetch(chunk("d1", D(2024, 11, 25), D(2024, 11, 27)), _noop)
+        result = await _provider(client, server).fetch(chunk("d1", D(2024, 11, 25), D(2024, 11, 27)), NO_PACE)
 
     assert result.bars == _served("d1", D(2024, 11, 25), D(2024, 11, 27))
     (live,) = result.rejected
@@ -181,7 +177,7 @@ async def test_hourly_bars_are_off_the_grid_so_h1_is_not_served(
     assert not provider.supports("h1") and not provider.supports("h4")
     assert not provider.supports("m1")
     with pytest.raises(NotCovered):
-        await provider.fetch(chunk("h1", D(2024, 11, 27)), _noop)
+        await provider.fetch(chunk("h1", D(2024, 11, 27)), NO_PACE)
     assert yahoo_server.requests == []
 
     # What Yahoo would have sent: regular-session hours start at 09:30, not 09:00/10:00.
@@ -212,19 +208,19 @@ async def test_intraday_beyond_lookback_is_not_covered(
     yahoo_server: YahooServer, client: httpx.AsyncClient
 ) -> None:
     with pytest.raises(NotCovered, match="60 days"):
-        await _provider(client, yahoo_server).fetch(chunk("m5", D(2024, 3, 8)), _noop)
+        await _provider(client, yahoo_server).fetch(chunk("m5", D(2024, 3, 8)), NO_PACE)
 
 
 async def test_unknown_ticker_is_not_covered(yahoo_server: YahooServer, client: httpx.AsyncClient) -> None:
     yahoo_server.inject(Fault.unknown_ticker())
 
     with pytest.raises(NotCovered, match="Not Found"):
-        await _provider(client, yahoo_server).fetch(chunk("d1", D(2024, 11, 27)), _noop)
+        await _provider(client, yahoo_server).fetch(chunk("d1", D(2024, 11, 27)), NO_PACE)
 
 
 async def test_empty_range_is_no_bars(yahoo_server: YahooServer, client: httpx.AsyncClient) -> None:
     yahoo_server.inject(Fault.empty())
-    result = await _provider(client, yahoo_server).fetch(chunk("d1", D(2024, 11, 27)), _noop)
+    result = await _provider(client, yahoo_server).fetch(chunk("d1", D(2024, 11, 27)), NO_PACE)
 
     assert (result.bars, result.rejected, result.requests) == ([], [], 1)
 
@@ -233,7 +229,7 @@ async def test_rate_limited(yahoo_server: YahooServer, client: httpx.AsyncClient
     yahoo_server.inject(Fault.rate_limited("12"))
 
     with pytest.raises(RateLimited) as caught:
-        await _provider(client, yahoo_server).fetch(chunk("d1", D(2024, 11, 27)), _noop)
+        await _provider(client, yahoo_server).fetch(chunk("d1", D(2024, 11, 27)), NO_PACE)
     assert caught.value.retry_after == 12.0
 
 
@@ -241,7 +237,7 @@ async def test_refused_crumb_is_an_auth_error(yahoo_server: YahooServer, client:
     yahoo_server.inject(Fault.not_authorized())
 
     with pytest.raises(AuthError, match="yahoo refused the request"):
-        await _provider(client, yahoo_server).fetch(chunk("d1", D(2024, 11, 27)), _noop)
+        await _provider(client, yahoo_server).fetch(chunk("d1", D(2024, 11, 27)), NO_PACE)
 
 
 @pytest.mark.parametrize(
@@ -262,7 +258,7 @@ async def test_broken_answers_are_transient(
     yahoo_server.inject(fault)
 
     with pytest.raises(TransientError, match=message):
-        await _provider(client, yahoo_server, timeout=0.2).fetch(chunk("d1", D(2024, 11, 27)), _noop)
+        await _provider(client, yahoo_server, timeout=0.2).fetch(chunk("d1", D(2024, 11, 27)), NO_PACE)
 
 
 @pytest.mark.parametrize(

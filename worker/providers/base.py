@@ -12,9 +12,9 @@ import datetime as dt
 import email.utils
 import json
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import httpx
 
@@ -52,9 +52,12 @@ DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 _DETAIL_LIMIT = 300
 
 
-@dataclass(frozen=True, slots=True)
-class Bar:
-    """One bar already mapped onto the pgbars grid (see worker.providers.grid)."""
+class Bar(NamedTuple):
+    """One bar already mapped onto the pgbars grid (see worker.providers.grid).
+
+    A tuple in the column order of the worker's staging table, so COPY writes
+    it as it is.
+    """
 
     ts: dt.datetime
     open: float
@@ -72,6 +75,7 @@ class RawRow:
 
     raw: dict[str, object]
     reason: str
+    ts: dt.datetime | None = None  # where the row claimed to be, when that was readable
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +115,18 @@ class FetchResult:
     requests: int  # HTTP requests made, every page counted
 
 
-# Awaited before every HTTP request, pagination pages included: the worker
-# reserves a rate-limit slot in the database and sleeps until it.
-Pace = Callable[[], Awaitable[None]]
+class Pace(Protocol):
+    """Brackets every HTTP request of a fetch, pagination pages included.
+
+    The worker's implementation reserves a rate-limit slot in the database
+    and sleeps until it, then records the answer in the call ledger.
+    """
+
+    async def __call__(self) -> None:
+        """Before the request: wait for its slot."""
+
+    def answered(self, status: int | None) -> None:
+        """After it: the HTTP status, or None when no response arrived."""
 
 
 class ProviderError(Exception):
@@ -313,8 +326,8 @@ class BarSieve:
     _seen: set[dt.datetime] = field(default_factory=set, init=False, repr=False)
     _session_dates: frozenset[dt.date] | None = field(default=None, init=False, repr=False)
 
-    def reject(self, raw: Mapping[str, object], reason: str) -> None:
-        self.rejected.append(RawRow(dict(raw), reason))
+    def reject(self, raw: Mapping[str, object], reason: str, ts: dt.datetime | None = None) -> None:
+        self.rejected.append(RawRow(dict(raw), reason, ts))
 
     def row_epoch(self, row: object, key: str) -> tuple[Mapping[str, object], int] | None:
         """The row and its integer epoch field `key`, or None after rejecting the row."""
@@ -346,10 +359,10 @@ class BarSieve:
         try:
             bar = self._check(ts, open, high, low, close, volume, vwap, trade_count)
         except _Reject as rejection:
-            self.reject(raw, rejection.reason)
+            self.reject(raw, rejection.reason, ts)
             return
         if bar.ts in self._seen:
-            self.reject(raw, "duplicate timestamp")
+            self.reject(raw, "duplicate timestamp", ts)
             return
         self._seen.add(bar.ts)
         self.bars.append(bar)
@@ -478,8 +491,10 @@ class HttpProvider:
                 url, params=params, headers=self._headers(), timeout=self._timeout
             )
         except httpx.HTTPError as exc:
+            pace.answered(None)
             # `from None`: the httpx exception holds the request, headers included.
             raise self._error(exc) from None
+        pace.answered(response.status_code)
         if not 200 <= response.status_code < 300:
             raise self._error(ErrorReply.from_response(response)) from None
         try:

@@ -1,0 +1,558 @@
+"""`pgbars work`: claim chunks, fetch them under the shared rate limit, write them.
+
+The database decides everything (sql/): which chunk comes next, when each
+HTTP call may start, what a failure means for the chunk. This module runs
+up to `concurrency` chunks at once inside a time budget and reports each
+outcome back:
+
+    claim (lease) -> per request: reserve a slot, sleep until it, GET, record the call
+                  -> COPY bars and refused rows into staging -> store_chunk_bars (one transaction)
+
+A chunk that could not be started or finished through no fault of its own
+(budget spent, shutdown, a 429, a refused credential) is released without
+spending an attempt. Only expected failures are classified here; the
+mapping from HTTP to error class lives in worker.providers.base.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import signal
+import socket
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import httpx
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from worker import db
+from worker.providers import (
+    AuthError,
+    FetchRequest,
+    FetchResult,
+    NotCovered,
+    Provider,
+    ProviderError,
+    RateLimited,
+    TransientError,
+    build_providers,
+)
+
+log = logging.getLogger("pgbars.work")
+
+Outcome = Literal["done", "retry", "failed", "rerouted", "released", "lost"]
+LEASE_LOST = "PB001"
+# After the budget, fetches already under way get this long to finish before
+# they are abandoned (released); a shutdown signal does not wait at all.
+FINISH_GRACE_SECONDS = 20.0
+# With chunks in flight and free slots, look for newly due chunks this often.
+RECLAIM_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkConfig:
+    max_seconds: float = 240.0
+    concurrency: int = 4
+    tickers: tuple[str, ...] = ()
+    lease_seconds: float = 300.0
+    worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+
+@dataclass(slots=True)
+class ChunkReport:
+    """What happened to one claimed chunk: the per-chunk log line and the summary's input."""
+
+    chunk: db.ClaimedChunk
+    outcome: Outcome = "released"
+    requests: int = 0
+    bars_written: int = 0
+    bars_changed: int = 0
+    bars_rejected: int = 0
+    seconds: float = 0.0
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class WorkSummary:
+    worker: str
+    providers: list[str]
+    reports: list[ChunkReport] = field(default_factory=list)
+    calls: Counter[str] = field(default_factory=Counter)  # HTTP requests per provider
+    rate_limited: Counter[str] = field(default_factory=Counter)  # 429 answers per provider
+    refused: dict[str, str] = field(default_factory=dict)  # provider -> why it was dropped
+    stopped_by: str = "queue empty"
+    seconds: float = 0.0
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for r in self.reports if r.outcome == outcome)
+
+    @property
+    def bars_written(self) -> int:
+        return sum(r.bars_written for r in self.reports)
+
+    @property
+    def bars_rejected(self) -> int:
+        return sum(r.bars_rejected for r in self.reports)
+
+
+class _Stopping(Exception):
+    """A shutdown signal arrived while the chunk waited for its slot."""
+
+
+class _BudgetSpent(Exception):
+    """The next call of the provider would start after the run's budget."""
+
+
+def logfmt(event: str, **fields: object) -> str:
+    """`event key=value ...`, values with spaces quoted, None left out: one greppable line."""
+    parts = [event]
+    for key, value in fields.items():
+        if value is None:
+            continue
+        text = str(value)
+        if not text or any(c in text for c in ' "='):
+            text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        parts.append(f"{key}={text}")
+    return " ".join(parts)
+
+
+class _Pacer:
+    """The Pace of one chunk: a ledger reservation before each request, its outcome after."""
+
+    def __init__(self, worker: Worker, chunk: db.ClaimedChunk) -> None:
+        self._worker = worker
+        self._chunk = chunk
+        self._call_id: int | None = None
+        self._sent = False
+        self._started = 0.0
+        self._status: int | None = None
+        self._answered = False
+        self.requests = 0
+
+    async def __call__(self) -> None:
+        await self.close(None)
+        worker, chunk = self._worker, self._chunk
+        if worker.stopping:
+            raise _Stopping
+        async with worker.pool.connection() as conn:
+            reservation = await db.reserve_call(
+                conn, chunk.provider, worker.config.worker_name, chunk.chunk_id, worker.not_after
+            )
+        if reservation.call_id is None:
+            raise _BudgetSpent(
+                f"next {chunk.provider} slot at {reservation.starts_at:%H:%M:%S} UTC is after the budget"
+            )
+        self._call_id, self._sent, self._answered, self._status = reservation.call_id, False, False, None
+        if reservation.wait_seconds > 0 and await worker.sleep(reservation.wait_seconds):
+            await self.cancel()
+            raise _Stopping
+        self._sent = True
+        self._started = time.monotonic()
+        self.requests += 1
+        worker.summary.calls[chunk.provider] += 1
+
+    def answered(self, status: int | None) -> None:
+        self._status, self._answered = status, True
+        if status == 429:
+            self._worker.summary.rate_limited[self._chunk.provider] += 1
+
+    async def close(self, error: str | None) -> None:
+        """Record the open call's outcome in the ledger (with `error` if the fetch failed)."""
+        call_id, self._call_id = self._call_id, None
+        if call_id is None:
+            return
+        duration = round((time.monotonic() - self._started) * 1000)
+        async with self._worker.pool.connection() as conn:
+            await db.complete_call(conn, call_id, self._status, duration, error)
+
+    async def cancel(self) -> None:
+        """Give back a reservation whose request was never sent."""
+        call_id, self._call_id = self._call_id, None
+        if call_id is not None:
+            async with self._worker.pool.connection() as conn:
+                await db.cancel_call(conn, call_id)
+
+    async def abandon(self) -> None:
+        """After a cancellation: cancel an unsent call, record a sent one as abandoned."""
+        if self._call_id is not None and not self._sent:
+            await self.cancel()
+        elif self._call_id is not None:
+            await self.close(None if self._answered else "abandoned: the worker stopped")
+
+
+@dataclass(slots=True)
+class _Running:
+    task: asyncio.Task[ChunkReport]
+    phase: Literal["fetch", "write"] = "fetch"
+
+
+class Worker:
+    """One `pgbars work` run. `run()` returns its summary; it never raises for a chunk's failure."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        providers: Mapping[str, Provider],
+        config: WorkConfig,
+    ) -> None:
+        self.pool = pool
+        self.providers = dict(providers)
+        self.config = config
+        self.summary = WorkSummary(config.worker_name, sorted(providers))
+        self._stop = asyncio.Event()
+        self._started = time.monotonic()
+        self._deadline = self._started + config.max_seconds
+        self.not_after = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=config.max_seconds)
+        self._spent: set[str] = set()  # providers whose next slot is past the budget
+        self._running: dict[int, _Running] = {}
+
+    # --- control -------------------------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self, reason: str = "signal") -> None:
+        """Stop claiming and abandon fetches (their chunks are released); writes finish."""
+        if not self._stop.is_set():
+            self.summary.stopped_by = reason
+            log.info(logfmt("stopping", reason=reason, worker=self.config.worker_name))
+            self._stop.set()
+            for running in self._running.values():
+                if running.phase == "fetch":
+                    running.task.cancel()
+
+    async def sleep(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True if a stop cut it short."""
+        try:
+            await asyncio.wait_for(self._stop.wait(), timeout=max(0.0, seconds))
+        except TimeoutError:
+            return False
+        return True
+
+    def _usable(self) -> list[str]:
+        return sorted(set(self.providers) - set(self.summary.refused) - self._spent)
+
+    # --- the run -------------------------------------------------------------------
+
+    async def run(self) -> WorkSummary:
+        loop = asyncio.get_running_loop()
+        installed = []
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(signum, self.stop, signal.Signals(signum).name)
+                installed.append(signum)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread (tests) or no signal support
+        log.info(
+            logfmt(
+                "start",
+                worker=self.config.worker_name,
+                providers=",".join(self.summary.providers),
+                concurrency=self.config.concurrency,
+                budget_s=self.config.max_seconds,
+                tickers=",".join(self.config.tickers) or None,
+            )
+        )
+        try:
+            await self._claim_loop()
+            await self._finish()
+        finally:
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+        self.summary.seconds = time.monotonic() - self._started
+        self._log_summary()
+        return self.summary
+
+    async def _claim_loop(self) -> None:
+        tickers = self.config.tickers or None
+        while not self.stopping:
+            if time.monotonic() >= self._deadline:
+                self.summary.stopped_by = "budget spent"
+                return
+            usable = self._usable()
+            if not usable:
+                if not self._running:
+                    self.summary.stopped_by = "no provider left" if self.summary.refused else "budget spent"
+                    return
+                await self._wait_for_running(None)
+                continue
+            free = self.config.concurrency - len(self._running)
+            claimed: list[db.ClaimedChunk] = []
+            if free > 0:
+                async with self.pool.connection() as conn:
+                    claimed = await db.claim_chunks(
+                        conn, self.config.worker_name, usable, free, self.config.lease_seconds, tickers
+                    )
+                for chunk in claimed:
+                    task = asyncio.create_task(self._process(chunk), name=f"chunk-{chunk.chunk_id}")
+                    self._running[chunk.chunk_id] = _Running(task)
+            if self._running:
+                # Wake when a chunk finishes; with free slots also now and then, for chunks
+                # that become due meanwhile.
+                await self._wait_for_running(
+                    RECLAIM_SECONDS if len(self._running) < self.config.concurrency else None
+                )
+                continue
+            async with self.pool.connection() as conn:
+                wait = await db.seconds_until_claimable(conn, usable, tickers)
+            if wait is None:
+                self.summary.stopped_by = "queue empty"
+                return
+            if time.monotonic() + wait >= self._deadline:
+                self.summary.stopped_by = "budget spent"
+                return
+            log.info(logfmt("waiting", seconds=round(wait, 1), reason="next chunk not due yet"))
+            await self.sleep(wait)
+
+    async def _wait_for_running(self, at_most: float | None) -> None:
+        tasks = [r.task for r in self._running.values()]
+        stop = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait([*tasks, stop], timeout=at_most, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        self._reap()
+
+    def _reap(self) -> None:
+        for chunk_id, running in list(self._running.items()):
+            if running.task.done():
+                del self._running[chunk_id]
+                self.summary.reports.append(running.task.result())
+
+    async def _finish(self) -> None:
+        """After the claim loop: let chunks in flight end (abandon fetches on a stop)."""
+        if not self._running:
+            return
+        remaining = self._deadline + FINISH_GRACE_SECONDS - time.monotonic()
+        tasks = [r.task for r in self._running.values()]
+        stop = asyncio.create_task(self._stop.wait())
+        try:
+            while tasks and not self.stopping and remaining > 0:
+                await asyncio.wait([*tasks, stop], timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+                tasks = [t for t in tasks if not t.done()]
+                remaining = self._deadline + FINISH_GRACE_SECONDS - time.monotonic()
+        finally:
+            stop.cancel()
+        if tasks and not self.stopping:
+            self.stop("grace period over")
+        await asyncio.gather(*(r.task for r in self._running.values()))
+        self._reap()
+
+    # --- one chunk -----------------------------------------------------------------
+
+    async def _process(self, chunk: db.ClaimedChunk) -> ChunkReport:
+        report = ChunkReport(chunk)
+        started = time.monotonic()
+        pacer = _Pacer(self, chunk)
+        try:
+            await self._fetch_and_store(chunk, pacer, report)
+        except asyncio.CancelledError:
+            # stop(): abandon the fetch, give the chunk back. Swallowed on purpose:
+            # this task was cancelled by its own worker, which collects its report.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            await pacer.abandon()
+            await self._release(chunk, report, "the worker stopped before the chunk was written")
+        except psycopg.Error as exc:
+            if exc.sqlstate == LEASE_LOST:
+                report.outcome, report.detail = "lost", db.describe_error(exc)
+            else:
+                await self._fail(chunk, report, f"database: {db.describe_error(exc)}", retryable=True)
+        report.requests = pacer.requests
+        report.seconds = time.monotonic() - started
+        self._log_chunk(report)
+        return report
+
+    async def _fetch_and_store(self, chunk: db.ClaimedChunk, pacer: _Pacer, report: ChunkReport) -> None:
+        provider = self.providers[chunk.provider]
+        request = FetchRequest(
+            ticker=chunk.ticker,
+            timeframe=chunk.timeframe,
+            start=chunk.range_start,
+            end=chunk.range_end,
+            first_session=chunk.first_session,
+            last_session=chunk.last_session,
+        )
+        try:
+            result = await provider.fetch(request, pacer)
+        except (_Stopping, asyncio.CancelledError):
+            raise asyncio.CancelledError from None
+        except _BudgetSpent as exc:
+            await pacer.cancel()
+            self._spent.add(chunk.provider)
+            await self._release(chunk, report, f"budget: {exc}")
+            return
+        except ProviderError as exc:
+            await pacer.close(str(exc))
+            await self._on_provider_error(chunk, report, exc)
+            return
+        except Exception as exc:  # a bug in a provider: recorded, retried, never silent
+            log.exception("unexpected error while fetching chunk %s", chunk.chunk_id)
+            await pacer.close(type(exc).__name__)
+            await self._fail(
+                chunk, report, f"{chunk.provider}: unexpected {type(exc).__name__}", retryable=True
+            )
+            return
+        await pacer.close(None)
+        self._running[chunk.chunk_id].phase = "write"
+        await self._store(chunk, result, pacer.requests, report)
+
+    async def _store(
+        self, chunk: db.ClaimedChunk, result: FetchResult, requests: int, report: ChunkReport
+    ) -> None:
+        rejected = [(row.ts, row.raw, row.reason) for row in result.rejected]
+        async with self.pool.connection() as conn:
+            stored = await db.store_chunk(conn, chunk, result.bars, rejected, requests)
+        report.outcome = "done"
+        report.bars_written = stored.bars_written
+        report.bars_changed = stored.bars_changed
+        report.bars_rejected = stored.bars_rejected
+        if stored.bars_written == 0:
+            report.detail = "no bars for these sessions"
+        if stored.bars_rejected:
+            reasons = Counter(row.reason for row in result.rejected)
+            report.detail = "quarantined: " + ", ".join(f"{n} {why}" for why, n in reasons.most_common())
+
+    async def _on_provider_error(
+        self, chunk: db.ClaimedChunk, report: ChunkReport, exc: ProviderError
+    ) -> None:
+        message = str(exc)
+        if isinstance(exc, RateLimited):
+            async with self.pool.connection() as conn:
+                until = await db.pause_provider(conn, chunk.provider, exc.retry_after)
+            await self._release(chunk, report, message, not_before=until)
+            report.detail = f"{message}; {chunk.provider} paused until {until:%H:%M:%S} UTC"
+        elif isinstance(exc, AuthError):
+            if chunk.provider not in self.summary.refused:
+                self.summary.refused[chunk.provider] = message
+                log.warning(logfmt("provider_refused", provider=chunk.provider, reason=message))
+            await self._release(chunk, report, message)
+        elif isinstance(exc, NotCovered):
+            async with self.pool.connection() as conn:
+                moved_to = await db.reroute_chunk(conn, chunk, message)
+            report.outcome = "rerouted" if moved_to else "failed"
+            report.detail = f"{message}; moved to {moved_to}" if moved_to else f"{message}; no other route"
+        else:
+            # TransientError is worth a retry; a plain ProviderError (the request itself
+            # was refused, e.g. HTTP 400) is not.
+            await self._fail(chunk, report, message, retryable=isinstance(exc, TransientError))
+
+    async def _release(
+        self, chunk: db.ClaimedChunk, report: ChunkReport, reason: str, not_before: dt.datetime | None = None
+    ) -> None:
+        async with self.pool.connection() as conn:
+            await db.release_chunk(conn, chunk, reason, not_before)
+        report.outcome, report.detail = "released", reason
+
+    async def _fail(
+        self, chunk: db.ClaimedChunk, report: ChunkReport, error: str, *, retryable: bool
+    ) -> None:
+        async with self.pool.connection() as conn:
+            status = await db.fail_chunk(conn, chunk, error, retryable=retryable)
+        report.outcome = "retry" if status == "pending" else "failed"
+        report.detail = error
+
+    # --- logging -------------------------------------------------------------------
+
+    def _log_chunk(self, report: ChunkReport) -> None:
+        chunk = report.chunk
+        line = logfmt(
+            "chunk",
+            ticker=chunk.ticker,
+            timeframe=chunk.timeframe,
+            sessions=chunk.session_count,
+            first=chunk.first_session,
+            last=chunk.last_session,
+            provider=chunk.provider,
+            attempt=chunk.attempt,
+            requests=report.requests,
+            bars_written=report.bars_written,
+            bars_changed=report.bars_changed,
+            bars_rejected=report.bars_rejected,
+            seconds=f"{report.seconds:.2f}",
+            outcome=report.outcome,
+            detail=report.detail or None,
+        )
+        level = logging.WARNING if report.outcome in ("failed", "lost") else logging.INFO
+        log.log(level, line)
+
+    def _log_summary(self) -> None:
+        s = self.summary
+        log.info(
+            logfmt(
+                "summary",
+                worker=s.worker,
+                chunks=len(s.reports),
+                done=s.count("done"),
+                retry=s.count("retry"),
+                failed=s.count("failed"),
+                rerouted=s.count("rerouted"),
+                released=s.count("released"),
+                lost=s.count("lost"),
+                bars_written=s.bars_written,
+                bars_rejected=s.bars_rejected,
+                requests=sum(s.calls.values()),
+                rate_limited=sum(s.rate_limited.values()),
+                seconds=f"{s.seconds:.1f}",
+                stopped_by=s.stopped_by,
+            )
+        )
+        for name in s.providers:
+            log.info(
+                logfmt(
+                    "provider",
+                    name=name,
+                    requests=s.calls[name],
+                    rate_limited=s.rate_limited[name],
+                    refused=s.refused.get(name),
+                )
+            )
+
+
+async def prepare(pool: AsyncConnectionPool, configured: Sequence[str]) -> list[str]:
+    """Check the schema and return the configured providers the database has enabled.
+
+    Raises PgbarsError (one line) when the worker cannot run at all.
+    """
+    async with pool.connection() as conn:
+        await db.ensure_schema_current(conn)
+        usable = await db.enabled_providers(conn, configured)
+    if not usable:
+        raise db.PgbarsError(
+            "no usable provider: configured "
+            + (", ".join(configured) or "none")
+            + ", enabled in pgbars.providers: none of them"
+            " (set POLYGON_API_KEY or TRADIER_TOKEN, or enable yahoo)"
+        )
+    return usable
+
+
+async def run(
+    dsn: str, env: Mapping[str, str], config: WorkConfig, *, http_timeout: float = 30.0
+) -> WorkSummary:
+    """A whole `pgbars work` run: providers from `env`, a pool sized to the concurrency.
+
+    Raises PgbarsError when it cannot run at all (no database, schema missing
+    or out of date, no usable provider); chunk failures are in the summary.
+    """
+    timeout = httpx.Timeout(http_timeout, connect=min(10.0, http_timeout))
+    limits = httpx.Limits(max_connections=config.concurrency * 2)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+        configured = build_providers(client, env)
+        # One connection per chunk in flight, one for claiming.
+        pool = await db.open_worker_pool(dsn, config.concurrency + 1)
+        try:
+            usable = await prepare(pool, sorted(configured))
+            worker = Worker(pool, {name: configured[name] for name in usable}, config)
+            return await worker.run()
+        finally:
+            await pool.close()
