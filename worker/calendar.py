@@ -10,6 +10,7 @@ aware UTC datetimes; never with fixed offsets, so DST is handled by the zone dat
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import warnings
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -17,6 +18,9 @@ from zoneinfo import ZoneInfo
 import exchange_calendars
 
 NEW_YORK = ZoneInfo("America/New_York")
+# warnings.catch_warnings() swaps process-wide state: two threads inside it at
+# once (the emulators' handler threads) can restore each other's filters.
+_WARNINGS_LOCK = threading.Lock()
 CALENDAR_START = dt.date(2000, 1, 1)
 PREMARKET_OPEN = dt.time(4, 0)
 AFTER_HOURS_CLOSE = dt.time(20, 0)
@@ -51,7 +55,7 @@ def calendar_end(today: dt.date | None = None) -> dt.date:
 
 def xnys_sessions(start: dt.date, end: dt.date) -> list[SessionHours]:
     """Every XNYS session from `start` through `end`, inclusive."""
-    with warnings.catch_warnings():
+    with _WARNINGS_LOCK, warnings.catch_warnings():
         # exchange_calendars' own pandas calls emit deprecation warnings that
         # are theirs to fix and say nothing about how pgbars uses the calendar.
         warnings.simplefilter("ignore", DeprecationWarning)

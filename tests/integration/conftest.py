@@ -1,0 +1,97 @@
+"""The whole run: `pgbars work` against the test database and the emulated providers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tests.integration.helpers import CLOCK, POLYGON_KEY, SERVER_NOW, TRADIER_TOKEN
+from worker.emulator import EmulatorServer, PolygonServer, TradierServer, YahooServer
+
+
+def _running(server: EmulatorServer) -> Iterator[Any]:
+    with server:
+        yield server
+    assert server.errors == [], "the emulator itself failed:\n" + "\n".join(server.errors)
+
+
+@pytest.fixture
+def polygon() -> Iterator[PolygonServer]:
+    yield from _running(PolygonServer(POLYGON_KEY, now=SERVER_NOW))
+
+
+@pytest.fixture
+def yahoo() -> Iterator[YahooServer]:
+    yield from _running(YahooServer(now=SERVER_NOW))
+
+
+@pytest.fixture
+def tradier() -> Iterator[TradierServer]:
+    yield from _running(TradierServer(TRADIER_TOKEN, now=SERVER_NOW))
+
+
+@pytest.fixture
+def env(polygon: PolygonServer, yahoo: YahooServer, tradier: TradierServer) -> dict[str, str]:
+    """The worker's environment: every provider configured and pointed at its emulator."""
+    return {
+        "POLYGON_API_KEY": POLYGON_KEY,
+        "POLYGON_BASE_URL": polygon.base_url,
+        "YAHOO_BASE_URL": yahoo.base_url,
+        "TRADIER_TOKEN": TRADIER_TOKEN,
+        "TRADIER_BASE_URL": tradier.base_url,
+    }
+
+
+@pytest.fixture
+def db(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+    """The test database with the planning clock at CLOCK for every session (the
+    worker's too, so reroutes judge lookbacks as the seeding did) and fast rate
+    limits: 5 calls per rolling second per provider."""
+    conn.execute(
+        sql.SQL("ALTER DATABASE {} SET pgbars.now = {}").format(
+            sql.Identifier(conn.info.dbname), sql.Literal(CLOCK)
+        )
+    )
+    conn.execute("SELECT set_config('pgbars.now', %s, false)", (CLOCK,))
+    conn.execute(
+        "UPDATE pgbars.providers SET calls_per_window = 5, window_length = '1 second',"
+        " window_margin = '0.02 seconds'"
+    )
+    return conn
+
+
+@pytest.fixture
+def spawn(dsn: str, tmp_path: Path) -> Iterator[Any]:
+    """Starts `pgbars work` processes; each one's log goes to a file. Kills leftovers."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(env: dict[str, str], *args: str, name: str = "worker") -> tuple[subprocess.Popen[bytes], Path]:
+        log = tmp_path / f"{name}-{len(started)}.log"
+        process_env = {
+            k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_TOKEN", "_BASE_URL"))
+        }
+        process_env.update(env, DATABASE_URL=dsn)
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "worker", "work", *args],
+                env=process_env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        started.append(process)
+        return process, log
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
