@@ -1,6 +1,6 @@
 -- Roles and grants. Applied last on every upgrade.
 -- pgbars_worker: runs the pipeline through the worker functions and writes
---   bars (INSERT/UPDATE only: no DELETE, TRUNCATE or DDL).
+--   bars (INSERT/UPDATE; DELETE only on the quarantine; no TRUNCATE or DDL).
 -- pgbars_reader: progress views, status functions and the bars charts read.
 -- Both are NOLOGIN: grant them to the login role you put in DATABASE_URL.
 DO $$
@@ -25,6 +25,8 @@ GRANT USAGE ON SCHEMA pgbars TO pgbars_worker, pgbars_reader;
 
 GRANT SELECT ON ALL TABLES IN SCHEMA pgbars TO pgbars_worker;
 GRANT INSERT, UPDATE ON pgbars.ohlc_bars_v2, pgbars.rejected_bars TO pgbars_worker;
+-- store_chunk_bars replaces a chunk's quarantine with its latest fetch's
+GRANT DELETE ON pgbars.rejected_bars TO pgbars_worker;
 GRANT EXECUTE ON FUNCTION
 pgbars.claim_backfill_chunks(text, text[], integer, interval, text[]),
 pgbars.complete_backfill_chunk(bigint, uuid, integer, integer, integer),
@@ -32,6 +34,7 @@ pgbars.fail_backfill_chunk(bigint, uuid, text, boolean),
 pgbars.release_backfill_chunk(bigint, uuid, timestamptz, text),
 pgbars.reroute_backfill_chunk(bigint, uuid, text),
 pgbars.store_chunk_bars(bigint, uuid, integer),
+pgbars._raise_lease_lost(bigint),
 pgbars.next_claimable_at(text[], text[]),
 pgbars.reserve_provider_call(text, text, bigint, timestamptz),
 pgbars.complete_provider_call(bigint, integer, integer, integer, text),

@@ -409,7 +409,7 @@ async def open_worker_pool(dsn: str, size: int, *, connect_seconds: float = 15.0
         dsn,
         min_size=size,
         max_size=size,
-        kwargs={"autocommit": True},
+        kwargs={"autocommit": True, "application_name": "pgbars work"},
         configure=_prepare_worker_connection,
         open=False,
         name="pgbars-worker",

@@ -307,7 +307,7 @@ class Worker:
                 self.summary.stopped_by = "queue empty"
                 return
             if time.monotonic() + wait >= self._deadline:
-                self.summary.stopped_by = "budget spent"
+                self.summary.stopped_by = "nothing due before the budget ends"
                 return
             log.info(logfmt("waiting", seconds=round(wait, 1), reason="next chunk not due yet"))
             await self.sleep(wait)

@@ -7,14 +7,18 @@ CREATE OR REPLACE FUNCTION pgbars.store_chunk_bars(
 RETURNS TABLE (bars_written integer, bars_changed integer, bars_rejected integer)
 LANGUAGE plpgsql
 VOLATILE
-SECURITY DEFINER
+SECURITY INVOKER
 SET search_path = pg_catalog, pgbars, pg_temp
 AS $$
 /*
 The write half of a chunk, inside the worker's transaction. The worker has
 COPYed the validated bars into pg_temp.pgbars_staged_bars and the rows it
 refused into pg_temp.pgbars_staged_rejects (both ON COMMIT DELETE ROWS).
-The lease is checked first, so a worker that lost its lease writes nothing.
+SECURITY INVOKER: the staging tables belong to the caller's role, which
+only it can read; it needs INSERT/UPDATE on the bars and INSERT/DELETE on
+the quarantine (pgbars_worker has them). The lease is checked first and
+again by complete_backfill_chunk at the end, whose PB001 aborts the whole
+transaction: a worker that lost its lease writes nothing.
 Bars are upserted on the table's key; a row whose values did not change
 is not rewritten (no dead tuple, fetched_at kept), so re-fetching a range
 costs reads only. The chunk's quarantine is replaced by this fetch's.
@@ -32,8 +36,7 @@ BEGIN
     FROM pgbars.backfill_chunks AS c
     INNER JOIN pgbars.backfill_jobs AS j ON c.job_id = j.id
     INNER JOIN pgbars.timeframes AS tf ON j.timeframe = tf.name
-    WHERE c.id = p_chunk_id AND c.lease_id = p_lease_id AND c.status = 'running'
-    FOR NO KEY UPDATE OF c;
+    WHERE c.id = p_chunk_id AND c.lease_id = p_lease_id AND c.status = 'running';
     IF NOT FOUND THEN
         PERFORM pgbars._raise_lease_lost(p_chunk_id);
     END IF;

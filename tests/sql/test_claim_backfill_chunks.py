@@ -319,3 +319,75 @@ def test_bad_arguments_raise_22023(
         )
     assert raised.value.sqlstate == "22023"
     assert scalar(conn, "SELECT count(*) FROM pgbars.backfill_chunks WHERE attempts > 0") == 0
+
+
+def claim_tickers(
+    conn: psycopg.Connection[Any], tickers: list[str] | None, limit: int = 50
+) -> list[dict[str, Any]]:
+    """claim_backfill_chunks with p_tickers (the fifth argument)."""
+    cur = conn.cursor(row_factory=dict_row)
+    return cur.execute(
+        "SELECT * FROM pgbars.claim_backfill_chunks('w1', '{polygon,yahoo}', %s, '5 minutes', %s)",
+        (limit, tickers),
+    ).fetchall()
+
+
+def seed_two_tickers(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """One h1 chunk each for AAPL and MSFT; their ids by ticker."""
+    return {ticker: seed_one_chunk(conn, ticker) for ticker in ("AAPL", "MSFT")}
+
+
+def test_tickers_limit_the_claim_to_those_symbols(conn: psycopg.Connection[Any]) -> None:
+    ids = seed_two_tickers(conn)
+
+    rows = claim_tickers(conn, ["aapl"])
+    assert [(r["ticker"], r["chunk_id"]) for r in rows] == [("AAPL", ids["AAPL"])]
+    assert claim_tickers(conn, ["aapl"]) == []
+    assert chunk(conn, ids["MSFT"])["status"] == "pending"
+    assert chunk(conn, ids["MSFT"])["attempts"] == 0
+
+    rows = claim_tickers(conn, [" Msft\n"])
+    assert [(r["ticker"], r["chunk_id"]) for r in rows] == [("MSFT", ids["MSFT"])]
+
+
+def test_null_tickers_claim_any_symbol(conn: psycopg.Connection[Any]) -> None:
+    ids = seed_two_tickers(conn)
+    rows = claim_tickers(conn, None)
+    assert {r["chunk_id"] for r in rows} == set(ids.values())
+    # the four-argument call (what callers before p_tickers send) is the same
+    conn.execute(
+        "UPDATE pgbars.backfill_chunks SET status = 'pending', lease_id = NULL, lease_expires_at = NULL"
+    )
+    assert {r["chunk_id"] for r in claim(conn, limit=50)} == set(ids.values())
+
+
+def test_several_tickers_and_unknown_ones(conn: psycopg.Connection[Any]) -> None:
+    ids = seed_two_tickers(conn)
+    assert claim_tickers(conn, ["GOOG"]) == []
+    assert claim_tickers(conn, []) == []
+    rows = claim_tickers(conn, ["goog", "msft", "aapl"])
+    assert {r["chunk_id"] for r in rows} == set(ids.values())
+
+
+def test_ticker_filter_keeps_the_other_filters(conn: psycopg.Connection[Any]) -> None:
+    set_clock(conn)
+    seed(conn, "AAPL", ["h1", "d1"], start=dt.date(2024, 12, 2), end=dt.date(2024, 12, 31))
+    seed(conn, "MSFT", ["h1", "d1"], start=dt.date(2024, 12, 2), end=dt.date(2024, 12, 31))
+    cur = conn.cursor(row_factory=dict_row)
+    rows = cur.execute(
+        "SELECT * FROM pgbars.claim_backfill_chunks('w1', '{yahoo}', 50, '5 minutes', '{aapl}')"
+    ).fetchall()
+    assert [(r["ticker"], r["timeframe"], r["provider"]) for r in rows] == [("AAPL", "d1", "yahoo")]
+    # a paused provider stays paused for a ticker run too
+    conn.execute(
+        "UPDATE pgbars.providers SET paused_until = now() + interval '1 hour' WHERE name = 'polygon'"
+    )
+    assert claim_tickers(conn, ["aapl"]) == []
+
+
+def test_invalid_ticker_raises_22023_and_claims_nothing(conn: psycopg.Connection[Any]) -> None:
+    seed_two_tickers(conn)
+    with pytest.raises(psycopg.Error) as raised:
+        claim_tickers(conn, ["aapl", "not a ticker"])
+    assert raised.value.sqlstate == "22023"
+    assert scalar(conn, "SELECT count(*) FROM pgbars.backfill_chunks WHERE attempts > 0") == 0
