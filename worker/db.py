@@ -405,6 +405,10 @@ async def _prepare_worker_connection(conn: psycopg.AsyncConnection[Any]) -> None
 
 async def open_worker_pool(dsn: str, size: int, *, connect_seconds: float = 15.0) -> AsyncConnectionPool:
     """A pool of `size` autocommit connections with the staging tables; PgbarsError if unreachable."""
+    # One direct connection first: it fails at once, with libpq's reason, where
+    # the pool would retry in silence until its timeout.
+    probe = await connect(dsn)
+    await probe.close()
     pool = AsyncConnectionPool(
         dsn,
         min_size=size,
@@ -418,9 +422,6 @@ async def open_worker_pool(dsn: str, size: int, *, connect_seconds: float = 15.0
         await pool.open(wait=True, timeout=connect_seconds)
     except PoolTimeout:
         await pool.close()
-        # The pool swallows the connection error; one direct attempt names it.
-        conn = await connect(dsn)
-        await conn.close()
         raise PgbarsError(
             f"cannot connect to the database: no connection within {connect_seconds:.0f} s"
         ) from None

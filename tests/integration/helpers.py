@@ -63,7 +63,7 @@ def stored(
         " ORDER BY b.ts",
         (ticker, timeframe, provider, provider),
     ).fetchall()
-    return [tuple(row) for row in rows]  # type: ignore[misc]
+    return [tuple(row) for row in rows]
 
 
 def served(ticker: str, timeframe: str, first: dt.date, last: dt.date) -> list[Row]:

@@ -1,0 +1,101 @@
+"""`pgbars work` as a command: exit codes, one-line reasons, the log it prints."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner, Result
+
+from tests.integration.helpers import chunk_rows, request, served, stored
+from worker.emulator import Fault, YahooServer
+from worker.main import cli
+
+NO_KEYS = {"POLYGON_API_KEY": "", "TRADIER_TOKEN": ""}
+
+
+def pgbars_work(dsn: str, env: dict[str, str], *args: str) -> Result:
+    return CliRunner().invoke(cli, ["work", *args], env={**NO_KEYS, **env, "DATABASE_URL": dsn})
+
+
+def _one_error_line(result: Result) -> str:
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("pgbars: error: ")
+    return line
+
+
+def test_runs_with_yahoo_alone_and_logs_each_chunk(
+    dsn: str, db: psycopg.Connection[Any], yahoo: YahooServer
+) -> None:
+    days = (dt.date(2024, 11, 25), dt.date(2024, 11, 29))
+    request(db, "SPY", "d1", *days)  # d1: Yahoo first, no credential needed
+
+    result = pgbars_work(dsn, {"YAHOO_BASE_URL": yahoo.base_url}, "--max-seconds", "30")
+
+    assert result.exit_code == 0, result.output
+    assert [c["status"] for c in chunk_rows(db, "SPY", "d1")] == ["done"]
+    assert [bar[:5] for bar in stored(db, "SPY", "d1", "yahoo")] == [
+        bar[:5] for bar in served("SPY", "d1", *days)
+    ]
+    lines = result.output.splitlines()
+    (chunk_line,) = [line for line in lines if " chunk " in line]
+    for field in (
+        "ticker=SPY",
+        "timeframe=d1",
+        "sessions=4",
+        "provider=yahoo",
+        "requests=1",
+        "bars_written=4",
+        "bars_rejected=0",
+        "outcome=done",
+        "seconds=",
+    ):
+        assert field in chunk_line
+    assert any(" summary " in line and "done=1" in line for line in lines)
+    assert any("provider name=yahoo requests=1" in line for line in lines)
+
+
+def test_chunk_failures_still_exit_zero(dsn: str, db: psycopg.Connection[Any], yahoo: YahooServer) -> None:
+    request(db, "SPY", "d1", dt.date(2024, 11, 25), dt.date(2024, 11, 29))
+    db.execute("DELETE FROM pgbars.provider_routes WHERE provider = 'polygon'")  # no route to fall back to
+    yahoo.inject(Fault.unknown_ticker())
+
+    result = pgbars_work(dsn, {"YAHOO_BASE_URL": yahoo.base_url})
+
+    assert result.exit_code == 0, result.output
+    assert [c["status"] for c in chunk_rows(db, "SPY", "d1")] == ["failed"]
+    assert "outcome=failed" in result.output
+
+
+def test_unreachable_database(dsn: str) -> None:
+    line = _one_error_line(pgbars_work("postgresql://pgbars@127.0.0.1:1/nothing?connect_timeout=2", {}))
+    assert "cannot connect to the database" in line
+
+
+def test_schema_missing(server_dsn: Callable[[str], str]) -> None:
+    line = _one_error_line(pgbars_work(server_dsn("postgres"), {}))
+    assert "schema is not installed" in line and "pgbars db upgrade" in line
+
+
+def test_schema_older_than_the_code(dsn: str, db: psycopg.Connection[Any]) -> None:
+    db.execute("UPDATE pgbars.schema_migrations SET checksum = 'old' WHERE name = 'routines'")
+    line = _one_error_line(pgbars_work(dsn, {}))
+    assert "older or newer than this code" in line
+
+
+def test_no_usable_provider(dsn: str, db: psycopg.Connection[Any]) -> None:
+    db.execute("UPDATE pgbars.providers SET enabled = false WHERE name = 'yahoo'")
+    line = _one_error_line(pgbars_work(dsn, {}))
+    assert "no usable provider" in line and "POLYGON_API_KEY" in line
+
+
+@pytest.mark.parametrize("args", [["--concurrency", "0"], ["--max-seconds", "0"]])
+def test_bad_options_are_refused(dsn: str, args: list[str]) -> None:
+    result = pgbars_work(dsn, {}, *args)
+    assert result.exit_code == 2
+    assert "Invalid value" in result.output
