@@ -190,7 +190,7 @@ class _Pacer:
 @dataclass(slots=True)
 class _Running:
     task: asyncio.Task[ChunkReport]
-    phase: Literal["fetch", "write"] = "fetch"
+    phase: Literal["fetch", "settle"] = "fetch"  # stop() cancels fetches only
 
 
 class Worker:
@@ -349,31 +349,38 @@ class Worker:
     # --- one chunk -----------------------------------------------------------------
 
     async def _process(self, chunk: db.ClaimedChunk) -> ChunkReport:
+        """Fetch, write and report one chunk. Never raises: the report says what happened."""
         report = ChunkReport(chunk)
         started = time.monotonic()
         pacer = _Pacer(self, chunk)
         try:
-            await self._fetch_and_store(chunk, pacer, report)
-        except asyncio.CancelledError:
-            # stop(): abandon the fetch, give the chunk back. Swallowed on purpose:
-            # this task was cancelled by its own worker, which collects its report.
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            await pacer.abandon()
-            await self._release(chunk, report, "the worker stopped before the chunk was written")
-        except psycopg.Error as exc:
-            if exc.sqlstate == LEASE_LOST:
-                report.outcome, report.detail = "lost", db.describe_error(exc)
+            try:
+                fetched = await self._fetch(chunk, pacer)
+            except asyncio.CancelledError:
+                # stop() during the fetch: give the chunk back. Swallowed on purpose:
+                # this task was cancelled by its own worker, which collects its report.
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                await pacer.abandon()
+                await self._release(chunk, report, "the worker stopped before the chunk was written")
             else:
-                await self._fail(chunk, report, f"database: {db.describe_error(exc)}", retryable=True)
+                # From here a stop waits for this chunk: its outcome is being recorded.
+                self._running[chunk.chunk_id].phase = "settle"
+                if isinstance(fetched, FetchResult):
+                    await pacer.close(None)
+                    await self._store(chunk, fetched, pacer.requests, report)
+                else:
+                    await self._settle_failure(chunk, pacer, report, fetched)
+        except psycopg.Error as exc:
+            await self._database_error(chunk, report, exc)
         report.requests = pacer.requests
         report.seconds = time.monotonic() - started
         self._log_chunk(report)
         return report
 
-    async def _fetch_and_store(self, chunk: db.ClaimedChunk, pacer: _Pacer, report: ChunkReport) -> None:
-        provider = self.providers[chunk.provider]
+    async def _fetch(self, chunk: db.ClaimedChunk, pacer: _Pacer) -> FetchResult | Exception:
+        """The provider's answer, or the exception that stands for it (CancelledError on a stop)."""
         request = FetchRequest(
             ticker=chunk.ticker,
             timeframe=chunk.timeframe,
@@ -383,28 +390,42 @@ class Worker:
             last_session=chunk.last_session,
         )
         try:
-            result = await provider.fetch(request, pacer)
-        except (_Stopping, asyncio.CancelledError):
+            return await self.providers[chunk.provider].fetch(request, pacer)
+        except _Stopping:
             raise asyncio.CancelledError from None
-        except _BudgetSpent as exc:
+        except (ProviderError, _BudgetSpent) as exc:
+            return exc
+        except Exception as exc:  # a bug in a provider: recorded, retried, never silent
+            log.exception("unexpected error while fetching chunk %s", chunk.chunk_id)
+            return exc
+
+    async def _settle_failure(
+        self, chunk: db.ClaimedChunk, pacer: _Pacer, report: ChunkReport, exc: Exception
+    ) -> None:
+        if isinstance(exc, _BudgetSpent):
             await pacer.cancel()
             self._spent.add(chunk.provider)
             await self._release(chunk, report, f"budget: {exc}")
-            return
-        except ProviderError as exc:
+        elif isinstance(exc, ProviderError):
             await pacer.close(str(exc))
             await self._on_provider_error(chunk, report, exc)
+        else:
+            # The type only: an unexpected exception's text is not known to be free of secrets.
+            what = f"{chunk.provider}: unexpected {type(exc).__name__}"
+            await pacer.close(what)
+            await self._fail(chunk, report, what, retryable=True)
+
+    async def _database_error(self, chunk: db.ClaimedChunk, report: ChunkReport, exc: psycopg.Error) -> None:
+        """A statement of this chunk failed: a lost lease, or the database itself."""
+        if exc.sqlstate == LEASE_LOST:
+            report.outcome, report.detail = "lost", db.describe_error(exc)
             return
-        except Exception as exc:  # a bug in a provider: recorded, retried, never silent
-            log.exception("unexpected error while fetching chunk %s", chunk.chunk_id)
-            await pacer.close(type(exc).__name__)
-            await self._fail(
-                chunk, report, f"{chunk.provider}: unexpected {type(exc).__name__}", retryable=True
-            )
-            return
-        await pacer.close(None)
-        self._running[chunk.chunk_id].phase = "write"
-        await self._store(chunk, result, pacer.requests, report)
+        try:
+            await self._fail(chunk, report, f"database: {db.describe_error(exc)}", retryable=True)
+        except psycopg.Error as again:
+            # Not even the failure could be recorded: the lease runs out and the chunk returns.
+            log.error(logfmt("unrecorded", chunk=chunk.chunk_id, error=db.describe_error(again)))
+            report.outcome, report.detail = "lost", f"outcome not recorded: {db.describe_error(exc)}"
 
     async def _store(
         self, chunk: db.ClaimedChunk, result: FetchResult, requests: int, report: ChunkReport
