@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from tests.integration.helpers import (
+    POLYGON_KEY,
     capture_worker_logs,
     chunk_rows,
     config,
@@ -130,3 +131,32 @@ async def test_ticker_filter_leaves_other_tickers_alone(
     assert [c["status"] for c in chunk_rows(db, "MSFT")] == ["done"]
     assert [c["status"] for c in chunk_rows(db, "AAPL")] == ["pending"]
     assert {r.path.split("/")[4] for r in polygon.requests} == {"MSFT"}
+
+
+async def test_every_page_is_reserved_and_paced(
+    dsn: str, db: psycopg.Connection[Any], env: dict[str, str]
+) -> None:
+    days = (dt.date(2024, 12, 2), dt.date(2024, 12, 6))
+    request(db, "AAPL", "h1", *days)
+    db.execute(
+        "UPDATE pgbars.providers SET calls_per_window = 2, window_length = '1 second',"
+        " window_margin = '0.1 seconds' WHERE name = 'polygon'"
+    )
+    # 1,000 base minutes per page: five 960-minute sessions take five pages.
+    with PolygonServer(POLYGON_KEY, max_limit=1_000) as paging:
+        summary = await work.run(dsn, {**env, "POLYGON_BASE_URL": paging.base_url}, config())
+        pages = paging.requests
+
+    (report,) = summary.reports
+    assert (report.outcome, report.requests) == ("done", len(pages))
+    assert len(pages) == 5
+    assert stored(db, "AAPL", "h1") == served("AAPL", "h1", *days)
+    (chunk,) = chunk_rows(db, "AAPL")
+    assert chunk["requests_used"] == 5
+    calls = db.execute(
+        "SELECT count(*), count(*) FILTER (WHERE http_status = 200) FROM pgbars.provider_calls"
+        " WHERE chunk_id = %s",
+        (chunk["id"],),
+    ).fetchone()
+    assert calls == (5, 5)
+    assert _busiest_window([p.monotonic for p in pages], 1.0) <= 2
