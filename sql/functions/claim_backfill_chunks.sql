@@ -80,14 +80,7 @@ BEGIN
             c.provider = ANY(p_providers)
             AND (
                 p_tickers IS NULL
-                OR c.job_id IN (
-                    SELECT j.id
-                    FROM pgbars.backfill_jobs AS j
-                    INNER JOIN pgbars.symbols AS s ON j.symbol_id = s.id
-                    WHERE s.ticker::text IN (
-                        SELECT pgbars.normalize_ticker(t.ticker) FROM unnest(p_tickers) AS t (ticker)
-                    )
-                )
+                OR c.job_id IN (SELECT pgbars._ticker_jobs(p_tickers))
             )
             AND p.enabled
             AND (p.paused_until IS NULL OR p.paused_until <= now())

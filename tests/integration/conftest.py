@@ -14,28 +14,23 @@ import pytest
 from psycopg import sql
 
 from tests.integration.helpers import CLOCK, POLYGON_KEY, SERVER_NOW, TRADIER_TOKEN
-from worker.emulator import EmulatorServer, PolygonServer, TradierServer, YahooServer
-
-
-def _running(server: EmulatorServer) -> Iterator[Any]:
-    with server:
-        yield server
-    assert server.errors == [], "the emulator itself failed:\n" + "\n".join(server.errors)
+from tests.providers.helpers import serving
+from worker.emulator import PolygonServer, TradierServer, YahooServer
 
 
 @pytest.fixture
 def polygon() -> Iterator[PolygonServer]:
-    yield from _running(PolygonServer(POLYGON_KEY, now=SERVER_NOW))
+    yield from serving(PolygonServer(POLYGON_KEY, now=SERVER_NOW))
 
 
 @pytest.fixture
 def yahoo() -> Iterator[YahooServer]:
-    yield from _running(YahooServer(now=SERVER_NOW))
+    yield from serving(YahooServer(now=SERVER_NOW))
 
 
 @pytest.fixture
 def tradier() -> Iterator[TradierServer]:
-    yield from _running(TradierServer(TRADIER_TOKEN, now=SERVER_NOW))
+    yield from serving(TradierServer(TRADIER_TOKEN, now=SERVER_NOW))
 
 
 @pytest.fixture

@@ -5,10 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from worker.emulator import EmulatorServer, synthetic
 from worker.providers import Bar, FetchRequest
+
+ServerT = TypeVar("ServerT", bound=EmulatorServer)
 
 POLYGON_KEY = "pk-test-Zq8xW3vN5mB7"
 TRADIER_TOKEN = "tt-test-Lr4kP9sD2fG6"
@@ -41,6 +45,13 @@ class PaceRecorder:
     def paced_every_request(self) -> bool:
         """True when each request was preceded by exactly one pace() call."""
         return self.seen_at_call == list(range(len(self.server.requests)))
+
+
+def serving(server: ServerT) -> Iterator[ServerT]:
+    """Run `server` for a fixture; afterwards, fail the test if the emulator itself broke."""
+    with server:
+        yield server
+    assert server.errors == [], "the emulator itself failed:\n" + "\n".join(server.errors)
 
 
 class _NoPace:
