@@ -324,8 +324,14 @@ async def request_backfill(
 
 
 async def backfill_progress(
-    conn: psycopg.AsyncConnection[Any], ticker: str | None = None
+    conn: psycopg.AsyncConnection[Any], ticker: str | None = None, *, tickers: Sequence[str] | None = None
 ) -> list[dict[str, Any]]:
+    """backfill_progress rows, of one ticker or several (None: all)."""
+    if tickers is not None:
+        rows = []
+        for one in tickers:
+            rows += await backfill_progress(conn, one)
+        return rows
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(
         "SELECT bp.symbol, bp.timeframe, bp.status, bp.progress, bp.done, bp.pending,"

@@ -295,6 +295,13 @@ def _log_to_stderr(debug: bool) -> None:
     show_default=True,
     help="Seconds per request.",
 )
+@click.option(
+    "--summary",
+    "summary_file",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Append a Markdown summary of the run to this file (e.g. $GITHUB_STEP_SUMMARY).",
+)
 @click.pass_context
 def work_command(
     ctx: click.Context,
@@ -303,6 +310,7 @@ def work_command(
     tickers: tuple[str, ...],
     lease_seconds: float,
     http_timeout: float,
+    summary_file: str | None,
 ) -> None:
     """Fetch and store due backfill chunks until the queue or the time budget is spent.
 
@@ -310,7 +318,7 @@ def work_command(
     rate limits in pgbars.providers, shared with every other worker. Exits 0
     when it ran, whatever the chunks' outcomes; 1 when it cannot run.
 
-    Example: pgbars work --max-seconds 240 --concurrency 4
+    Example: pgbars work --max-seconds 240 --summary "$GITHUB_STEP_SUMMARY"
     """
     _log_to_stderr(bool(ctx.find_root().params.get("debug")))
     config = work.WorkConfig(
@@ -319,7 +327,12 @@ def work_command(
         tickers=tuple(t for arg in tickers for t in arg.replace(",", " ").split()),
         lease_seconds=lease_seconds,
     )
-    _run(ctx, lambda: work.run(_database_url(), os.environ, config, http_timeout=http_timeout))
+    summary = _run(ctx, lambda: work.run(_database_url(), os.environ, config, http_timeout=http_timeout))
+    if summary_file:
+        from worker.report import summary_markdown
+
+        with open(summary_file, "a", encoding="utf-8") as out:
+            out.write(summary_markdown(summary))
 
 
 @cli.command("demo")

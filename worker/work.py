@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 import psycopg
@@ -83,6 +83,7 @@ class ChunkReport:
 class WorkSummary:
     worker: str
     providers: list[str]
+    progress: list[dict[str, Any]] = field(default_factory=list)  # backfill_progress after the run
     reports: list[ChunkReport] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)  # HTTP requests per provider
     rate_limited: Counter[str] = field(default_factory=Counter)  # 429 answers per provider
@@ -574,6 +575,9 @@ async def run(
         try:
             usable = await prepare(pool, sorted(configured))
             worker = Worker(pool, {name: configured[name] for name in usable}, config)
-            return await worker.run()
+            summary = await worker.run()
+            async with pool.connection() as conn:
+                summary.progress = await db.backfill_progress(conn, tickers=config.tickers or None)
+            return summary
         finally:
             await pool.close()

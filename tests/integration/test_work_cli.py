@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -99,3 +100,30 @@ def test_bad_options_are_refused(dsn: str, args: list[str]) -> None:
     result = pgbars_work(dsn, {}, *args)
     assert result.exit_code == 2
     assert "Invalid value" in result.output
+
+
+def test_summary_file_gets_a_markdown_report_appended(
+    dsn: str, db: psycopg.Connection[Any], yahoo: YahooServer, tmp_path: Path
+) -> None:
+    request(db, "SPY", "d1", dt.date(2024, 11, 25), dt.date(2024, 11, 29))
+    request(db, "QQQ", "d1", dt.date(2024, 11, 25), dt.date(2024, 11, 29))
+    db.execute("DELETE FROM pgbars.provider_routes WHERE provider = 'polygon'")
+    yahoo.inject(Fault.unknown_ticker(), path_prefix="/v8/finance/chart/QQQ")
+    summary = tmp_path / "step-summary.md"
+    summary.write_text("earlier step\n")
+
+    result = pgbars_work(dsn, {"YAHOO_BASE_URL": yahoo.base_url}, "--summary", str(summary))
+
+    assert result.exit_code == 0, result.output
+    text = summary.read_text()
+    assert text.startswith("earlier step\n## pgbars work\n")
+    lines = text.splitlines()
+    header = lines.index(
+        "| chunks | done | retry | failed | rerouted | released | lost | bars written | bars rejected |"
+    )
+    assert lines[header + 2] == "| 2 | 1 | 0 | 1 | 0 | 0 | 0 | 4 | 0 |"
+    assert "| yahoo | 2 | 0 |  |" in lines
+    assert "### Chunks that need a look" in lines
+    assert any(line.startswith("| QQQ | d1 | 2024-11-25 .. 2024-11-29 | yahoo | failed |") for line in lines)
+    assert "| SPY | d1 | done | ████████████████████ 100% | 1 | 0 | 1 | 4 |" in lines
+    assert "| QQQ | d1 | done_with_errors | ░░░░░░░░░░░░░░░░░░░░ 0% | 0 | 1 | 1 | 0 |" in lines

@@ -1,0 +1,105 @@
+"""The Markdown summary of a `pgbars work` run (`--summary FILE`, e.g. $GITHUB_STEP_SUMMARY)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from worker.work import WorkSummary
+
+_BAR_WIDTH = 20
+
+
+def progress_bar(percent: float, width: int = _BAR_WIDTH) -> str:
+    """`███████░░░░░░░░░░░░░ 35%`: filled cells round down, so 100% means done."""
+    percent = max(0.0, min(100.0, float(percent)))
+    filled = int(percent * width // 100)
+    return "█" * filled + "░" * (width - filled) + f" {percent:.0f}%"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return lines
+
+
+def summary_markdown(summary: WorkSummary) -> str:
+    """Chunks by outcome, bars, requests and 429s per provider, then the progress table."""
+    progress = summary.progress
+    lines = [
+        "## pgbars work",
+        "",
+        f"Worker `{summary.worker}` ran {summary.seconds:.1f} s and stopped: {summary.stopped_by}.",
+        "",
+    ]
+    lines += _table(
+        [
+            "chunks",
+            "done",
+            "retry",
+            "failed",
+            "rerouted",
+            "released",
+            "lost",
+            "bars written",
+            "bars rejected",
+        ],
+        [
+            [
+                len(summary.reports),
+                summary.count("done"),
+                summary.count("retry"),
+                summary.count("failed"),
+                summary.count("rerouted"),
+                summary.count("released"),
+                summary.count("lost"),
+                summary.bars_written,
+                summary.bars_rejected,
+            ]
+        ],
+    )
+    lines += [""]
+    lines += _table(
+        ["provider", "requests", "429s", "note"],
+        [
+            [name, summary.calls[name], summary.rate_limited[name], summary.refused.get(name, "")]
+            for name in summary.providers
+        ],
+    )
+    problems = [r for r in summary.reports if r.outcome in ("failed", "lost")]
+    if problems:
+        lines += ["", "### Chunks that need a look", ""]
+        lines += _table(
+            ["symbol", "timeframe", "sessions", "provider", "outcome", "detail"],
+            [
+                [
+                    r.chunk.ticker,
+                    r.chunk.timeframe,
+                    f"{r.chunk.first_session} .. {r.chunk.last_session}",
+                    r.chunk.provider,
+                    r.outcome,
+                    r.detail,
+                ]
+                for r in problems
+            ],
+        )
+    lines += ["", "### Progress", ""]
+    if progress:
+        lines += _table(
+            ["symbol", "timeframe", "status", "progress", "chunks done", "failed", "total", "bars"],
+            [
+                [
+                    p["symbol"],
+                    p["timeframe"],
+                    p["status"],
+                    progress_bar(p["progress"]),
+                    p["done"],
+                    p["failed"],
+                    p["total"],
+                    p["bars_written"],
+                ]
+                for p in progress
+            ],
+        )
+    else:
+        lines += ["No backfill jobs yet."]
+    return "\n".join(lines) + "\n"
