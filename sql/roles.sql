@@ -1,7 +1,8 @@
 -- Roles and grants. Applied last on every upgrade.
 -- pgbars_worker: runs the pipeline through the worker functions and writes
 --   bars (INSERT/UPDATE; DELETE only on the quarantine; no TRUNCATE or DDL).
--- pgbars_reader: progress views, status functions and the bars charts read.
+-- pgbars_reader: progress and monitoring views, status functions and the bars
+--   charts read.
 -- Both are NOLOGIN: grant them to the login role you put in DATABASE_URL.
 DO $$
 BEGIN
@@ -46,6 +47,14 @@ pgbars.request_backfill(text, text[], date, date, integer)
 TO pgbars_worker;
 
 GRANT SELECT ON pgbars.backfill_progress, pgbars.ohlc_bars_v2 TO pgbars_reader;
+-- the monitoring views (docs/monitoring.md); pgbars_worker reads them
+-- through SELECT ON ALL TABLES above, which includes views
+GRANT SELECT ON
+pgbars.provider_usage,
+pgbars.expired_leases,
+pgbars.failed_chunks,
+pgbars.bar_coverage
+TO pgbars_reader;
 GRANT EXECUTE ON FUNCTION
 pgbars.backfill_status(text),
 pgbars.has_backfill_data(text, text),
