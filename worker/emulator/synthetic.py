@@ -6,8 +6,10 @@ after-hours close of each real XNYS session, except some deterministic gaps
 first pre-market and last after-hours hour, so even 5-minute slots go empty).
 Prices follow a random-walk-like path built from hashed value noise at several
 scales (weeks down to five minutes), so any minute costs O(1) to compute and
-the same (ticker, minute) always gives the same bar. A session costs ~8 ms; the
-last 64 sessions' minutes and every daily bar are cached.
+the same (ticker, minute) always gives the same bar. A session's minutes are
+computed as numpy arrays (about 0.2 ms) and intraday aggregates are reduced
+from them directly; the last 256 sessions' arrays and every daily bar are
+cached.
 
 Aggregation lives here and only here, so tests can ask "what did the server
 serve?": intraday buckets are clock-aligned from 00:00 New York and never cross
@@ -22,12 +24,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import math
-import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from zoneinfo import ZoneInfo
+
+import numpy as np
+import numpy.typing as npt
 
 from worker.calendar import SessionHours, xnys_sessions
 
@@ -45,7 +48,6 @@ _NOISE_SCALES: tuple[tuple[int, float], ...] = (
     (30, 0.0034),
     (5, 0.0014),
 )
-_FOUR_WORDS = struct.Struct(">4I")
 _MISSING_REGULAR = 0.01
 _MISSING_EXTENDED = 0.10
 _MISSING_THIN = 0.60  # the first pre-market and the last after-hours hour trade thinly
@@ -90,28 +92,34 @@ def _base_volume(ticker: str) -> int:
 
 def price_at(ticker: str, minute: int) -> float:
     """The price at the start of `minute` (minutes since the Unix epoch)."""
-    drift = 0.0
-    for spacing, amplitude in _NOISE_SCALES:
-        index, offset = divmod(minute, spacing)
-        left = _knot(ticker, spacing, index)
-        right = _knot(ticker, spacing, index + 1)
-        drift += amplitude * (left + (right - left) * offset / spacing)
-    return round(base_price(ticker) * math.exp(drift), 2)
+    return float(_prices(ticker, minute, minute + 1)[0])
 
 
-def _prices(ticker: str, start: int, stop: int) -> list[float]:
-    """`price_at` for every minute in [start, stop), sharing the knot lookups."""
-    drifts = [0.0] * (stop - start)
+def _prices(ticker: str, start: int, stop: int) -> npt.NDArray[np.float64]:
+    """`price_at` for every minute in [start, stop): interpolated knots, one array op per scale."""
+    minutes = np.arange(start, stop, dtype=np.int64)
+    drift = np.zeros(stop - start)
     for spacing, amplitude in _NOISE_SCALES:
         first_knot = start // spacing
-        knots = [_knot(ticker, spacing, k) for k in range(first_knot, (stop - 1) // spacing + 2)]
-        for i in range(stop - start):
-            index, offset = divmod(start + i, spacing)
-            left = knots[index - first_knot]
-            right = knots[index - first_knot + 1]
-            drifts[i] += amplitude * (left + (right - left) * offset / spacing)
-    base = base_price(ticker)
-    return [round(base * math.exp(drift), 2) for drift in drifts]
+        knots = np.array([_knot(ticker, spacing, k) for k in range(first_knot, (stop - 1) // spacing + 2)])
+        index, offset = np.divmod(minutes, spacing)
+        left = knots[index - first_knot]
+        right = knots[index - first_knot + 1]
+        drift += amplitude * (left + (right - left) * offset / spacing)
+    return np.round(base_price(ticker) * np.exp(drift), 2)
+
+
+def _mix64(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """splitmix64's finaliser: a well-spread 64-bit hash of each value (wrapping arithmetic)."""
+    z = values + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@lru_cache(maxsize=4096)
+def _ticker_seed(ticker: str) -> int:
+    return int.from_bytes(hashlib.blake2b(f"minute|{ticker}".encode(), digest_size=8).digest(), "big")
 
 
 @lru_cache(maxsize=64)
@@ -141,50 +149,130 @@ def _minute_index(ts: dt.datetime) -> int:
     return (ts - _EPOCH) // _MINUTE
 
 
-# ~300 kB per session: keep a working set, not years (daily bars are cached on their own).
-@lru_cache(maxsize=64)
-def _session_minutes(ticker: str, day: dt.date) -> tuple[SyntheticBar, ...]:
+@dataclass(frozen=True, slots=True)
+class _Minutes:
+    """One session's minute bars as columns (only the minutes that traded)."""
+
+    minute: npt.NDArray[np.int64]  # minutes since the Unix epoch
+    open: npt.NDArray[np.float64]
+    high: npt.NDArray[np.float64]
+    low: npt.NDArray[np.float64]
+    close: npt.NDArray[np.float64]
+    volume: npt.NDArray[np.int64]
+    vwap: npt.NDArray[np.float64]
+    trade_count: npt.NDArray[np.int64]
+    local_offset: int  # add to `minute` for New York minutes since the Unix epoch (constant in a session)
+
+
+@lru_cache(maxsize=256)
+def _session_arrays(ticker: str, day: dt.date) -> _Minutes | None:
     hours = session(day)
     if hours is None:
-        return ()
+        return None
     first = _minute_index(hours.premarket_open)
     last = _minute_index(hours.after_hours_close)
     regular_first = _minute_index(hours.regular_open)
     regular_last = _minute_index(hours.regular_close)
+    minutes = np.arange(first, last, dtype=np.int64)
     prices = _prices(ticker, first, last + 1)
-    wick = base_price(ticker) * 0.0008
+
+    regular = (minutes >= regular_first) & (minutes < regular_last)
+    thin = ~regular & ((minutes < first + 60) | (minutes >= last - 60))
+    missing = np.where(regular, _MISSING_REGULAR, np.where(thin, _MISSING_THIN, _MISSING_EXTENDED))
     volume_scale = float(_base_volume(ticker))
-    blake2b, unpack = hashlib.blake2b, _FOUR_WORDS.unpack
-    bars = []
-    for offset, minute in enumerate(range(first, last)):
-        if regular_first <= minute < regular_last:
-            missing, size_scale = _MISSING_REGULAR, volume_scale
-        elif minute < first + 60 or minute >= last - 60:
-            missing, size_scale = _MISSING_THIN, volume_scale * 0.06
-        else:
-            missing, size_scale = _MISSING_EXTENDED, volume_scale * 0.06
-        gap, up, down, size = unpack(blake2b(f"minute|{ticker}|{minute}".encode(), digest_size=16).digest())
-        if gap < missing * 2**32:
-            continue
-        open_, close = prices[offset], prices[offset + 1]
-        high = round(max(open_, close) + wick * up / 2**32, 2)
-        low = max(round(min(open_, close) - wick * down / 2**32, 2), 0.01)
-        volume = 1 + int(size_scale * (0.3 + size / 2**32))
-        bars.append(
-            SyntheticBar(
-                _EPOCH + minute * _MINUTE,
-                open_,
-                high,
-                low,
-                close,
-                volume,
-                round((high + low + close) / 3, 4),
-                max(1, volume // 60),
-                1,
-                1,
-            )
+    size_scale = np.where(regular, volume_scale, volume_scale * 0.06)
+
+    seed = np.uint64(_ticker_seed(ticker))
+    first_hash = _mix64(minutes.astype(np.uint64) ^ seed)
+    second_hash = _mix64(first_hash)
+    low_word, high_word = np.uint64(0xFFFFFFFF), np.uint64(32)
+    gap = (first_hash >> high_word).astype(np.float64)
+    up = (first_hash & low_word).astype(np.float64)
+    down = (second_hash >> high_word).astype(np.float64)
+    size = (second_hash & low_word).astype(np.float64)
+
+    keep = gap >= missing * 2**32
+    open_, close = prices[:-1][keep], prices[1:][keep]
+    wick = base_price(ticker) * 0.0008
+    high = np.round(np.maximum(open_, close) + wick * up[keep] / 2**32, 2)
+    low = np.maximum(np.round(np.minimum(open_, close) - wick * down[keep] / 2**32, 2), 0.01)
+    volume = 1 + np.floor(size_scale[keep] * (0.3 + size[keep] / 2**32)).astype(np.int64)
+    local = hours.premarket_open.astimezone(NEW_YORK)
+    local_offset = int(local.utcoffset().total_seconds()) // 60  # type: ignore[union-attr]
+    return _Minutes(
+        minute=minutes[keep],
+        open=open_,
+        high=high,
+        low=low,
+        close=close,
+        volume=volume,
+        vwap=np.round((high + low + close) / 3, 4),
+        trade_count=np.maximum(1, volume // 60),
+        local_offset=local_offset,
+    )
+
+
+def _bars_of(
+    ts_minutes: list[int],
+    opens: list[float],
+    highs: list[float],
+    lows: list[float],
+    closes: list[float],
+    volumes: list[int],
+    vwaps: list[float],
+    trade_counts: list[int],
+    widths: list[int],
+) -> list[SyntheticBar]:
+    return [
+        SyntheticBar(_EPOCH + minute * _MINUTE, o, h, lo, c, v, vw, n, width, 1)
+        for minute, o, h, lo, c, v, vw, n, width in zip(
+            ts_minutes, opens, highs, lows, closes, volumes, vwaps, trade_counts, widths, strict=True
         )
-    return tuple(bars)
+    ]
+
+
+@lru_cache(maxsize=64)
+def _session_minutes(ticker: str, day: dt.date) -> tuple[SyntheticBar, ...]:
+    m = _session_arrays(ticker, day)
+    if m is None:
+        return ()
+    return tuple(
+        _bars_of(
+            m.minute.tolist(),
+            m.open.tolist(),
+            m.high.tolist(),
+            m.low.tolist(),
+            m.close.tolist(),
+            m.volume.tolist(),
+            m.vwap.tolist(),
+            m.trade_count.tolist(),
+            [1] * len(m.minute),
+        )
+    )
+
+
+def _session_aggregates(ticker: str, day: dt.date, width: int) -> list[SyntheticBar]:
+    """The session's bars `width` minutes wide, clock-aligned from 00:00 New York."""
+    m = _session_arrays(ticker, day)
+    if m is None or len(m.minute) == 0:
+        return []
+    local = m.minute + m.local_offset
+    bucket = m.minute - local % width
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    ends = np.r_[starts[1:], len(bucket)]
+    volume = np.add.reduceat(m.volume, starts)
+    weighted = np.add.reduceat(m.vwap * m.volume, starts)
+    return _bars_of(
+        bucket[starts].tolist(),
+        m.open[starts].tolist(),
+        np.maximum.reduceat(m.high, starts).tolist(),
+        np.minimum.reduceat(m.low, starts).tolist(),
+        m.close[ends - 1].tolist(),
+        volume.tolist(),
+        np.round(weighted / volume, 4).tolist(),
+        np.add.reduceat(m.trade_count, starts).tolist(),
+        (ends - starts).tolist(),
+    )
 
 
 def minute_bars(ticker: str, day: dt.date, *, extended: bool = True) -> list[SyntheticBar]:
@@ -292,10 +380,16 @@ def iter_bars(
     that has a session in first..last, even ones outside that range).
     """
     days = [s.session_date for s in sessions(first_session, last_session)]
-    if timeframe in TIMEFRAME_MINUTES:
-        bucket = clock_bucket(TIMEFRAME_MINUTES[timeframe])
+    if timeframe in TIMEFRAME_MINUTES and extended:
         for day in days:
             # Per session, so no bucket can ever join two sessions.
+            if timeframe == "m1":
+                yield from _session_minutes(ticker, day)
+            else:
+                yield from _session_aggregates(ticker, day, TIMEFRAME_MINUTES[timeframe])
+    elif timeframe in TIMEFRAME_MINUTES:
+        bucket = clock_bucket(TIMEFRAME_MINUTES[timeframe])
+        for day in days:
             yield from bucketed(minute_bars(ticker, day, extended=extended), bucket)
     elif timeframe == "d1":
         yield from (bar for day in days if (bar := daily_bar(ticker, day)) is not None)
