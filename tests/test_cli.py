@@ -9,7 +9,8 @@ import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
-from worker.main import DEMO_TICKERS, cli
+from worker.demo import DEMO_TICKERS
+from worker.main import cli
 
 
 def pgbars(dsn: str | None, *args: str) -> Result:

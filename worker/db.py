@@ -346,6 +346,36 @@ async def backfill_progress(
     return await cur.fetchall()
 
 
+async def backfill_progress_with_eta(
+    conn: psycopg.AsyncConnection[Any], ticker: str | None = None
+) -> list[dict[str, Any]]:
+    """What `pgbars status` shows: backfill_progress rows of one ticker (None: all) with the
+    bars stored and the ETA of pgbars.backfill_eta, ordered by symbol and timeframe.
+
+    Keys: those of backfill_progress(), plus job_id, bars (rows in ohlc_bars_v2 for the
+    job's symbol and timeframe, forecasts left out), provider, remaining_chunks,
+    remaining_requests, requests_ahead, paused_until, eta_seconds and eta_at.
+    Raises 22023 for an invalid ticker; an unknown one has no rows. Needs only pgbars_reader.
+    """
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT bp.symbol, bp.timeframe, bp.status, bp.progress, bp.done, bp.pending,"
+        " bp.running, bp.failed, bp.total, bp.sessions_done, bp.sessions_total,"
+        " bp.bars_written, bp.first_session, bp.last_session, bp.job_id,"
+        # one index-only count over the bars' primary key (symbol_id, timeframe, ...)
+        " (SELECT count(*) FROM pgbars.ohlc_bars_v2 AS b"
+        "  WHERE b.symbol_id = bp.symbol_id AND b.timeframe = bp.timeframe AND NOT b.is_forecast) AS bars,"
+        " e.provider, e.remaining_chunks, e.remaining_requests, e.requests_ahead, e.paused_until,"
+        " e.eta_seconds, e.eta_at"
+        " FROM pgbars.backfill_eta(%(tickers)s) WITH ORDINALITY AS e"
+        " JOIN pgbars.backfill_progress AS bp ON bp.job_id = e.job_id"
+        " WHERE %(ticker)s::text IS NULL OR bp.symbol = pgbars.normalize_ticker(%(ticker)s)"
+        " ORDER BY e.ordinality",
+        {"ticker": ticker, "tickers": None if ticker is None else [ticker]},
+    )
+    return await cur.fetchall()
+
+
 def describe_error(exc: psycopg.Error) -> str:
     """One line for the user from a database error: its message and hint."""
     diag = exc.diag
@@ -576,3 +606,40 @@ async def store_chunk(
         row = await cur.fetchone()
     assert row is not None
     return StoredChunk(*row)
+
+
+# -- the demo and reports ----------------------------------------------------------
+
+
+async def provider_limits(conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT name, calls_per_window, window_length, window_margin FROM pgbars.providers ORDER BY name"
+    )
+    return await cur.fetchall()
+
+
+async def set_provider_limits(conn: psycopg.AsyncConnection[Any], limits: Sequence[dict[str, Any]]) -> None:
+    """Rows like provider_limits() returns; one transaction."""
+    async with conn.transaction():
+        for limit in limits:
+            await conn.execute(
+                "UPDATE pgbars.providers SET calls_per_window = %(calls_per_window)s,"
+                " window_length = %(window_length)s, window_margin = %(window_margin)s"
+                " WHERE name = %(name)s",
+                limit,
+            )
+
+
+async def bar_coverage(conn: psycopg.AsyncConnection[Any], tickers: Sequence[str]) -> list[dict[str, Any]]:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT c.symbol, c.timeframe, c.unit, c.bars, c.first_bar, c.last_bar, c.units_planned,"
+        " c.units_with_bars, c.units_missing, c.coverage"
+        " FROM pgbars.bar_coverage AS c"
+        " JOIN pgbars.timeframes AS tf ON tf.name = c.timeframe"
+        " WHERE c.symbol IN (SELECT pgbars.normalize_ticker(t) FROM unnest(%s::text[]) AS t)"
+        " ORDER BY c.symbol, tf.sort_order",
+        (list(tickers),),
+    )
+    return await cur.fetchall()

@@ -16,11 +16,9 @@ import click
 import psycopg
 
 from worker import db, work
+from worker.live import LiveProgress, use_live_display
 
 T = TypeVar("T")
-
-DEMO_WATCHLIST = "demo"
-DEMO_TICKERS = ("AAPL", "NVDA", "TSLA", "SPY", "QQQ", "AMD", "AMZN", "CRWD", "MU", "PLTR")
 
 
 def _database_url() -> str:
@@ -327,7 +325,15 @@ def work_command(
         tickers=tuple(t for arg in tickers for t in arg.replace(",", " ").split()),
         lease_seconds=lease_seconds,
     )
-    summary = _run(ctx, lambda: work.run(_database_url(), os.environ, config, http_timeout=http_timeout))
+
+    async def run_work() -> work.WorkSummary:
+        dsn = _database_url()
+        if not use_live_display():
+            return await work.run(dsn, os.environ, config, http_timeout=http_timeout)
+        async with LiveProgress(dsn, config.tickers or None):
+            return await work.run(dsn, os.environ, config, http_timeout=http_timeout)
+
+    summary = _run(ctx, run_work)
     if summary_file:
         from worker.report import summary_markdown
 
@@ -335,40 +341,66 @@ def work_command(
             out.write(summary_markdown(summary))
 
 
-@cli.command("demo")
-@click.pass_context
-def demo(ctx: click.Context) -> None:
-    """Run pgbars offline: an embedded Postgres (no DATABASE_URL needed), the
-    schema, a watchlist of ten tickers seeded by the trigger, and their progress.
+COVERAGE_COLUMNS = (
+    "symbol",
+    "timeframe",
+    "bars",
+    "first_bar",
+    "last_bar",
+    "units_planned",
+    "units_with_bars",
+    "units_missing",
+    "coverage",
+)
 
-    With DATABASE_URL set, that database is used instead.
+
+@cli.command("demo")
+@click.option(
+    "--ticker", "tickers", multiple=True, help="Demo these tickers instead of the ten (repeat for several)."
+)
+@click.pass_context
+def demo(ctx: click.Context, tickers: tuple[str, ...]) -> None:
+    """Run the whole pipeline offline, in under a minute: an embedded Postgres (no
+    DATABASE_URL needed), local provider servers serving synthetic bars, ten
+    watchlist tickers seeded by the trigger and fetched by the real worker under
+    a demo rate limit of 5 calls per second, with live progress.
+
+    With DATABASE_URL set, that database is used instead (it then holds the
+    synthetic bars and a 'demo' watchlist). Running it again is quick: the
+    bars are there already.
 
     Example: pgbars demo
     """
+    from worker.demo import DEMO_TICKERS, run_demo
+
+    _log_to_stderr(bool(ctx.find_root().params.get("debug")))
     dsn = os.environ.get("DATABASE_URL", "").strip()
     server = None
-    if not dsn:
+    if dsn:
+        click.echo("using DATABASE_URL: the demo writes synthetic bars and a 'demo' watchlist there")
+    else:
         from worker.embedded import EmbeddedPostgres, default_data_dir
 
         data_dir = default_data_dir()
-        click.echo(f"starting the embedded Postgres in {data_dir}")
+        click.echo(f"embedded Postgres in {data_dir} (kept between runs)")
         server = EmbeddedPostgres(data_dir)
         dsn = server.dsn()
     try:
-
-        async def run(conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
-            report = await db.upgrade(conn)
-            _print_upgrade(report)
-            added = await db.add_to_watchlist(conn, DEMO_TICKERS, DEMO_WATCHLIST)
-            new = [r["ticker"] for r in added if r["added"]]
-            click.echo(
-                f"watchlist {DEMO_WATCHLIST}: {len(added)} tickers"
-                + (f", {len(new)} new (the trigger seeded their h1 backfill)" if new else "")
-            )
-            return await db.backfill_progress(conn)
-
-        rows = _run(ctx, lambda: _with_connection(dsn, run))
-        click.echo(_format_table(rows, PROGRESS_COLUMNS))
+        result = _run(
+            ctx, lambda: run_demo(dsn, click.echo, tickers=tickers or DEMO_TICKERS, live=use_live_display())
+        )
     finally:
         if server is not None:
             server.stop()
+    click.echo("")
+    click.echo(_format_table(result.progress, PROGRESS_COLUMNS))
+    click.echo("")
+    click.echo("coverage (sessions with bars of the sessions planned):")
+    click.echo(_format_table(result.coverage, COVERAGE_COLUMNS))
+    summary = result.summary
+    if summary is not None:
+        click.echo(
+            f"\n{len(summary.reports)} chunks fetched with {sum(summary.calls.values())} requests,"
+            f" {summary.bars_written:,} bars written, {summary.bars_rejected} rejected;"
+            f" demo finished in {result.seconds:.1f} s"
+        )
