@@ -7,8 +7,8 @@ first pre-market and last after-hours hour, so even 5-minute slots go empty).
 Prices follow a random-walk-like path built from hashed value noise at several
 scales (weeks down to five minutes), so any minute costs O(1) to compute and
 the same (ticker, minute) always gives the same bar. A session's minutes are
-computed as numpy arrays (about 0.2 ms) and intraday aggregates are reduced
-from them directly; the last 256 sessions' arrays and every daily bar are
+computed as numpy arrays and intraday aggregates are reduced
+from them directly (under a millisecond per session); the last 256 sessions' arrays and every daily bar are
 cached.
 
 Aggregation lives here and only here, so tests can ask "what did the server
@@ -75,11 +75,6 @@ def _unit(*parts: object) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
-@lru_cache(maxsize=200_000)
-def _knot(ticker: str, spacing: int, index: int) -> float:
-    return 2.0 * _unit("knot", ticker, spacing, index) - 1.0
-
-
 @lru_cache(maxsize=4096)
 def base_price(ticker: str) -> float:
     return round(20.0 + 480.0 * _unit("price", ticker), 2)
@@ -101,7 +96,7 @@ def _prices(ticker: str, start: int, stop: int) -> npt.NDArray[np.float64]:
     drift = np.zeros(stop - start)
     for spacing, amplitude in _NOISE_SCALES:
         first_knot = start // spacing
-        knots = np.array([_knot(ticker, spacing, k) for k in range(first_knot, (stop - 1) // spacing + 2)])
+        knots = _knots(ticker, spacing, first_knot, (stop - 1) // spacing + 2)
         index, offset = np.divmod(minutes, spacing)
         left = knots[index - first_knot]
         right = knots[index - first_knot + 1]
@@ -118,8 +113,15 @@ def _mix64(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
 
 
 @lru_cache(maxsize=4096)
-def _ticker_seed(ticker: str) -> int:
-    return int.from_bytes(hashlib.blake2b(f"minute|{ticker}".encode(), digest_size=8).digest(), "big")
+def _ticker_seed(ticker: str, purpose: str = "minute") -> int:
+    return int.from_bytes(hashlib.blake2b(f"{purpose}|{ticker}".encode(), digest_size=8).digest(), "big")
+
+
+def _knots(ticker: str, spacing: int, first: int, stop: int) -> npt.NDArray[np.float64]:
+    """The value noise's knots first..stop-1 at `spacing`: uniform in [-1, 1), fixed per ticker."""
+    seed = np.uint64(_ticker_seed(ticker, f"knot|{spacing}"))
+    hashed = _mix64(np.arange(first, stop, dtype=np.int64).astype(np.uint64) ^ seed)
+    return (hashed >> np.uint64(11)).astype(np.float64) / 2.0**53 * 2.0 - 1.0
 
 
 @lru_cache(maxsize=64)
@@ -347,10 +349,28 @@ def clock_bucket(minutes: int) -> Callable[[dt.datetime], dt.datetime]:
 @lru_cache(maxsize=65_536)
 def daily_bar(ticker: str, day: dt.date) -> SyntheticBar | None:
     """The regular session of `day` as one bar at 00:00 New York (daily bars are regular hours)."""
-    parts = minute_bars(ticker, day, extended=False)
-    if not parts:
+    m, hours = _session_arrays(ticker, day), session(day)
+    if m is None or hours is None:
         return None
-    return combine(new_york_midnight(day), parts)
+    regular = (m.minute >= _minute_index(hours.regular_open)) & (
+        m.minute < _minute_index(hours.regular_close)
+    )
+    if not regular.any():
+        return None
+    volume = m.volume[regular]
+    total = int(volume.sum())
+    return SyntheticBar(
+        ts=new_york_midnight(day),
+        open=float(m.open[regular][0]),
+        high=float(m.high[regular].max()),
+        low=float(m.low[regular].min()),
+        close=float(m.close[regular][-1]),
+        volume=total,
+        vwap=round(float((m.vwap[regular] * volume).sum()) / total, 4),
+        trade_count=int(m.trade_count[regular].sum()),
+        minutes=int(regular.sum()),
+        sessions=1,
+    )
 
 
 def weekly_bar(ticker: str, monday: dt.date) -> SyntheticBar | None:
