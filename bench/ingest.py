@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import platform
@@ -276,10 +277,8 @@ async def settle(conn: psycopg.AsyncConnection[Any], tables: Sequence[str]) -> N
     """Vacuum and analyse `tables`, then CHECKPOINT (skipped without the privilege)."""
     for table in tables:
         await conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.SQL(table)))
-    try:
+    with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
         await conn.execute("CHECKPOINT")
-    except psycopg.errors.InsufficientPrivilege:
-        pass
 
 
 async def count_bars(conn: psycopg.AsyncConnection[Any], table: str) -> int:
@@ -411,8 +410,7 @@ async def raw_copy_pass(
     for chunk in plan:
         sid = symbol_ids[chunk.ticker]
         rows = [
-            (sid, TIMEFRAME, b.ts, PROVIDER, False, b.open, b.high, b.low, b.close, int(b.volume), b.vwap)
-            + (b.trade_count, True, "raw")
+            (sid, TIMEFRAME, b.ts, PROVIDER, False, *b[1:5], int(b.volume), *b[6:], True, "raw")
             for b in validated_bars(reader, workload, chunk)
         ]
         started = time.perf_counter()
@@ -454,13 +452,17 @@ def database_dsn(server_dsn: str, name: str) -> str:
     return make_conninfo(server_dsn, dbname=name)
 
 
+def _drop(name: str) -> sql.Composed:
+    return sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+
+
 async def create_databases(server_dsn: str, names: Sequence[str]) -> None:
     """Drop and create `names`, each a copy of a template with the pgbars schema installed."""
     template = f"{DB_PREFIX}_template"
     admin = await db.connect(server_dsn)
     try:
         for name in (*names, template):
-            await admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            await admin.execute(_drop(name))
         await admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(template)))
         conn = await db.connect(database_dsn(server_dsn, template))
         try:
@@ -468,9 +470,8 @@ async def create_databases(server_dsn: str, names: Sequence[str]) -> None:
         finally:
             await conn.close()
         for name in names:
-            await admin.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
-            )
+            create = sql.SQL("CREATE DATABASE {} TEMPLATE {}")
+            await admin.execute(create.format(sql.Identifier(name), sql.Identifier(template)))
         await admin.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(template)))
     finally:
         await admin.close()
@@ -480,7 +481,7 @@ async def drop_databases(server_dsn: str, names: Sequence[str]) -> None:
     admin = await db.connect(server_dsn)
     try:
         for name in names:
-            await admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            await admin.execute(_drop(name))
     finally:
         await admin.close()
 
@@ -601,7 +602,10 @@ def report(results: Results) -> str:
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = []
     for n, row in enumerate(table):
-        cells = [row[0].ljust(widths[0]), *(cell.rjust(width) for cell, width in zip(row[1:], widths[1:]))]
+        cells = [
+            row[0].ljust(widths[0]),
+            *(cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)),
+        ]
         lines.append("  ".join(cells))
         if n == 0:
             lines.append("  ".join("-" * width for width in widths))
@@ -620,6 +624,10 @@ def report(results: Results) -> str:
         f"target real path >= {TARGET_VS_COPY:g}x raw COPY:    " + verdict(results.vs_copy, TARGET_VS_COPY)
     )
     return "\n".join(lines)
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -655,7 +663,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(
         f"{workload.bars:,} m1 bars: {len(loads)} tickers, sessions"
         f" {min(x.first_session for x in loads)}..{max(x.last_session for x in loads)};"
-        f" {os.cpu_count()} CPUs, Python {platform.python_version()}, psycopg {psycopg.__version__}"
+        f" {os.cpu_count()} CPUs, Python {platform.python_version()}, psycopg {psycopg.__version__},"
+        f" load average {_load()}"
     )
     server = None
     if args.dsn:
@@ -677,6 +686,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             server.stop()
     say("")
     say(report(results))
+    say(f"load average at the end: {_load()} (other work on the machine slows every method)")
     return 0
 
 

@@ -57,6 +57,7 @@ pgbars.bar_coverage
 TO pgbars_reader;
 GRANT EXECUTE ON FUNCTION
 pgbars.backfill_status(text),
+pgbars.backfill_eta(text[]),
 pgbars.has_backfill_data(text, text),
 pgbars.normalize_ticker(text)
 TO pgbars_worker, pgbars_reader;

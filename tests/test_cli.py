@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import uuid
 from typing import Any
 
 import psycopg
 import pytest
 from click.testing import CliRunner, Result
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
+from tests.sql.helpers import seed
 from worker.demo import DEMO_TICKERS
-from worker.main import cli
+from worker.main import _duration_text, _progress_bar, cli
 
 
 def pgbars(dsn: str | None, *args: str) -> Result:
@@ -69,6 +74,194 @@ def test_request_and_status_json(dsn: str) -> None:
         ("NVDA", "h1", "pending", 10),
         ("NVDA", "d1", "pending", 1),
     ]
+    # h1 from Polygon (12 s per request), d1 from Yahoo (2 s): separate queues
+    assert [(r["provider"], r["remaining_requests"], r["eta_seconds"]) for r in rows] == [
+        ("polygon", 10, 120),
+        ("yahoo", 1, 2),
+    ]
+
+
+# -- pgbars status -------------------------------------------------------------------
+
+
+def partial_backfill(conn: psycopg.Connection[Any]) -> None:
+    """NVDA h1, 2 years (10 chunks): the 3 newest done (138 sessions), the next failed,
+    1,200 bars stored; AMD h1, July to December 2024 (3 chunks), untouched. Both on Polygon."""
+    seed(conn, "NVDA", start=dt.date(2023, 1, 1), end=dt.date(2024, 12, 31))
+    seed(conn, "AMD", start=dt.date(2024, 7, 1), end=dt.date(2024, 12, 31))
+    claimed = claim(conn, "NVDA", 4)
+    for chunk_id, lease_id in claimed[:3]:
+        conn.execute("SELECT pgbars.complete_backfill_chunk(%s, %s, 800, 0, 1)", (chunk_id, lease_id))
+    conn.execute("SELECT pgbars.fail_backfill_chunk(%s, %s, 'HTTP 403', false)", claimed[3])
+    # 1,200 h1 bars, plus a forecast and a d1 bar that are not the job's stored bars
+    conn.execute(
+        "INSERT INTO pgbars.ohlc_bars_v2 (symbol_id, timeframe, ts, provider, is_forecast,"
+        " open, high, low, close, volume)"
+        " SELECT s.id, v.tf, '2024-06-03 08:00+00'::timestamptz + i * interval '1 hour', 'polygon',"
+        " v.forecast, 10, 11, 9, 10, 5"
+        " FROM pgbars.symbols AS s, generate_series(1, 1200) AS i,"
+        " (VALUES ('h1', false), ('h1', true), ('d1', false)) AS v (tf, forecast)"
+        " WHERE s.ticker = 'NVDA' AND (i = 1 OR (v.tf = 'h1' AND NOT v.forecast))"
+    )
+
+
+def claim(conn: psycopg.Connection[Any], ticker: str, limit: int) -> list[Any]:
+    return conn.execute(
+        "SELECT chunk_id, lease_id FROM pgbars.claim_backfill_chunks('w', '{polygon}', %s, p_tickers => %s)",
+        (limit, [ticker]),
+    ).fetchall()
+
+
+def test_status_table_shows_progress_bars_bars_and_eta(dsn: str, conn: psycopg.Connection[Any]) -> None:
+    partial_backfill(conn)
+    result = pgbars(dsn, "status")
+    assert result.exit_code == 0, result.output
+    # AMD: its 3 requests and 3 of NVDA's, 72 s; NVDA: its 6 and AMD's 3, 108 s (12 s per request)
+    assert result.output.splitlines() == [
+        "symbol  timeframe  status   progress         chunks  failed   bars  eta",
+        "------  ---------  -------  ---------------  ------  ------  -----  ------",
+        "AMD     h1         pending  ░░░░░░░░░░   0%     0/3       0      0  ~1 min",
+        "NVDA    h1         running  ██░░░░░░░░  27%    3/10       1  1,200  ~2 min",
+    ]
+
+
+def test_status_json_has_machine_values(dsn: str, conn: psycopg.Connection[Any]) -> None:
+    partial_backfill(conn)
+    job_id = conn.execute("SELECT min(id) FROM pgbars.backfill_jobs").fetchone()
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    result = pgbars(dsn, "status", " nvda", "--json")
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.output)
+    eta_at = dt.datetime.fromisoformat(row.pop("eta_at"))
+    assert before <= eta_at - dt.timedelta(seconds=108) < before + dt.timedelta(seconds=10)
+    assert row == {
+        "symbol": "NVDA",
+        "timeframe": "h1",
+        "status": "running",
+        "progress": 27.5,
+        "done": 3,
+        "pending": 6,
+        "running": 0,
+        "failed": 1,
+        "total": 10,
+        "sessions_done": 138,
+        "sessions_total": 502,
+        "bars_written": 2400,
+        "first_session": "2023-01-03",
+        "last_session": "2024-12-31",
+        "job_id": job_id and job_id[0],
+        "bars": 1200,
+        "provider": "polygon",
+        "remaining_chunks": 6,
+        "remaining_requests": 6,
+        "requests_ahead": 3,
+        "paused_until": None,
+        "eta_seconds": 108,
+    }
+
+
+def test_status_shows_a_provider_pause_and_done_jobs(dsn: str, conn: psycopg.Connection[Any]) -> None:
+    partial_backfill(conn)
+    for chunk_id, lease_id in claim(conn, "AMD", 3):
+        conn.execute("SELECT pgbars.complete_backfill_chunk(%s, %s, 10)", (chunk_id, lease_id))
+    paused = conn.execute("SELECT pgbars.pause_provider('polygon', now() + interval '1 hour')").fetchone()
+    assert paused is not None
+    until: dt.datetime = paused[0]
+    result = pgbars(dsn, "status")
+    assert result.exit_code == 0, result.output
+    # NVDA: 6 requests at 12 s after the hour's pause: 3,672 s
+    assert result.output.splitlines()[2:] == [
+        "AMD     h1         done     ██████████ 100%     3/3       0      0  —",
+        "NVDA    h1         running  ██░░░░░░░░  27%    3/10       1  1,200"
+        f"  ~1 h 1 min (paused until {until.astimezone():%H:%M})",
+    ]
+    (nvda,) = json.loads(pgbars(dsn, "status", "NVDA", "--json").output)
+    assert dt.datetime.fromisoformat(nvda["paused_until"]) == until.replace(microsecond=0)
+    assert 3600 + 60 <= nvda["eta_seconds"] <= 3600 + 72
+    (amd,) = json.loads(pgbars(dsn, "status", "AMD", "--json").output)
+    assert (amd["status"], amd["remaining_requests"], amd["eta_seconds"], amd["eta_at"]) == (
+        "done",
+        0,
+        None,
+        None,
+    )
+
+
+def test_status_with_no_jobs_says_so(dsn: str) -> None:
+    result = pgbars(dsn, "status")
+    assert (result.exit_code, result.output) == (
+        0,
+        "no backfill jobs yet: add a ticker with `pgbars watch add AAPL`\n",
+    )
+    assert json.loads(pgbars(dsn, "status", "--json").output) == []
+
+
+@pytest.mark.parametrize(
+    ("ticker", "message"),
+    [
+        ("zzzz", "pgbars: error: no backfill for ZZZZ: request one with `pgbars request ZZZZ`\n"),
+        ("'; DROP", "pgbars: error: invalid ticker '''; DROP' (A ticker is 1-10 letters"),
+    ],
+)
+@pytest.mark.parametrize("as_json", [False, True])
+def test_status_of_an_unknown_or_invalid_ticker_is_one_error_line(
+    dsn: str, conn: psycopg.Connection[Any], ticker: str, message: str, as_json: bool
+) -> None:
+    partial_backfill(conn)
+    args = ["status", ticker, "--json"] if as_json else ["status", ticker]
+    result = CliRunner().invoke(cli, args, env={"DATABASE_URL": dsn})
+    assert result.exit_code == 1
+    assert len(result.output.splitlines()) == 1
+    assert result.output.startswith(message)
+
+
+def test_status_needs_only_the_reader_role(dsn: str, conn: psycopg.Connection[Any]) -> None:
+    partial_backfill(conn)
+    role = f"pgbars_viewer_{uuid.uuid4().hex[:8]}"
+    conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'viewer-pw'").format(sql.Identifier(role)))
+    try:
+        conn.execute(sql.SQL("GRANT pgbars_reader TO {}").format(sql.Identifier(role)))
+        result = pgbars(make_conninfo(dsn, user=role, password="viewer-pw"), "status", "--json")
+        assert result.exit_code == 0, result.output
+        assert [(r["symbol"], r["bars"], r["eta_seconds"]) for r in json.loads(result.output)] == [
+            ("AMD", 0, 72),
+            ("NVDA", 1200, 108),
+        ]
+    finally:
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "now"),
+        (59.4, "now"),
+        (72, "~1 min"),
+        (108, "~2 min"),
+        (3569, "~59 min"),
+        (3571, "~1 h"),
+        (7800, "~2 h 10 min"),
+        (86_000, "~23 h 53 min"),
+        (86_370, "~1 d"),
+        (2 * 86_400 + 5 * 3600, "~2 d 5 h"),
+    ],
+)
+def test_eta_reads_like_a_person_would_say_it(seconds: float, text: str) -> None:
+    assert _duration_text(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("percent", "bar"),
+    [
+        (0, "░░░░░░░░░░   0%"),
+        (9.9, "░░░░░░░░░░   9%"),
+        (52.4, "█████░░░░░  52%"),
+        (99.9, "█████████░  99%"),
+        (100, "██████████ 100%"),
+    ],
+)
+def test_progress_bar_rounds_down_so_full_means_done(percent: float, bar: str) -> None:
+    assert _progress_bar(percent) == bar
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,12 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import math
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import click
@@ -51,12 +53,18 @@ async def _with_connection(dsn: str, action: Callable[[psycopg.AsyncConnection[A
         await conn.close()
 
 
-def _format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+def _format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], right: Collection[str] = ()) -> str:
+    """A plain-text table; columns named in `right` are right-aligned (numbers)."""
     cells = [[("" if r[c] is None else str(r[c])) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if c in right else v.ljust(w) for c, v, w in zip(columns, values, widths, strict=True)
+        )
+
+    lines = [line(columns), "  ".join("-" * w for w in widths)]
+    lines += [line(row) for row in cells]
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -230,23 +238,105 @@ def request(
             )
 
 
+STATUS_COLUMNS = ("symbol", "timeframe", "status", "progress", "chunks", "failed", "bars", "eta")
+BAR_CELLS = 10
+
+
+def _progress_bar(percent: float) -> str:
+    """`█████░░░░░  52%`: 10 cells and the percent, both rounded down (100 only when done)."""
+    whole = max(0, min(100, math.floor(percent)))
+    filled = whole * BAR_CELLS // 100
+    return "█" * filled + "░" * (BAR_CELLS - filled) + f" {whole:3d}%"
+
+
+def _duration_text(seconds: float) -> str:
+    """`now` (under a minute), `~3 min`, `~2 h 10 min`, `~1 d 4 h`."""
+    if seconds < 60:
+        return "now"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"~{minutes} min"
+    if minutes < 24 * 60:
+        hours, minutes = divmod(minutes, 60)
+        return f"~{hours} h" + (f" {minutes} min" if minutes else "")
+    days, hours = divmod(round(seconds / 3600), 24)
+    return f"~{days} d" + (f" {hours} h" if hours else "")
+
+
+def _eta_text(row: dict[str, Any]) -> str:
+    if not row["remaining_requests"]:
+        return "—"  # done, or only failed chunks left: they need a person, not time
+    if row["eta_seconds"] is None:
+        return f"— ({row['provider']} disabled)"
+    text = _duration_text(row["eta_seconds"])
+    if row["paused_until"] is not None:
+        text += f" (paused until {row['paused_until'].astimezone():%H:%M})"
+    return text
+
+
+def _status_cells(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of backfill_progress_with_eta as the cells of the status table."""
+    return {
+        "symbol": row["symbol"],
+        "timeframe": row["timeframe"],
+        "status": row["status"],
+        "progress": _progress_bar(float(row["progress"])),
+        "chunks": f"{row['done']}/{row['total']}",
+        "failed": row["failed"],
+        "bars": f"{row['bars']:,}",
+        "eta": _eta_text(row),
+    }
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat(timespec="seconds")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def _status_json(row: dict[str, Any]) -> dict[str, Any]:
+    out = {key: _json_value(value) for key, value in row.items()}
+    if row["eta_seconds"] is not None:
+        out["eta_seconds"] = round(row["eta_seconds"])
+    return out
+
+
 @cli.command("status")
 @click.argument("ticker", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per job, for scripts.")
 @click.pass_context
 def status(ctx: click.Context, ticker: str | None, as_json: bool) -> None:
-    """Show backfill progress per ticker and timeframe.
+    """Show each backfill job (ticker and timeframe): a progress bar of its
+    sessions, chunks done of all, failed chunks, bars stored, and its ETA.
+
+    The ETA counts the job's remaining requests plus those of other jobs
+    served before its last one (claims go round-robin across jobs), at each
+    provider's rate limit, after any pause (pgbars.backfill_eta). "—" means
+    nothing is left to fetch; failed chunks need a person (see the failed
+    column). An unknown ticker is an error (exit 1).
 
     Example: pgbars status AAPL --json
     """
-    rows = _run(
-        ctx,
-        lambda: _with_connection(_database_url(), lambda c: db.backfill_progress(c, ticker)),
-    )
+
+    async def fetch(conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
+        rows = await db.backfill_progress_with_eta(conn, ticker)
+        if ticker is not None and not rows:
+            name = ticker.strip().upper()
+            raise db.PgbarsError(f"no backfill for {name}: request one with `pgbars request {name}`")
+        return rows
+
+    rows = _run(ctx, lambda: _with_connection(_database_url(), fetch))
     if as_json:
-        click.echo(json.dumps(rows, default=str, indent=2))
+        click.echo(json.dumps([_status_json(r) for r in rows], indent=2))
+    elif not rows:
+        click.echo("no backfill jobs yet: add a ticker with `pgbars watch add AAPL`")
     else:
-        click.echo(_format_table(rows, PROGRESS_COLUMNS))
+        cells = [_status_cells(r) for r in rows]
+        click.echo(_format_table(cells, STATUS_COLUMNS, right=("chunks", "failed", "bars")))
 
 
 class _UtcFormatter(logging.Formatter):

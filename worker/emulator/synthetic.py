@@ -7,9 +7,9 @@ first pre-market and last after-hours hour, so even 5-minute slots go empty).
 Prices follow a random-walk-like path built from hashed value noise at several
 scales (weeks down to five minutes), so any minute costs O(1) to compute and
 the same (ticker, minute) always gives the same bar. A session's minutes are
-computed as numpy arrays and intraday aggregates are reduced
-from them directly (under a millisecond per session); the last 256 sessions' arrays and every daily bar are
-cached.
+computed as numpy arrays and intraday aggregates are reduced from them
+directly (under a millisecond per session); the last 256 sessions' arrays
+and every daily bar are cached.
 
 Aggregation lives here and only here, so tests can ask "what did the server
 serve?": intraday buckets are clock-aligned from 00:00 New York and never cross
