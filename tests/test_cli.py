@@ -14,7 +14,6 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from tests.sql.helpers import seed
-from worker.demo import DEMO_TICKERS
 from worker.main import _duration_text, _progress_bar, cli
 
 
@@ -202,6 +201,7 @@ def test_status_with_no_jobs_says_so(dsn: str) -> None:
         ("zzzz", "pgbars: error: no backfill for ZZZZ: request one with `pgbars request ZZZZ`\n"),
         ("'; DROP", "pgbars: error: invalid ticker '''; DROP' (A ticker is 1-10 letters"),
     ],
+    ids=["unknown", "invalid"],
 )
 @pytest.mark.parametrize("as_json", [False, True])
 def test_status_of_an_unknown_or_invalid_ticker_is_one_error_line(
@@ -298,17 +298,6 @@ def test_schema_missing_is_one_line(server_dsn: Any) -> None:
     assert "pgbars.backfill_progress" in result.output or "schema" in result.output
 
 
-def test_demo_on_a_given_database(dsn: str, conn: psycopg.Connection[Any]) -> None:
-    result = pgbars(dsn, "demo")
-    assert result.exit_code == 0, result.output
-    assert "10 new (the trigger seeded their h1 backfill)" in result.output
-    table = result.output.splitlines()[-len(DEMO_TICKERS) :]
-    assert sorted(line.split()[0] for line in table) == sorted(DEMO_TICKERS)
-    assert conn.execute("SELECT count(*) FROM pgbars.backfill_chunks").fetchone() == (100,)
-    again = pgbars(dsn, "demo")
-    assert "schema is up to date" in again.output and "new (" not in again.output
-
-
 def test_help_explains_each_command_with_an_example() -> None:
     for command in (
         ["db", "upgrade"],
@@ -317,6 +306,7 @@ def test_help_explains_each_command_with_an_example() -> None:
         ["watch", "list"],
         ["request"],
         ["status"],
+        ["work"],
         ["demo"],
     ):
         result = CliRunner().invoke(cli, [*command, "--help"])

@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -19,6 +18,7 @@ import psycopg
 
 from worker import db, work
 from worker.live import LiveProgress, use_live_display
+from worker.report import progress_bar
 
 T = TypeVar("T")
 
@@ -243,10 +243,7 @@ BAR_CELLS = 10
 
 
 def _progress_bar(percent: float) -> str:
-    """`█████░░░░░  52%`: 10 cells and the percent, both rounded down (100 only when done)."""
-    whole = max(0, min(100, math.floor(percent)))
-    filled = whole * BAR_CELLS // 100
-    return "█" * filled + "░" * (BAR_CELLS - filled) + f" {whole:3d}%"
+    return progress_bar(percent, BAR_CELLS)
 
 
 def _duration_text(seconds: float) -> str:
@@ -280,7 +277,10 @@ def _status_cells(row: dict[str, Any]) -> dict[str, Any]:
         "symbol": row["symbol"],
         "timeframe": row["timeframe"],
         "status": row["status"],
-        "progress": _progress_bar(float(row["progress"])),
+        # progress is rounded to 0.1: 99.96 % must not show a full bar while work is left
+        "progress": _progress_bar(
+            min(float(row["progress"]), 99.9) if row["status"] in ("pending", "running") else row["progress"]
+        ),
         "chunks": f"{row['done']}/{row['total']}",
         "failed": row["failed"],
         "bars": f"{row['bars']:,}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from worker.work import WorkSummary
@@ -10,10 +11,10 @@ _BAR_WIDTH = 20
 
 
 def progress_bar(percent: float, width: int = _BAR_WIDTH) -> str:
-    """`███████░░░░░░░░░░░░░ 35%`: filled cells round down, so 100% means done."""
-    percent = max(0.0, min(100.0, float(percent)))
-    filled = int(percent * width // 100)
-    return "█" * filled + "░" * (width - filled) + f" {percent:.0f}%"
+    """`███████░░░░░░░░░░░░░  35%`: cells and percent both round down, so 100% means done."""
+    whole = max(0, min(100, math.floor(percent)))
+    filled = whole * width // 100
+    return "█" * filled + "░" * (width - filled) + f" {whole:3d}%"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:

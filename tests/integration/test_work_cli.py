@@ -126,4 +126,4 @@ def test_summary_file_gets_a_markdown_report_appended(
     assert "### Chunks that need a look" in lines
     assert any(line.startswith("| QQQ | d1 | 2024-11-25 .. 2024-11-29 | yahoo | failed |") for line in lines)
     assert "| SPY | d1 | done | ████████████████████ 100% | 1 | 0 | 1 | 4 |" in lines
-    assert "| QQQ | d1 | done_with_errors | ░░░░░░░░░░░░░░░░░░░░ 0% | 0 | 1 | 1 | 0 |" in lines
+    assert "| QQQ | d1 | done_with_errors | ░░░░░░░░░░░░░░░░░░░░   0% | 0 | 1 | 1 | 0 |" in lines
