@@ -83,7 +83,14 @@ def test_bash_commands_run(doc: Path, dsn: str) -> None:
     "doc", [d for d in DOCS if _blocks(d, "sql") and d.name != "monitoring.md"], ids=lambda d: d.name
 )
 def test_sql_blocks_run(doc: Path, conn: psycopg.Connection[Any]) -> None:
-    for block in _blocks(doc, "sql"):
-        for statement in (s.strip() for s in block.split(";")):
-            if statement and not all(line.startswith("--") for line in statement.splitlines()):
-                conn.execute(statement.encode())
+    # In a transaction rolled back at the end: roles are cluster-wide, and a
+    # documented CREATE ROLE must not outlive this test's database.
+    conn.autocommit = False
+    try:
+        for block in _blocks(doc, "sql"):
+            for statement in (s.strip() for s in block.split(";")):
+                if statement and not all(line.startswith("--") for line in statement.splitlines()):
+                    conn.execute(statement.encode())
+    finally:
+        conn.rollback()
+        conn.autocommit = True
