@@ -43,7 +43,8 @@ pgbars.cancel_provider_call(bigint),
 pgbars.pause_provider(text, timestamptz),
 pgbars.prune_provider_calls(interval),
 pgbars.seed_backfill_for_symbol(uuid, text[], date, date, integer),
-pgbars.request_backfill(text, text[], date, date, integer)
+pgbars.request_backfill(text, text[], date, date, integer),
+pgbars.roll_forward_backfills()
 TO pgbars_worker;
 
 GRANT SELECT ON pgbars.backfill_progress, pgbars.ohlc_bars_v2 TO pgbars_reader;

@@ -643,3 +643,11 @@ async def bar_coverage(conn: psycopg.AsyncConnection[Any], tickers: Sequence[str
         (list(tickers),),
     )
     return await cur.fetchall()
+
+
+async def roll_forward(conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
+    """Extend every open-ended job to the last completed session (pgbars.roll_forward_backfills)."""
+    cur = await conn.execute("SELECT pgbars.roll_forward_backfills()")
+    row = await cur.fetchone()
+    assert row is not None
+    return dict(row[0])

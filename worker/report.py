@@ -32,6 +32,13 @@ def summary_markdown(summary: WorkSummary) -> str:
         f"Worker `{summary.worker}` ran {summary.seconds:.1f} s and stopped: {summary.stopped_by}.",
         "",
     ]
+    rolled = summary.rolled
+    if rolled.get("chunks_added"):
+        lines += [
+            f"Roll-forward to {rolled.get('last_completed_session')}: {rolled.get('jobs_extended')} jobs,"
+            f" {rolled.get('chunks_added')} new chunks for {rolled.get('sessions_added')} sessions.",
+            "",
+        ]
     lines += _table(
         [
             "chunks",

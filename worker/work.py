@@ -84,6 +84,7 @@ class WorkSummary:
     worker: str
     providers: list[str]
     progress: list[dict[str, Any]] = field(default_factory=list)  # backfill_progress after the run
+    rolled: dict[str, Any] = field(default_factory=dict)  # roll_forward_backfills() at the start
     reports: list[ChunkReport] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)  # HTTP requests per provider
     rate_limited: Counter[str] = field(default_factory=Counter)  # 429 answers per provider
@@ -558,6 +559,31 @@ async def prepare(pool: AsyncConnectionPool, configured: Sequence[str]) -> list[
     return usable
 
 
+async def _roll_forward(pool: AsyncConnectionPool) -> dict[str, Any]:
+    """First, every open-ended job gets chunks for the sessions completed since it was planned."""
+    async with pool.connection() as conn:
+        rolled = await db.roll_forward(conn)
+    log.info(
+        logfmt(
+            "roll_forward",
+            last_completed_session=rolled.get("last_completed_session"),
+            jobs_extended=rolled.get("jobs_extended"),
+            chunks_added=rolled.get("chunks_added"),
+            sessions_added=rolled.get("sessions_added"),
+        )
+    )
+    for skipped in rolled.get("skipped") or []:
+        log.warning(
+            logfmt(
+                "roll_forward_skipped",
+                ticker=skipped.get("ticker"),
+                timeframe=skipped.get("timeframe"),
+                error=skipped.get("error"),
+            )
+        )
+    return rolled
+
+
 async def run(
     dsn: str, env: Mapping[str, str], config: WorkConfig, *, http_timeout: float = 30.0
 ) -> WorkSummary:
@@ -574,8 +600,10 @@ async def run(
         pool = await db.open_worker_pool(dsn, config.concurrency + 1)
         try:
             usable = await prepare(pool, sorted(configured))
+            rolled = await _roll_forward(pool)
             worker = Worker(pool, {name: configured[name] for name in usable}, config)
             summary = await worker.run()
+            summary.rolled = rolled
             async with pool.connection() as conn:
                 summary.progress = await db.backfill_progress(conn, tickers=config.tickers or None)
             return summary

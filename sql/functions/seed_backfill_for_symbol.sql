@@ -132,8 +132,14 @@ BEGIN
             v_providers := v_providers || v_session.provider;
         END LOOP;
 
-        INSERT INTO pgbars.backfill_chunks (job_id, provider, first_session, last_session, session_count)
-        SELECT v_job_id, min(plan.provider), min(plan.session_date), max(plan.session_date), count(*)
+        -- created_at is the planning clock: roll_forward_backfills reads it to tell
+        -- jobs planned up to their last completed session from explicit past ends.
+        INSERT INTO pgbars.backfill_chunks (
+            job_id, provider, first_session, last_session, session_count, created_at
+        )
+        SELECT
+            v_job_id, min(plan.provider), min(plan.session_date), max(plan.session_date), count(*),
+            pgbars._now()
         FROM unnest(v_dates, v_chunk_nos, v_providers) AS plan (session_date, chunk_no, provider)
         GROUP BY plan.chunk_no;
         GET DIAGNOSTICS v_chunks_added = ROW_COUNT;

@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.integration.helpers import (
     POLYGON_KEY,
@@ -160,3 +161,32 @@ async def test_every_page_is_reserved_and_paced(
     ).fetchone()
     assert calls == (5, 5)
     assert _busiest_window([p.monotonic for p in pages], 1.0) <= 2
+
+
+async def test_each_run_first_rolls_finished_jobs_forward(
+    dsn: str, db: psycopg.Connection[Any], env: dict[str, str], polygon: PolygonServer, caplog: Any
+) -> None:
+    capture_worker_logs(caplog)
+    # Open-ended: up to the last completed session at the clock (2024-12-31).
+    db.execute("SELECT pgbars.request_backfill('AAPL', '{h1}', '2024-12-23', NULL, NULL)")
+    await work.run(dsn, env, config())
+    assert [c["last_session"] for c in chunk_rows(db, "AAPL")] == [dt.date(2024, 12, 31)]
+
+    # Monday 2025-01-06 at noon: Thursday 2 and Friday 3 January have closed since.
+    db.execute(
+        sql.SQL("ALTER DATABASE {} SET pgbars.now = '2025-01-06 12:00 America/New_York'").format(
+            sql.Identifier(db.info.dbname)
+        )
+    )
+    summary = await work.run(dsn, env, config())
+
+    assert summary.rolled["chunks_added"] == 1 and summary.rolled["sessions_added"] == 2
+    new = chunk_rows(db, "AAPL")[-1]
+    assert (new["first_session"], new["last_session"], new["status"]) == (
+        dt.date(2025, 1, 2),
+        dt.date(2025, 1, 3),
+        "done",
+    )
+    assert [r.chunk.first_session for r in summary.reports] == [dt.date(2025, 1, 2)]
+    assert stored(db, "AAPL", "h1") == served("AAPL", "h1", dt.date(2024, 12, 23), dt.date(2025, 1, 3))
+    assert "roll_forward last_completed_session=2025-01-03 jobs_extended=1 chunks_added=1" in work_log(caplog)
