@@ -289,6 +289,9 @@ def classify_failure(
 
 # --- turning rows into grid bars ------------------------------------------------------
 
+# Intraday timeframes that divide an hour: their grid check is plain UTC arithmetic.
+_HOURLY_OR_FINER = {tf: m for tf, m in INTRADAY_MINUTES.items() if 60 % m == 0}
+
 
 class _Reject(Exception):
     def __init__(self, reason: str) -> None:
@@ -381,17 +384,40 @@ class BarSieve:
         vwap_: object,
         trade_count_: object,
     ) -> Bar:
-        open = _number("open", open_)
-        high = _number("high", high_)
-        low = _number("low", low_)
-        close = _number("close", close_)
-        volume = _number("volume", volume_)
-        vwap = _optional_number("vwap", vwap_)
-        count = _optional_number("trade_count", trade_count_)
-        timeframe = self.request.timeframe
-        if not is_on_grid(ts, timeframe):
-            raise _Reject("off grid")
-        self._check_inside_chunk(ts)
+        # The common row (floats, an int volume, finite values) is taken as it is;
+        # anything else goes through the checks that name what is wrong.
+        if (
+            type(open_) is float
+            and type(high_) is float
+            and type(low_) is float
+            and type(close_) is float
+            and math.isfinite(open_ + high_ + low_ + close_)
+        ):
+            open, high, low, close = open_, high_, low_, close_
+        else:
+            open = _number("open", open_)
+            high = _number("high", high_)
+            low = _number("low", low_)
+            close = _number("close", close_)
+        volume = float(volume_) if type(volume_) is int else _number("volume", volume_)
+        vwap = vwap_ if type(vwap_) is float and math.isfinite(vwap_) else _optional_number("vwap", vwap_)
+        count = (
+            float(trade_count_)
+            if type(trade_count_) is int
+            else _optional_number("trade_count", trade_count_)
+        )
+        minutes = _HOURLY_OR_FINER.get(self.request.timeframe)
+        if minutes is not None and ts.utcoffset() == dt.timedelta(0):
+            # New York's offset from UTC is whole hours, so for timeframes that divide
+            # an hour the New York grid is the UTC minute grid.
+            if ts.second or ts.microsecond or ts.minute % minutes:
+                raise _Reject("off grid")
+            if not self.request.start <= ts < self.request.end:
+                raise _Reject("outside chunk")
+        else:
+            if not is_on_grid(ts, self.request.timeframe):
+                raise _Reject("off grid")
+            self._check_inside_chunk(ts)
         if min(open, high, low, close) <= 0:
             raise _Reject("non-positive price")
         if high < low:
