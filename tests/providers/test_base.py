@@ -169,6 +169,30 @@ def test_sieve_rejects_bad_values_and_foreign_dates() -> None:
     assert len(sieve.bars) == 1
 
 
+@pytest.mark.parametrize("timeframe", ["m1", "m15", "h1", "h4"])
+def test_sieve_keeps_intraday_bars_inside_session_hours(timeframe: str) -> None:
+    # Wednesday 27 to Friday 29 November 2024: Thanksgiving between, an early close on Friday.
+    sieve = BarSieve(chunk(timeframe, D(2024, 11, 27), D(2024, 11, 29)))
+    good: dict[str, object] = {"open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5, "volume": 100}
+    cases = [
+        (utc(2024, 11, 27, 9, 0), None),  # 04:00 New York: pre-market opens
+        (utc(2024, 11, 27, 16, 0), None),  # 11:00 New York
+        (utc(2024, 11, 28, 0, 0), None),  # 19:00 New York, Wednesday's after-hours, Thursday in UTC
+        (utc(2024, 11, 28, 4, 0), "outside session hours"),  # 23:00 Wednesday night
+        (utc(2024, 11, 28, 16, 0), "outside session hours"),  # Thanksgiving
+        (utc(2024, 11, 29, 20, 0), None),  # 15:00 New York on the early close
+        (utc(2024, 11, 29, 22, 0), "outside chunk"),  # 17:00: the early close ended after-hours
+        (utc(2024, 11, 30, 0, 0), "outside chunk"),
+    ]
+    for ts, _ in cases:
+        if is_on_grid(ts, timeframe):
+            sieve.offer(good, ts, **good)
+
+    expected = [(ts, reason) for ts, reason in cases if is_on_grid(ts, timeframe) and reason]
+    assert [(row.ts, row.reason) for row in sieve.rejected] == expected
+    assert [bar.ts for bar in sieve.bars] == [ts for ts, r in cases if is_on_grid(ts, timeframe) and not r]
+
+
 async def test_build_providers_from_environment() -> None:
     async with httpx.AsyncClient() as client:
         only_yahoo = build_providers(client, {"POLYGON_API_KEY": "  ", "TRADIER_TOKEN": ""})

@@ -8,6 +8,7 @@ database (the worker owns that) and never decide what to fetch.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import email.utils
 import json
@@ -328,6 +329,8 @@ class BarSieve:
     rejected: list[RawRow] = field(default_factory=list, init=False)
     _seen: set[dt.datetime] = field(default_factory=set, init=False, repr=False)
     _session_dates: frozenset[dt.date] | None = field(default=None, init=False, repr=False)
+    _session_opens: list[dt.datetime] | None = field(default=None, init=False, repr=False)
+    _session_closes: list[dt.datetime] = field(default_factory=list, init=False, repr=False)
 
     def reject(self, raw: Mapping[str, object], reason: str, ts: dt.datetime | None = None) -> None:
         self.rejected.append(RawRow(dict(raw), reason, ts))
@@ -412,8 +415,7 @@ class BarSieve:
             # an hour the New York grid is the UTC minute grid.
             if ts.second or ts.microsecond or ts.minute % minutes:
                 raise _Reject("off grid")
-            if not self.request.start <= ts < self.request.end:
-                raise _Reject("outside chunk")
+            self._check_inside_sessions(ts)
         else:
             if not is_on_grid(ts, self.request.timeframe):
                 raise _Reject("off grid")
@@ -432,11 +434,23 @@ class BarSieve:
             raise _Reject("invalid trade_count")
         return Bar(ts, open, high, low, close, volume, vwap, None if count is None else int(count))
 
+    def _check_inside_sessions(self, ts: dt.datetime) -> None:
+        """An intraday bar starts inside the chunk and inside one of its sessions'
+        extended hours (04:00 to 20:00 New York, 17:00 on early closes)."""
+        if not self.request.start <= ts < self.request.end:
+            raise _Reject("outside chunk")
+        if self._session_opens is None:
+            hours = sessions_between(self.request.first_session, self.request.last_session)
+            self._session_opens = [s.premarket_open for s in hours]
+            self._session_closes = [s.after_hours_close for s in hours]
+        at = bisect.bisect_right(self._session_opens, ts) - 1
+        if at < 0 or ts >= self._session_closes[at]:
+            raise _Reject("outside session hours")
+
     def _check_inside_chunk(self, ts: dt.datetime) -> None:
         request = self.request
         if request.timeframe in INTRADAY_MINUTES:
-            if not request.start <= ts < request.end:
-                raise _Reject("outside chunk")
+            self._check_inside_sessions(ts)
             return
         day = new_york_date(ts)
         if request.timeframe == "w1":
