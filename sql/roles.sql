@@ -35,6 +35,7 @@ pgbars.fail_backfill_chunk(bigint, uuid, text, boolean),
 pgbars.release_backfill_chunk(bigint, uuid, timestamptz, text),
 pgbars.reroute_backfill_chunk(bigint, uuid, text),
 pgbars.store_chunk_bars(bigint, uuid, integer),
+pgbars.derive_bars(uuid, text, date, date),
 pgbars._raise_lease_lost(bigint),
 pgbars.next_claimable_at(text[], text[]),
 pgbars.reserve_provider_call(text, text, bigint, timestamptz),
@@ -62,3 +63,7 @@ pgbars.backfill_eta(text[]),
 pgbars.has_backfill_data(text, text),
 pgbars.normalize_ticker(text)
 TO pgbars_worker, pgbars_reader;
+-- gaps (docs/monitoring.md, docs/database.md): the coverage views for readers,
+-- repair_gaps (`pgbars repair`) for the worker role
+GRANT SELECT ON pgbars.coverage, pgbars.session_coverage TO pgbars_reader;
+GRANT EXECUTE ON FUNCTION pgbars.repair_gaps(text) TO pgbars_worker;

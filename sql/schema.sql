@@ -134,6 +134,26 @@ INSERT INTO pgbars.provider_routes (timeframe, provider, purpose, priority, max_
 ('m5', 'tradier', 'live', 1, '1 day'),
 ('m15', 'tradier', 'live', 1, '1 day');
 
+-- Timeframes pgbars computes from another timeframe's stored bars instead of
+-- fetching them (no provider request): h4 from h1, in 4-hour buckets from
+-- 04:00 New York inside one session; w1 from d1, by ISO week (Monday). The
+-- CHECK lists the rules pgbars.derive_bars implements. An enabled row
+-- replaces the timeframe's provider_routes for planning: requesting h4 plans
+-- h1. w1 starts disabled: Yahoo serves decades of weekly bars in one request.
+CREATE TABLE pgbars.derived_routes (
+    timeframe text PRIMARY KEY REFERENCES pgbars.timeframes (name),
+    source_timeframe text NOT NULL REFERENCES pgbars.timeframes (name),
+    enabled boolean NOT NULL DEFAULT TRUE,
+    CONSTRAINT derived_routes_known_rule CHECK (
+        (timeframe = 'h4' AND source_timeframe = 'h1')
+        OR (timeframe = 'w1' AND source_timeframe = 'd1')
+    )
+);
+
+INSERT INTO pgbars.derived_routes (timeframe, source_timeframe, enabled) VALUES
+('h4', 'h1', TRUE),
+('w1', 'd1', FALSE);
+
 -- The bars. Prices are double precision: providers send IEEE doubles in
 -- JSON, so float8 stores exactly what was served (and prints it back in its
 -- shortest form, 187.15 not 187.1499...), in 8 fixed bytes that compare and
@@ -172,6 +192,16 @@ CREATE TABLE pgbars.backfill_jobs (
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
     UNIQUE (symbol_id, timeframe)
+);
+
+-- A derived timeframe requested for a symbol. It has no chunks of its own:
+-- its bars are derived from the source job's bars each time one of that
+-- job's chunks is stored, so its progress is the source job's.
+CREATE TABLE pgbars.derived_jobs (
+    source_job_id bigint NOT NULL REFERENCES pgbars.backfill_jobs (id) ON DELETE CASCADE,
+    timeframe text NOT NULL REFERENCES pgbars.derived_routes (timeframe),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (source_job_id, timeframe)
 );
 
 -- A chunk: consecutive XNYS sessions that one provider request can serve.
@@ -249,3 +279,18 @@ CREATE INDEX provider_calls_provider_starts_idx ON pgbars.provider_calls (provid
 WHERE status <> 'cancelled';
 
 CREATE INDEX provider_calls_starts_idx ON pgbars.provider_calls (starts_at);
+
+-- One row per job and session that repair_gaps re-queued because its chunk
+-- was done without a bar for it: a session is re-fetched once. When the
+-- re-fetch is empty as well, the session is confirmed empty (confirmed_at,
+-- reason: a halt, a day before the listing...): coverage reports it as
+-- explained, not missing, and nothing fetches it again.
+CREATE TABLE pgbars.gap_repairs (
+    job_id bigint NOT NULL REFERENCES pgbars.backfill_jobs (id) ON DELETE CASCADE,
+    session_date date NOT NULL REFERENCES pgbars.market_sessions (session_date),
+    requeued_at timestamptz NOT NULL DEFAULT now(),
+    confirmed_at timestamptz,
+    reason text,
+    PRIMARY KEY (job_id, session_date),
+    CHECK ((confirmed_at IS NULL) = (reason IS NULL))
+);

@@ -651,3 +651,23 @@ async def roll_forward(conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
     row = await cur.fetchone()
     assert row is not None
     return dict(row[0])
+
+
+# -- gaps ----------------------------------------------------------------------------
+
+
+async def repair_gaps(conn: psycopg.AsyncConnection[Any], ticker: str | None = None) -> list[dict[str, Any]]:
+    """pgbars.repair_gaps for one ticker (None: every job), in one transaction.
+
+    One dict per chunk and action (`requeued_empty`, `requeued_failed`, `confirmed_empty`) with
+    symbol, timeframe, chunk_id, first_session, last_session and sessions (dates), ordered by
+    symbol, timeframe and session. Raises 22023 for an invalid ticker, P0002 for one without a
+    backfill job. Needs pgbars_worker.
+    """
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT symbol, timeframe, chunk_id, first_session, last_session, action, sessions"
+        " FROM pgbars.repair_gaps(%s)",
+        (ticker,),
+    )
+    return await cur.fetchall()

@@ -444,6 +444,52 @@ COVERAGE_COLUMNS = (
 )
 
 
+def _dates_text(dates: Sequence[dt.date], shown: int = 5) -> str:
+    """`2024-12-04, 2024-12-24`, or the first `shown` and `and 7 more`."""
+    text = ", ".join(d.isoformat() for d in dates[:shown])
+    return text + (f" and {len(dates) - shown} more" if len(dates) > shown else "")
+
+
+def _repair_line(row: dict[str, Any]) -> str:
+    sessions = row["sessions"]
+    count = f"{len(sessions)} session{'' if len(sessions) == 1 else 's'}"
+    chunk = f"chunk {row['first_session']} .. {row['last_session']}"
+    what = {
+        "requeued_empty": f"re-queued {chunk} for {count} answered without bars: {_dates_text(sessions)}",
+        "requeued_failed": f"re-queued failed {chunk} ({count} missing) with fresh attempts",
+        "confirmed_empty": f"{count} empty again after the re-fetch, now confirmed empty"
+        f" (never fetched again): {_dates_text(sessions)}",
+    }[row["action"]]
+    return f"{row['symbol']} {row['timeframe']}: {what}"
+
+
+@cli.command("repair")
+@click.argument("ticker", required=False)
+@click.pass_context
+def repair(ctx: click.Context, ticker: str | None) -> None:
+    """Re-queue the gaps of TICKER (default: every ticker) once: chunks whose sessions
+    the provider answered without bars, and failed chunks; a session still empty
+    after that re-fetch is confirmed empty (a halt, a day before the listing) and
+    never fetched again.
+
+    Run `pgbars work` afterwards to fetch what was re-queued; repairing again
+    before that re-queues nothing. See the gaps with pgbars.coverage. An invalid
+    ticker, or one without a backfill, is an error (exit 1).
+
+    Example: pgbars repair AAPL
+    """
+    rows = _run(ctx, lambda: _with_connection(_database_url(), lambda c: db.repair_gaps(c, ticker)))
+    for row in rows:
+        click.echo(_repair_line(row))
+    requeued = sum(1 for r in rows if r["action"] != "confirmed_empty")
+    if requeued:
+        click.echo(
+            f"re-queued {requeued} chunk{'' if requeued == 1 else 's'}: run `pgbars work` to fetch them"
+        )
+    elif not rows:
+        click.echo("nothing to repair: no fetched session without bars, no failed chunk")
+
+
 @cli.command("demo")
 @click.option(
     "--ticker", "tickers", multiple=True, help="Demo these tickers instead of the ten (repeat for several)."

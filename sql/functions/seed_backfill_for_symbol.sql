@@ -24,6 +24,13 @@ costs its minutes (960 for 04:00-20:00, 780 on early closes) against the
 provider's request_capacity (Polygon: 50,000 minute bars), for d1/w1 one unit
 per session. The provider is the highest-priority enabled history route
 whose lookback reaches the session; a chunk never spans two providers.
+
+A timeframe with an enabled derived route (h4 from h1) is never fetched: its
+source timeframe is planned instead, for the same window, and a derived job
+(derived_jobs) ties it to the source job, whose stored chunks derive its
+bars (store_chunk_bars -> derive_bars). A new derived job is derived at once
+from the source bars already stored. Derived timeframes are listed under
+'derived' in the result; 'jobs' lists the jobs that were planned.
 */
 DECLARE
     v_ticker text;
@@ -43,6 +50,13 @@ DECLARE
     v_providers text[];
     v_chunks_added integer;
     v_jobs jsonb := '[]';
+    v_requested text[];
+    v_planned text[];
+    v_derived record;
+    v_derived_created boolean;
+    v_done_span record;
+    v_bars_derived integer;
+    v_derived_jobs jsonb := '[]';
 BEGIN
     SELECT s.ticker INTO v_ticker FROM pgbars.symbols AS s WHERE s.id = p_symbol_id;
     IF NOT FOUND THEN
@@ -51,7 +65,18 @@ BEGIN
     END IF;
     SELECT * INTO v_window FROM pgbars._resolve_backfill_window(p_start, p_end, p_years);
 
-    FOREACH v_timeframe IN ARRAY pgbars._validate_timeframes(p_timeframes) LOOP
+    -- Derived timeframes are planned as their source timeframe.
+    v_requested := pgbars._validate_timeframes(p_timeframes);
+    SELECT array_agg(tf.name ORDER BY tf.sort_order)
+    INTO v_planned
+    FROM pgbars.timeframes AS tf
+    WHERE tf.name IN (
+        SELECT coalesce(r.source_timeframe, t.requested)
+        FROM unnest(v_requested) AS t (requested)
+        LEFT JOIN pgbars.derived_routes AS r ON t.requested = r.timeframe AND r.enabled
+    );
+
+    FOREACH v_timeframe IN ARRAY v_planned LOOP
         SELECT tf.is_intraday INTO v_is_intraday FROM pgbars.timeframes AS tf WHERE tf.name = v_timeframe;
 
         INSERT INTO pgbars.backfill_jobs (symbol_id, timeframe)
@@ -158,12 +183,52 @@ BEGIN
         );
     END LOOP;
 
+    -- Tie each requested derived timeframe to its source job (planned and
+    -- locked above); a new tie derives from the source bars stored so far.
+    FOR v_derived IN
+        SELECT
+            r.timeframe,
+            r.source_timeframe,
+            j.id AS source_job_id
+        FROM pgbars.derived_routes AS r
+        INNER JOIN pgbars.timeframes AS tf ON r.timeframe = tf.name
+        INNER JOIN pgbars.backfill_jobs AS j
+            ON j.symbol_id = p_symbol_id AND r.source_timeframe = j.timeframe
+        WHERE r.enabled AND r.timeframe = ANY(v_requested)
+        ORDER BY tf.sort_order
+    LOOP
+        INSERT INTO pgbars.derived_jobs (source_job_id, timeframe)
+        VALUES (v_derived.source_job_id, v_derived.timeframe)
+        ON CONFLICT (source_job_id, timeframe) DO NOTHING;
+        v_derived_created := FOUND;
+        v_bars_derived := 0;
+        IF v_derived_created THEN
+            SELECT min(c.first_session) AS first_session, max(c.last_session) AS last_session
+            INTO v_done_span
+            FROM pgbars.backfill_chunks AS c
+            WHERE c.job_id = v_derived.source_job_id AND c.status = 'done';
+            IF v_done_span.first_session IS NOT NULL THEN
+                v_bars_derived := pgbars.derive_bars(
+                    p_symbol_id, v_derived.source_timeframe, v_done_span.first_session, v_done_span.last_session
+                );
+            END IF;
+        END IF;
+        v_derived_jobs := v_derived_jobs || jsonb_build_object(
+            'timeframe', v_derived.timeframe,
+            'source_timeframe', v_derived.source_timeframe,
+            'source_job_id', v_derived.source_job_id,
+            'created', v_derived_created,
+            'bars_derived', v_bars_derived
+        );
+    END LOOP;
+
     RETURN jsonb_build_object(
         'symbol_id', p_symbol_id,
         'ticker', v_ticker,
         'window_start', v_window.window_start,
         'window_end', v_window.window_end,
-        'jobs', v_jobs
+        'jobs', v_jobs,
+        'derived', v_derived_jobs
     );
 END;
 $$;
@@ -171,4 +236,5 @@ $$;
 COMMENT ON FUNCTION pgbars.seed_backfill_for_symbol(uuid, text[], date, date, integer) IS
 'Plans backfill for a symbol: one job per timeframe (default h1), chunks of consecutive sessions '
 'sized to one provider request, for the sessions of the window (default: the last 2 years of '
-'completed sessions) that are not planned yet. Idempotent; returns the jobs as jsonb.';
+'completed sessions) that are not planned yet. A derived timeframe (derived_routes) plans its source '
+'timeframe and gets a derived job instead of chunks. Idempotent; returns the jobs as jsonb.';

@@ -22,6 +22,8 @@ transaction: a worker that lost its lease writes nothing.
 Bars are merged on the table's key; a row whose values did not change
 is not rewritten (no dead tuple, fetched_at kept), so re-fetching a range
 costs reads only. The chunk's quarantine is replaced by this fetch's.
+Timeframes derived from this one (the job's derived_jobs: h4 from h1) are
+recomputed by derive_bars for the chunk's sessions, in this transaction.
 bars_written counts the valid bars of the answer (stored or already
 there); bars_changed those inserted or updated.
 */
@@ -33,7 +35,7 @@ DECLARE
     v_changed integer;
     v_rejected integer;
 BEGIN
-    SELECT c.id, c.provider, j.symbol_id, j.timeframe, tf.is_intraday
+    SELECT c.id, c.provider, c.first_session, c.last_session, j.symbol_id, j.timeframe, tf.is_intraday
     INTO v_chunk
     FROM pgbars.backfill_chunks AS c
     INNER JOIN pgbars.backfill_jobs AS j ON c.job_id = j.id
@@ -100,6 +102,10 @@ BEGIN
             s.low, s.close, s.volume, s.vwap, s.trade_count, v_chunk.is_intraday, 'raw', now()
         );
     GET DIAGNOSTICS v_changed = ROW_COUNT;
+
+    -- Derived bars cost no request: recomputed here from the bars just stored
+    -- (and, for w1, the rest of their weeks). Without derived jobs, one lookup.
+    PERFORM pgbars.derive_bars(v_chunk.symbol_id, v_chunk.timeframe, v_chunk.first_session, v_chunk.last_session);
 
     DELETE FROM pgbars.rejected_bars AS r WHERE r.chunk_id = p_chunk_id;
     INSERT INTO pgbars.rejected_bars (chunk_id, symbol_id, timeframe, provider, ts, raw, reason)

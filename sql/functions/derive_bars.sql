@@ -1,0 +1,215 @@
+-- Recompute a symbol's derived bars (h4 from h1, w1 from d1) over some sessions of the source timeframe.
+CREATE OR REPLACE FUNCTION pgbars.derive_bars(
+    p_symbol_id uuid,
+    p_source_timeframe text,
+    p_first_session date,
+    p_last_session date
+)
+RETURNS integer
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pgbars, pg_temp
+AS $$
+/*
+Derives the timeframes the symbol's p_source_timeframe job has derived jobs
+for (derived_jobs), where the derived route is enabled; store_chunk_bars
+calls it for every stored chunk, seed_backfill_for_symbol when a derived job
+is created. No provider request: the bars come from ohlc_bars_v2.
+
+Buckets (derived_routes' CHECK admits only these two rules):
+  - intraday targets (h4): the bar_length grid counted from 00:00 New York,
+    per New York date. 4-hour buckets from midnight are the buckets anchored
+    at 04:00 (04:00, 08:00, 12:00, 16:00), and a session (04:00-20:00, or
+    17:00 on early closes) lies inside one date, so a bucket never crosses
+    a session and every bar is on the pgbars grid.
+  - w1: the ISO week, at 00:00 New York of its Monday.
+Only buckets touched by the sessions are recomputed: their dates for h4,
+their whole weeks for w1, using every source bar of the week (bars of
+neighbouring chunks included).
+
+Per source ts the bar of the best provider is used, in get_bars' order
+(enabled history routes of the source timeframe by priority, then live
+routes, then any other by name); forecasts are skipped and only raw bars
+read. A bucket is: open of its first bar, close of its last, high/low
+extremes, volume and trade_count summed (trade_count NULL when every one
+is), vwap = sum(vwap * volume) / sum(volume) over the bars with a vwap and
+volume > 0 (NULL when there is none), is_intraday if any bar is.
+
+It is stored under every provider with source bars in the bucket: normally
+the one provider that served them, so get_bars' provider order applies to
+derived bars too. Should two providers have served a bucket (a chunk
+rerouted mid-week), each gets the same bar, so whichever get_bars prefers
+is whole and none is left stale (pgbars never deletes source bars).
+
+Upserts like store_chunk_bars: unchanged bars are not rewritten, so a
+second call returns 0. Returns the bars inserted or updated. Calls for one
+(symbol, source timeframe) are serialised by an advisory lock: a week whose
+days two chunks store at once is recomputed by the second after the first
+commits, so it sees both. SECURITY INVOKER: the worker role needs only
+what store_chunk_bars already needs.
+*/
+DECLARE
+    v_target record;
+    v_ranked text[];
+    v_locked boolean := FALSE;
+    v_from timestamptz;
+    v_to timestamptz;
+    v_changed integer;
+    v_total integer := 0;
+BEGIN
+    IF p_symbol_id IS NULL OR p_source_timeframe IS NULL OR p_first_session IS NULL
+        OR p_last_session IS NULL OR p_first_session > p_last_session THEN
+        RAISE EXCEPTION 'derive_bars needs a symbol, a source timeframe and first_session <= last_session'
+            USING ERRCODE = '22023';
+    END IF;
+
+    FOR v_target IN
+        SELECT
+            r.timeframe,
+            tf.is_intraday,
+            tf.bar_length
+        FROM pgbars.backfill_jobs AS j
+        INNER JOIN pgbars.derived_jobs AS d ON j.id = d.source_job_id
+        INNER JOIN pgbars.derived_routes AS r ON d.timeframe = r.timeframe
+        INNER JOIN pgbars.timeframes AS tf ON r.timeframe = tf.name
+        WHERE
+            j.symbol_id = p_symbol_id
+            AND j.timeframe = p_source_timeframe
+            AND r.source_timeframe = p_source_timeframe
+            AND r.enabled
+        ORDER BY tf.sort_order
+    LOOP
+        IF NOT v_locked THEN
+            PERFORM pg_advisory_xact_lock(
+                hashtextextended('pgbars.derive_bars/' || p_symbol_id || '/' || p_source_timeframe, 0)
+            );
+            v_locked := TRUE;
+            SELECT array_agg(r.provider ORDER BY r.purpose = 'live', r.priority, r.provider)
+            INTO v_ranked
+            FROM pgbars.provider_routes AS r
+            WHERE r.timeframe = p_source_timeframe AND r.enabled;
+        END IF;
+
+        IF v_target.is_intraday THEN
+            v_from := p_first_session::timestamp AT TIME ZONE 'America/New_York';
+            v_to := (p_last_session + 1)::timestamp AT TIME ZONE 'America/New_York';
+        ELSE
+            v_from := date_trunc('week', p_first_session::timestamp) AT TIME ZONE 'America/New_York';
+            v_to := (date_trunc('week', p_last_session::timestamp) + interval '7 days')
+            AT TIME ZONE 'America/New_York';
+        END IF;
+
+        WITH source_bars AS (
+            SELECT
+                s.ts,
+                s.provider,
+                s.open,
+                s.high,
+                s.low,
+                s.close,
+                s.volume,
+                s.vwap,
+                s.trade_count,
+                s.is_intraday,
+                (
+                    CASE
+                        WHEN v_target.is_intraday
+                            THEN date_bin(
+                                v_target.bar_length, s.ts AT TIME ZONE 'America/New_York',
+                                TIMESTAMP '2000-01-01 00:00'
+                            )
+                        ELSE date_trunc('week', s.ts AT TIME ZONE 'America/New_York')
+                    END
+                ) AT TIME ZONE 'America/New_York' AS bucket,
+                row_number() OVER (
+                    PARTITION BY s.ts
+                    ORDER BY coalesce(array_position(v_ranked, s.provider), 2147483647), s.provider
+                ) AS pick
+            FROM pgbars.ohlc_bars_v2 AS s
+            WHERE
+                s.symbol_id = p_symbol_id
+                AND s.timeframe = p_source_timeframe
+                AND s.ts >= v_from
+                AND s.ts < v_to
+                AND NOT s.is_forecast
+                AND s.adjustment = 'raw'
+        ),
+
+        derived AS (
+            SELECT
+                sb.bucket,
+                (array_agg(sb.open ORDER BY sb.ts))[1] AS open,
+                max(sb.high) AS high,
+                min(sb.low) AS low,
+                (array_agg(sb.close ORDER BY sb.ts DESC))[1] AS close,
+                sum(sb.volume)::bigint AS volume,
+                sum(sb.vwap * sb.volume) FILTER (WHERE sb.vwap IS NOT NULL AND sb.volume > 0)
+                / (sum(sb.volume) FILTER (WHERE sb.vwap IS NOT NULL AND sb.volume > 0))::double precision
+                AS vwap,
+                sum(sb.trade_count)::bigint AS trade_count,
+                bool_or(sb.is_intraday) AS is_intraday
+            FROM source_bars AS sb
+            WHERE sb.pick = 1
+            GROUP BY sb.bucket
+        ),
+
+        served AS (
+            SELECT DISTINCT
+                sb.bucket,
+                sb.provider
+            FROM source_bars AS sb
+        )
+
+        INSERT INTO pgbars.ohlc_bars_v2 AS b (
+            symbol_id, timeframe, ts, provider, is_forecast, open, high, low, close,
+            volume, vwap, trade_count, is_intraday, adjustment, fetched_at
+        )
+        SELECT
+            p_symbol_id,
+            v_target.timeframe,
+            d.bucket,
+            sv.provider,
+            FALSE,
+            d.open,
+            d.high,
+            d.low,
+            d.close,
+            d.volume,
+            d.vwap,
+            d.trade_count,
+            d.is_intraday,
+            'raw',
+            now()
+        FROM derived AS d
+        INNER JOIN served AS sv ON d.bucket = sv.bucket
+        ON CONFLICT (symbol_id, timeframe, ts, provider, is_forecast) DO UPDATE
+            SET
+                open = excluded.open,
+                high = excluded.high,
+                low = excluded.low,
+                close = excluded.close,
+                volume = excluded.volume,
+                vwap = excluded.vwap,
+                trade_count = excluded.trade_count,
+                is_intraday = excluded.is_intraday,
+                adjustment = excluded.adjustment,
+                fetched_at = excluded.fetched_at
+            WHERE
+                (b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count, b.is_intraday, b.adjustment)
+                IS DISTINCT FROM
+                (
+                    excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume,
+                    excluded.vwap, excluded.trade_count, excluded.is_intraday, excluded.adjustment
+                );
+        GET DIAGNOSTICS v_changed = ROW_COUNT;
+        v_total := v_total + v_changed;
+    END LOOP;
+    RETURN v_total;
+END;
+$$;
+
+COMMENT ON FUNCTION pgbars.derive_bars(uuid, text, date, date) IS
+'Recomputes the symbol''s derived bars (derived_jobs with an enabled derived_routes row: h4 from h1 in '
+'4-hour buckets from 04:00 New York, w1 from d1 by ISO week) for the buckets the sessions touch, from the '
+'stored source bars; unchanged bars are not rewritten. Returns the bars inserted or updated.';
