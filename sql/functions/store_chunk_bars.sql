@@ -24,7 +24,8 @@ is not rewritten (no dead tuple, fetched_at kept), so re-fetching a range
 costs reads only. The chunk's quarantine is replaced by this fetch's.
 Timeframes derived from this one (the job's derived_jobs: h4 from h1) are
 recomputed by derive_bars for the chunk's sessions, in this transaction.
-bars_written counts the valid bars of the answer (stored or already
+Backfill bars are history (is_intraday false): a chunk never holds the
+session in progress. bars_written counts the valid bars of the answer (stored or already
 there); bars_changed those inserted or updated.
 */
 DECLARE
@@ -35,11 +36,10 @@ DECLARE
     v_changed integer;
     v_rejected integer;
 BEGIN
-    SELECT c.id, c.provider, c.first_session, c.last_session, j.symbol_id, j.timeframe, tf.is_intraday
+    SELECT c.id, c.provider, c.first_session, c.last_session, j.symbol_id, j.timeframe
     INTO v_chunk
     FROM pgbars.backfill_chunks AS c
     INNER JOIN pgbars.backfill_jobs AS j ON c.job_id = j.id
-    INNER JOIN pgbars.timeframes AS tf ON j.timeframe = tf.name
     WHERE c.id = p_chunk_id AND c.lease_id = p_lease_id AND c.status = 'running';
     IF NOT FOUND THEN
         PERFORM pgbars._raise_lease_lost(p_chunk_id);
@@ -79,7 +79,7 @@ BEGIN
     WHEN MATCHED AND (
         b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count, b.is_intraday, b.adjustment
     ) IS DISTINCT FROM (
-        s.open, s.high, s.low, s.close, s.volume, s.vwap, s.trade_count, v_chunk.is_intraday, 'raw'
+        s.open, s.high, s.low, s.close, s.volume, s.vwap, s.trade_count, FALSE, 'raw'
     ) THEN
         UPDATE SET
             open = s.open,
@@ -89,7 +89,7 @@ BEGIN
             volume = s.volume,
             vwap = s.vwap,
             trade_count = s.trade_count,
-            is_intraday = v_chunk.is_intraday,
+            is_intraday = FALSE,
             adjustment = 'raw',
             fetched_at = now()
     WHEN NOT MATCHED THEN
@@ -99,7 +99,7 @@ BEGIN
         )
         VALUES (
             v_chunk.symbol_id, v_chunk.timeframe, s.ts, v_chunk.provider, FALSE, s.open, s.high,
-            s.low, s.close, s.volume, s.vwap, s.trade_count, v_chunk.is_intraday, 'raw', now()
+            s.low, s.close, s.volume, s.vwap, s.trade_count, FALSE, 'raw', now()
         );
     GET DIAGNOSTICS v_changed = ROW_COUNT;
 

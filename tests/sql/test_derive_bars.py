@@ -223,7 +223,7 @@ def test_h4_derived_from_stored_h1_equals_python_and_the_synthetic_h4(conn: psyc
     got = as_bars(rows)
     assert_same_bars(got, aggregate(h1, h4_start))
     assert {(r["provider"], r["is_forecast"], r["is_intraday"], r["adjustment"]) for r in rows} == {
-        ("polygon", False, True, "raw")
+        ("polygon", False, False, "raw")  # history: is_intraday only marks provisional bars
     }
     assert all(is_on_grid(b.ts, "h4") for b in got)
     local_hours = {b.ts.astimezone(NEW_YORK).hour for b in got}

@@ -128,7 +128,7 @@ def as_role(conn: psycopg.Connection[Any], role: str) -> Iterator[None]:
 
 @pytest.mark.parametrize(
     ("timeframe", "provider", "is_intraday"),
-    [("h1", "polygon", True), ("d1", "yahoo", False)],
+    [("h1", "polygon", False), ("d1", "yahoo", False)],  # history, not today's provisional bars
 )
 def test_bars_are_stored_for_the_chunks_symbol_timeframe_and_provider_and_the_chunk_is_done(
     conn: psycopg.Connection[Any], timeframe: str, provider: str, is_intraday: bool
