@@ -61,6 +61,7 @@ GRANT EXECUTE ON FUNCTION
 pgbars.backfill_status(text),
 pgbars.backfill_eta(text[]),
 pgbars.has_backfill_data(text, text),
+pgbars.get_bars(text, text, timestamptz, timestamptz),
 pgbars.normalize_ticker(text)
 TO pgbars_worker, pgbars_reader;
 -- gaps (docs/monitoring.md, docs/database.md): the coverage views for readers,

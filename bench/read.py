@@ -1,0 +1,670 @@
+"""Latency of pgbars.get_bars for a chart's read, next to a plain SELECT of the same rows.
+
+    .venv/bin/python -m bench.read                     # 500 symbols x m15, h1, d1, w1 x 2 years (~20M bars)
+    .venv/bin/python -m bench.read --symbols 50        # a quick run
+    .venv/bin/python -m bench.read --dsn postgresql://postgres@/postgres?host=/run/postgresql
+
+Build: a database `pgbars_bench_read` (pgbars installed with `db.upgrade`) gets
+`--symbols` tickers and, for each, every bar of `--timeframes` on the pgbars grid
+(intraday bars from 04:00 to 20:00 New York) for the last `--years` years of
+completed XNYS sessions, from one provider (polygon). Rows are made with numpy
+as binary COPY data and written over `--jobs` connections in the order the
+worker writes them: 52-session chunks, newest chunk first, symbol after symbol
+(so one symbol's h1 bars lie in ~10 runs of ~830 rows, not in one block).
+Foreign-key triggers are skipped while loading (`session_replication_role =
+replica`, superuser only; the rows are valid by construction); otherwise they
+run. Then VACUUM ANALYZE and a CHECKPOINT.
+
+Measured: for `--iterations` random symbols, each of these on one connection,
+in turn (the order rotates), so a slow spell of a shared machine hits them alike:
+
+get_bars          SELECT * FROM pgbars.get_bars(ticker, 'h1', now() - 2 years, now()).
+                  h1 ranks polygon, then tradier and yahoo (no route) by name: that
+                  is alphabetical, so get_bars reads the primary key in order, no sort.
+sorted by rank    the same call with a yahoo h1 history route (priority 2) enabled just
+                  before it (not timed): polygon, yahoo, tradier is not alphabetical, so
+                  get_bars sorts the rows by (ts, rank), as it does for m5 or d1.
+plain SELECT      the same columns FROM ohlc_bars_v2 WHERE symbol_id = $1 AND timeframe = 'h1'
+                  AND ts >= $2 AND ts < $3 ORDER BY ts (the client knows symbol_id).
+6 columns         SELECT ts, open, high, low, close, volume FROM pgbars.get_bars(...).
+count(*) only     SELECT count(*) FROM pgbars.get_bars(...): the server's part, one row back.
+
+get_bars, sorted by rank and plain SELECT return the same rows (checked every
+iteration). Times are client-side wall time (time.perf_counter) of execute +
+fetchall with psycopg 3 (sync, binary results, statements prepared from
+psycopg's 6th run), so they include sending every row and turning it into
+Python objects. The session's TimeZone is UTC: with a named zone (Etc/UTC,
+America/New_York) psycopg builds each datetime through zoneinfo, 0.5-1 us more
+per timestamp (2 timestamps x 8,000 bars: 6-15 ms more here). Then EXPLAIN
+(ANALYZE, BUFFERS) of one call (the 7th on its connection) and of the two
+statements get_bars runs inside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import platform
+import random
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from worker import db
+from worker.providers.grid import (
+    INTRADAY_MINUTES,
+    TIMEFRAMES,
+    day_start,
+    sessions_between,
+    trading_week_monday,
+)
+
+DATABASE = "pgbars_bench_read"
+PROVIDER = "polygon"
+READ_TIMEFRAME = "h1"
+CHUNK_SESSIONS = 52  # Polygon's chunk: 50,000 minute bars / 960 minutes a session
+TARGET_P50_MS = 5.0
+_PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + np.array([0, 0], dtype=">i4").tobytes()
+_TRAILER = np.array([-1], dtype=">i2").tobytes()
+COPY_COLUMNS = (
+    "symbol_id",
+    "timeframe",
+    "ts",
+    "provider",
+    "is_forecast",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "vwap",
+    "trade_count",
+    "is_intraday",
+    "adjustment",
+    "fetched_at",
+)
+READ_COLUMNS = (
+    "ts, open, high, low, close, volume, vwap, trade_count, provider, is_intraday, adjustment, fetched_at"
+)
+GET_BARS = "SELECT * FROM pgbars.get_bars(%s, %s, %s, %s)"
+GET_BARS_COUNT = "SELECT count(*) FROM pgbars.get_bars(%s, %s, %s, %s)"
+# A disabled yahoo history route for h1 (priority 2), enabled around the "sorted by rank" calls:
+# polygon, yahoo, tradier is not alphabetical, so get_bars sorts by rank (the m5/d1 case).
+ADD_FALLBACK_ROUTE = (
+    "INSERT INTO pgbars.provider_routes (timeframe, provider, purpose, priority, enabled)"
+    f" VALUES ('{READ_TIMEFRAME}', 'yahoo', 'history', 2, FALSE)"
+)
+FALLBACK_ROUTE = (
+    "UPDATE pgbars.provider_routes SET enabled = %s"
+    f" WHERE timeframe = '{READ_TIMEFRAME}' AND provider = 'yahoo' AND purpose = 'history'"
+)
+GET_BARS_CHART = "SELECT ts, open, high, low, close, volume FROM pgbars.get_bars(%s, %s, %s, %s)"
+PLAIN = (
+    f"SELECT {READ_COLUMNS} FROM pgbars.ohlc_bars_v2"
+    " WHERE symbol_id = %s AND timeframe = %s AND ts >= %s AND ts < %s ORDER BY ts"
+)
+
+
+class BenchError(Exception):
+    """The benchmark could not run, or the data is not what it should be."""
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+# --- the data -----------------------------------------------------------------------------
+
+
+def _pg_micros(ts: dt.datetime) -> int:
+    return (ts - _PG_EPOCH) // dt.timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Grid:
+    """Every bar start of one timeframe in the window (µs since 2000-01-01 UTC), with its chunk number."""
+
+    timeframe: str
+    ts: npt.NDArray[np.int64]
+    chunk: npt.NDArray[np.int64]
+    is_intraday: bool
+
+
+def build_grid(timeframe: str, years: int, today: dt.date) -> Grid:
+    """The pgbars grid of `timeframe` over the last `years` years of completed sessions before `today`."""
+    first = today.replace(year=today.year - years)
+    sessions = sessions_between(first, today - dt.timedelta(days=1))
+    if not sessions:
+        raise BenchError("no completed sessions in the window")
+    starts: list[int] = []
+    chunks: list[int] = []
+    if timeframe in INTRADAY_MINUTES:
+        step = dt.timedelta(minutes=INTRADAY_MINUTES[timeframe])
+        for number, session in enumerate(sessions):
+            count = (session.after_hours_close - session.premarket_open) // step
+            base = _pg_micros(session.premarket_open)
+            micros = step // dt.timedelta(microseconds=1)
+            starts.extend(base + k * micros for k in range(count))
+            chunks.extend([number // CHUNK_SESSIONS] * count)
+    elif timeframe == "d1":
+        for number, session in enumerate(sessions):
+            starts.append(_pg_micros(day_start(session.session_date)))
+            chunks.append(number // CHUNK_SESSIONS)
+    elif timeframe == "w1":
+        seen: set[dt.date] = set()
+        for number, session in enumerate(sessions):
+            monday = trading_week_monday(session.session_date)
+            if monday not in seen:
+                seen.add(monday)
+                starts.append(_pg_micros(day_start(monday)))
+                chunks.append(number // CHUNK_SESSIONS)
+    else:
+        raise BenchError(f"unknown timeframe {timeframe!r}")
+    return Grid(
+        timeframe,
+        np.array(starts, dtype=np.int64),
+        np.array(chunks, dtype=np.int64),
+        timeframe in INTRADAY_MINUTES,
+    )
+
+
+def _row_dtype(timeframe: str) -> np.dtype[Any]:
+    """One binary COPY tuple of COPY_COLUMNS, every field preceded by its length, big-endian."""
+    sizes: list[tuple[str, str]] = [
+        ("symbol_id", "V16"),
+        ("timeframe", f"S{len(timeframe)}"),
+        ("ts", ">i8"),
+        ("provider", f"S{len(PROVIDER)}"),
+        ("is_forecast", "u1"),
+        ("open", ">f8"),
+        ("high", ">f8"),
+        ("low", ">f8"),
+        ("close", ">f8"),
+        ("volume", ">i8"),
+        ("vwap", ">f8"),
+        ("trade_count", ">i8"),
+        ("is_intraday", "u1"),
+        ("adjustment", "S3"),
+        ("fetched_at", ">i8"),
+    ]
+    assert tuple(name for name, _ in sizes) == COPY_COLUMNS
+    fields: list[tuple[str, str]] = [("nfields", ">i2")]
+    for name, kind in sizes:
+        fields += [(f"{name}_len", ">i4"), (name, kind)]
+    return np.dtype(fields)
+
+
+def copy_block(
+    grid: Grid, symbol_id: uuid.UUID, symbol_number: int, chunk: int, fetched_at: int
+) -> tuple[bytes, int]:
+    """Binary COPY tuples of one symbol's bars of one chunk, and how many there are.
+
+    Prices are a random walk seeded by (symbol, timeframe, chunk), so every run writes the same values.
+    """
+    ts = grid.ts[grid.chunk == chunk]
+    n = len(ts)
+    if n == 0:
+        return b"", 0
+    rng = np.random.default_rng((symbol_number, TIMEFRAMES.index(grid.timeframe), chunk))
+    base = 20.0 + (symbol_number % 400)
+    close = base * np.exp(np.cumsum(rng.normal(0.0, 0.002, n)))
+    open_ = np.empty(n)
+    open_[0] = base
+    open_[1:] = close[:-1]
+    spread = np.abs(rng.normal(0.0, 0.001, (2, n)))
+    high = np.maximum(open_, close) * (1.0 + spread[0])
+    low = np.minimum(open_, close) * (1.0 - spread[1])
+    rows = np.zeros(n, dtype=_row_dtype(grid.timeframe))
+    rows["nfields"] = len(COPY_COLUMNS)
+    for name, size in (
+        ("symbol_id", 16),
+        ("timeframe", len(grid.timeframe)),
+        ("ts", 8),
+        ("provider", len(PROVIDER)),
+        ("is_forecast", 1),
+        ("open", 8),
+        ("high", 8),
+        ("low", 8),
+        ("close", 8),
+        ("volume", 8),
+        ("vwap", 8),
+        ("trade_count", 8),
+        ("is_intraday", 1),
+        ("adjustment", 3),
+        ("fetched_at", 8),
+    ):
+        rows[f"{name}_len"] = size
+    rows["symbol_id"] = np.void(symbol_id.bytes)
+    rows["timeframe"] = grid.timeframe.encode()
+    rows["ts"] = ts
+    rows["provider"] = PROVIDER.encode()
+    rows["is_forecast"] = 0
+    rows["open"] = open_
+    rows["high"] = high
+    rows["low"] = low
+    rows["close"] = close
+    rows["volume"] = rng.integers(100, 1_000_000, n)
+    rows["vwap"] = (high + low + close) / 3.0
+    rows["trade_count"] = rng.integers(1, 5_000, n)
+    # as store_chunk_bars writes it: the timeframe's is_intraday
+    rows["is_intraday"] = 1 if grid.is_intraday else 0
+    rows["adjustment"] = b"raw"
+    rows["fetched_at"] = fetched_at
+    return rows.tobytes(), n
+
+
+@dataclass(slots=True)
+class Build:
+    rows: int = 0
+    seconds: float = 0.0
+    fk_checks: bool = True
+    table_bytes: int = 0
+    index_bytes: int = 0
+    vacuum_seconds: float = 0.0
+    per_timeframe: dict[str, int] = field(default_factory=dict)
+
+
+COPY = sql.SQL("COPY pgbars.ohlc_bars_v2 ({}) FROM STDIN (FORMAT BINARY)").format(
+    sql.SQL(", ").join(map(sql.Identifier, COPY_COLUMNS))
+)
+
+
+def load_part(
+    dsn: str,
+    grids: Sequence[Grid],
+    symbols: Sequence[tuple[int, uuid.UUID]],
+    chunks: Sequence[int],
+    progress: Callable[[int], None],
+) -> tuple[int, bool]:
+    """COPY the bars of `symbols`, chunk by chunk (newest first), symbol by symbol.
+
+    One transaction per chunk. Returns the bars written and whether foreign keys were checked.
+    """
+    fetched_at = _pg_micros(dt.datetime.now(dt.UTC))
+    written = 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        fk_checks = True
+        with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SET session_replication_role = replica")
+            fk_checks = False
+        for chunk in chunks:
+            with conn.transaction(), conn.cursor().copy(COPY) as copy:
+                copy.write(_SIGNATURE)
+                for number, symbol_id in symbols:
+                    for grid in grids:
+                        data, n = copy_block(grid, symbol_id, number, chunk, fetched_at)
+                        if n:
+                            copy.write(data)
+                            written += n
+                copy.write(_TRAILER)
+            progress(written)
+    return written, fk_checks
+
+
+def build(dsn: str, tickers: Sequence[str], timeframes: Sequence[str], years: int, jobs: int) -> Build:
+    """Fill ohlc_bars_v2; VACUUM ANALYZE; CHECKPOINT."""
+    result = Build()
+    today = dt.datetime.now(dt.UTC).date()
+    grids = [build_grid(tf, years, today) for tf in timeframes]
+    for grid in grids:
+        result.per_timeframe[grid.timeframe] = len(grid.ts) * len(tickers)
+    expected = sum(result.per_timeframe.values())
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cur = conn.cursor()
+        cur.executemany("INSERT INTO pgbars.symbols (ticker) VALUES (%s)", [(t,) for t in tickers])
+        ids: dict[str, uuid.UUID] = dict(conn.execute("SELECT ticker, id FROM pgbars.symbols").fetchall())
+    numbered = [(n, ids[t]) for n, t in enumerate(tickers)]
+    parts = [numbered[k::jobs] for k in range(jobs)]
+    chunks = sorted({int(c) for grid in grids for c in grid.chunk}, reverse=True)
+    say(
+        f"building {expected:,} bars ({', '.join(f'{tf} {n:,}' for tf, n in result.per_timeframe.items())})"
+        f" in {len(chunks)} chunks over {jobs} connections ..."
+    )
+    done = [0] * jobs
+    last_report = [time.perf_counter()]
+    started = time.perf_counter()
+
+    def reporter(part: int) -> Callable[[int], None]:
+        def report(written: int) -> None:
+            done[part] = written
+            now = time.perf_counter()
+            if now - last_report[0] > 15:
+                last_report[0] = now
+                total = sum(done)
+                say(f"  {total:,} bars in {now - started:.0f} s ({total / (now - started):,.0f} bars/s)")
+
+        return report
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [
+            pool.submit(load_part, dsn, grids, part, chunks, reporter(k))
+            for k, part in enumerate(parts)
+            if part
+        ]
+        outcomes = [f.result() for f in futures]
+    result.seconds = time.perf_counter() - started
+    result.rows = sum(n for n, _ in outcomes)
+    result.fk_checks = any(checked for _, checked in outcomes)
+    if result.rows != expected:
+        raise BenchError(f"wrote {result.rows:,} bars, expected {expected:,}")
+    say(f"  {result.rows:,} bars in {result.seconds:.1f} s ({result.rows / result.seconds:,.0f} bars/s)")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        started = time.perf_counter()
+        conn.execute("VACUUM (ANALYZE) pgbars.ohlc_bars_v2")
+        conn.execute("ANALYZE pgbars.symbols")
+        conn.execute(ADD_FALLBACK_ROUTE)
+        with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CHECKPOINT")
+        result.vacuum_seconds = time.perf_counter() - started
+        row = conn.execute(
+            "SELECT pg_table_size('pgbars.ohlc_bars_v2'), pg_indexes_size('pgbars.ohlc_bars_v2')"
+        ).fetchone()
+        assert row is not None
+        result.table_bytes, result.index_bytes = int(row[0]), int(row[1])
+    return result
+
+
+# --- the measurements ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Series:
+    name: str
+    millis: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # the Python process's CPU ms (process_time)
+    rows: list[int] = field(default_factory=list)
+
+    def add(self, timing: tuple[float, float], rows: int) -> None:
+        self.millis.append(timing[0])
+        self.cpu.append(timing[1])
+        self.rows.append(rows)
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.millis)
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.millis)
+
+
+def timed(
+    cur: psycopg.Cursor[Any], query: str, params: Sequence[Any]
+) -> tuple[tuple[float, float], list[Any]]:
+    """(wall ms, client CPU ms) to execute and fetch every row (binary results), and the rows."""
+    started, cpu = time.perf_counter(), time.process_time()
+    cur.execute(query, params, binary=True)
+    rows = cur.fetchall()
+    return ((time.perf_counter() - started) * 1000.0, (time.process_time() - cpu) * 1000.0), rows
+
+
+def measure(dsn: str, tickers: Sequence[str], iterations: int, years: int, seed: int) -> list[Series]:
+    """Each query once per iteration, for the same random symbol, in an order that rotates."""
+    get_bars = Series("get_bars: SELECT * FROM pgbars.get_bars(...)")
+    ranked = Series("get_bars, sorted by rank (yahoo h1 route on)")
+    plain = Series("plain SELECT ... FROM ohlc_bars_v2 ... ORDER BY ts")
+    chart = Series("get_bars, 6 columns: SELECT ts, open, ..., volume")
+    count = Series("get_bars, count(*) only: server side")
+    order = [get_bars, ranked, plain, chart, count]
+    queries = {get_bars.name: GET_BARS, ranked.name: GET_BARS, chart.name: GET_BARS_CHART}
+    queries[count.name] = GET_BARS_COUNT
+    rng = random.Random(seed)
+    with psycopg.connect(dsn, autocommit=True, options="-c TimeZone=UTC") as conn:
+        ids: dict[str, uuid.UUID] = dict(conn.execute("SELECT ticker, id FROM pgbars.symbols").fetchall())
+        cur = conn.cursor()
+        for n in range(iterations):
+            ticker = rng.choice(tickers)
+            end = dt.datetime.now(dt.UTC)
+            params = (ticker, READ_TIMEFRAME, end.replace(year=end.year - years), end)
+            shift = n % len(order)  # rotate which goes first
+            returned: dict[str, list[Any]] = {}
+            for series in order[shift:] + order[:shift]:
+                if series is plain:
+                    timing, rows = timed(cur, PLAIN, (ids[ticker], *params[1:]))
+                elif series is ranked:
+                    conn.execute(FALLBACK_ROUTE, (True,))  # not timed
+                    timing, rows = timed(cur, GET_BARS, params)
+                    conn.execute(FALLBACK_ROUTE, (False,))
+                else:
+                    timing, rows = timed(cur, queries[series.name], params)
+                series.add(timing, int(rows[0][0]) if series is count else len(rows))
+                returned[series.name] = rows
+            if not returned[get_bars.name] == returned[ranked.name] == returned[plain.name]:
+                raise BenchError(f"{ticker}: get_bars and the plain SELECT returned different rows")
+    return order
+
+
+def explain(dsn: str, ticker: str, years: int) -> list[tuple[str, str]]:
+    """EXPLAIN (ANALYZE, BUFFERS) of one get_bars call, and of the statements it runs inside.
+
+    The call is the 7th on its connection, as in the measured loop (plpgsql compiled, plans cached).
+    The statements are get_bars' two RETURN QUERY statements read from pg_proc (rank order is
+    name order: no sort; otherwise: sorted by rank), their variables as parameters of a prepared
+    statement, with a custom plan (planned for the values, as the function's first 5 calls are)
+    and with the generic plan (which plancache keeps from the 6th call on when it costs less).
+    """
+    end = dt.datetime.now(dt.UTC)
+    params = (ticker, READ_TIMEFRAME, end.replace(year=end.year - years), end)
+    with psycopg.connect(dsn, autocommit=True, options="-c TimeZone=UTC") as conn:
+        cur = psycopg.ClientCursor(conn)
+        for _ in range(6):
+            cur.execute(GET_BARS, params).fetchall()
+        call = cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + GET_BARS, params).fetchall()
+        plans = [("SELECT * FROM pgbars.get_bars(...), 7th call", "\n".join(str(r[0]) for r in call))]
+        source = conn.execute(
+            "SELECT prosrc FROM pg_proc WHERE oid = 'pgbars.get_bars(text, text, timestamptz, timestamptz)'"
+            "::regprocedure"
+        ).fetchone()
+        assert source is not None
+        statements = re.findall(r"RETURN QUERY\s+(SELECT\b.*?);", str(source[0]), re.S)
+        if len(statements) != 2:
+            raise BenchError("get_bars should have two RETURN QUERY SELECT ...; statements")
+        row = conn.execute(
+            "SELECT id, ARRAY['polygon', 'yahoo', 'tradier'] FROM pgbars.symbols WHERE ticker = %s", (ticker,)
+        ).fetchone()
+        assert row is not None
+        arguments = (row[0], READ_TIMEFRAME, *params[2:], row[1])
+        for label, statement in zip(
+            ("rank = name order, no sort", "sorted by rank"), statements, strict=True
+        ):
+            for number, name in enumerate(INNER_PARAMETERS, start=1):
+                statement = re.sub(rf"\b{name}\b", f"${number}", statement)
+            conn.execute("DEALLOCATE ALL")
+            types = ", ".join(INNER_PARAMETERS.values())
+            conn.execute(f"PREPARE inner_query ({types}) AS {statement}".encode())
+            for mode in ("force_custom_plan", "force_generic_plan"):
+                conn.execute(sql.SQL("SET plan_cache_mode = {}").format(sql.SQL(mode)))
+                for _ in range(3):  # warm, as in the loop
+                    cur.execute(EXECUTE_INNER, arguments).fetchall()
+                lines = cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + EXECUTE_INNER, arguments).fetchall()
+                title = f"its RETURN QUERY ({label}), {mode.split('_')[1]} plan"
+                plans.append((title, "\n".join(str(r[0]) for r in lines)))
+    return plans
+
+
+INNER_PARAMETERS = {
+    "v_symbol_id": "uuid",
+    "v_timeframe": "text",
+    "p_from": "timestamptz",
+    "p_to": "timestamptz",
+    "v_ranked": "text[]",
+}
+EXECUTE_INNER = "EXECUTE inner_query (%s::uuid, %s::text, %s::timestamptz, %s::timestamptz, %s::text[])"
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def _drop(name: str) -> sql.Composed:
+    return sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+
+
+async def _install(dsn: str) -> None:
+    conn = await db.connect(dsn)
+    try:
+        await db.upgrade(conn)
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def bench_database(server_dsn: str, keep: bool) -> Iterator[str]:
+    with psycopg.connect(server_dsn, autocommit=True) as admin:
+        admin.execute(_drop(DATABASE))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+    dsn = make_conninfo(server_dsn, dbname=DATABASE)
+    try:
+        asyncio.run(_install(dsn))
+        yield dsn
+    finally:
+        if not keep:
+            with psycopg.connect(server_dsn, autocommit=True) as admin:
+                admin.execute(_drop(DATABASE))
+
+
+def describe_server(dsn: str) -> str:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        settings = []
+        for name in ("server_version", "shared_buffers", "work_mem", "random_page_cost", "jit"):
+            row = conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()
+            settings.append(f"{name}={row[0] if row else '?'}")
+    return " ".join(settings)
+
+
+def report(build_result: Build, series: Sequence[Series], iterations: int) -> str:
+    b = build_result
+    sizes = ", ".join(f"{tf} {n:,}" for tf, n in b.per_timeframe.items())
+    lines = [
+        f"data: {b.rows:,} bars ({sizes}); table {b.table_bytes / 2**30:.2f} GiB,"
+        f" indexes {b.index_bytes / 2**30:.2f} GiB",
+        f"built in {b.seconds:.1f} s (foreign-key checks {'on' if b.fk_checks else 'off'}),"
+        f" VACUUM ANALYZE + CHECKPOINT {b.vacuum_seconds:.1f} s",
+        f"{iterations} iterations, random symbols, {READ_TIMEFRAME} over 2 years; client wall time of"
+        " execute + fetchall (psycopg 3, binary results, TimeZone UTC)",
+        "",
+    ]
+    header = ("query", "p50 ms", "p99 ms", "mean ms", "min ms", "max ms", "client CPU p50 ms", "rows")
+    table = [header]
+    for s in series:
+        table.append(
+            (
+                s.name,
+                f"{s.p50:.2f}",
+                f"{s.quantile(0.99):.2f}",
+                f"{statistics.fmean(s.millis):.2f}",
+                f"{min(s.millis):.2f}",
+                f"{max(s.millis):.2f}",
+                f"{statistics.median(s.cpu):.2f}",
+                f"{min(s.rows):,}" if min(s.rows) == max(s.rows) else f"{min(s.rows):,}-{max(s.rows):,}",
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for n, row in enumerate(table):
+        cells = [row[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True))]
+        lines.append("  ".join(cells))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    p50 = series[0].p50
+    verdict = "MET" if p50 < TARGET_P50_MS else "MISSED"
+    lines.append(f"target get_bars p50 < {TARGET_P50_MS:g} ms: {verdict} ({p50:.2f} ms)")
+    return "\n".join(lines)
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.read",
+        description="Latency of pgbars.get_bars (h1, 2 years) next to a plain SELECT of the same rows.",
+    )
+    parser.add_argument("--symbols", type=int, default=500, help="tickers (500)")
+    parser.add_argument(
+        "--timeframes",
+        default="m15,h1,d1,w1",
+        help="timeframes stored for every ticker, comma-separated; must include h1 (m15,h1,d1,w1)",
+    )
+    parser.add_argument("--years", type=int, default=2, help="years of sessions per ticker (2)")
+    parser.add_argument("--iterations", type=int, default=500, help="measured reads per query (500)")
+    parser.add_argument("--jobs", type=int, default=2, help="connections loading in parallel (2)")
+    parser.add_argument("--seed", type=int, default=5, help="seed of the symbol picks (5)")
+    parser.add_argument(
+        "--dsn",
+        help=f"a database on an existing server whose user may create databases; the bench creates"
+        f" and drops {DATABASE} there (default: a private embedded server)",
+    )
+    parser.add_argument("--keep", action="store_true", help=f"keep the {DATABASE} database")
+    args = parser.parse_args(argv)
+    args.timeframes = [t.strip() for t in args.timeframes.split(",") if t.strip()]
+    if READ_TIMEFRAME not in args.timeframes:
+        parser.error(f"--timeframes must include {READ_TIMEFRAME}")
+    if args.symbols < 1 or args.iterations < 1 or args.jobs < 1 or args.years < 1:
+        parser.error("--symbols, --iterations, --jobs and --years must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    tickers = [f"BR{n:04d}" for n in range(args.symbols)]
+    say(
+        f"{args.symbols} symbols x {', '.join(args.timeframes)} x {args.years} years;"
+        f" {os.cpu_count()} CPUs, Python {platform.python_version()}, psycopg {psycopg.__version__},"
+        f" load average {_load()}"
+    )
+    server = None
+    scratch = Path()
+    if args.dsn:
+        server_dsn = args.dsn
+    else:
+        from worker.embedded import EmbeddedPostgres
+
+        scratch = Path(tempfile.mkdtemp(prefix="pgbars-bench-read-"))
+        server = EmbeddedPostgres(scratch / "postgres", delete_on_stop=True)
+        server_dsn = server.dsn("postgres")
+    try:
+        with bench_database(server_dsn, args.keep) as dsn:
+            say(describe_server(dsn))
+            built = build(dsn, tickers, args.timeframes, args.years, args.jobs)
+            say(f"measuring {args.iterations} iterations ...")
+            series = measure(dsn, tickers, args.iterations, args.years, args.seed)
+            plans = explain(dsn, tickers[len(tickers) // 2], args.years)
+    except (BenchError, db.PgbarsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if server is not None:
+            server.stop()
+            shutil.rmtree(scratch, ignore_errors=True)
+    say("")
+    say(report(built, series, args.iterations))
+    say("")
+    for label, plan in plans:
+        say(f"EXPLAIN (ANALYZE, BUFFERS) of {label}:")
+        say(plan)
+        say("")
+    say(f"load average at the end: {_load()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
