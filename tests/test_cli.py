@@ -312,3 +312,11 @@ def test_help_explains_each_command_with_an_example() -> None:
         result = CliRunner().invoke(cli, [*command, "--help"])
         assert result.exit_code == 0
         assert "Example:" in result.output and "pgbars " in result.output, command
+
+
+def test_request_of_a_derived_timeframe_says_where_it_comes_from(dsn: str) -> None:
+    result = pgbars(dsn, "request", "AAPL", "--timeframe", "h4")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("AAPL h1: 10 new chunks")
+    assert lines[1] == "AAPL h4: derived from h1 in SQL, no requests of its own (0 bars derived so far)"

@@ -236,6 +236,11 @@ def request(
                 f" ({job['sessions_added']} sessions), {job['chunks_total']} in all,"
                 f" window {r['window_start']} .. {r['window_end']}"
             )
+        for derived in r.get("derived") or []:
+            click.echo(
+                f"{r['ticker']} {derived['timeframe']}: derived from {derived['source_timeframe']}"
+                f" in SQL, no requests of its own ({derived['bars_derived']} bars derived so far)"
+            )
 
 
 STATUS_COLUMNS = ("symbol", "timeframe", "status", "progress", "chunks", "failed", "bars", "eta")
