@@ -54,6 +54,7 @@ LEASE_LOST = "PB001"
 FINISH_GRACE_SECONDS = 20.0
 # With chunks in flight and free slots, look for newly due chunks this often.
 RECLAIM_SECONDS = 5.0
+MIN_WAIT_SECONDS = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,8 +312,11 @@ class Worker:
             if time.monotonic() + wait >= self._deadline:
                 self.summary.stopped_by = "nothing due before the budget ends"
                 return
-            log.info(logfmt("waiting", seconds=round(wait, 1), reason="next chunk not due yet"))
-            await self.sleep(wait)
+            if wait >= 1.0:
+                log.info(logfmt("waiting", seconds=round(wait, 1), reason="next chunk not due yet"))
+            # At least a moment: a chunk due "now" that the claim did not return (another
+            # worker's claim held it) must not turn this loop into a spin.
+            await self.sleep(max(wait, MIN_WAIT_SECONDS))
 
     async def _wait_for_running(self, at_most: float | None) -> None:
         tasks = [r.task for r in self._running.values()]
