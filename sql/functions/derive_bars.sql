@@ -85,10 +85,7 @@ BEGIN
                 hashtextextended('pgbars.derive_bars/' || p_symbol_id || '/' || p_source_timeframe, 0)
             );
             v_locked := TRUE;
-            SELECT array_agg(r.provider ORDER BY r.purpose = 'live', r.priority, r.provider)
-            INTO v_ranked
-            FROM pgbars.provider_routes AS r
-            WHERE r.timeframe = p_source_timeframe AND r.enabled;
+            v_ranked := pgbars._provider_ranking(p_source_timeframe);
         END IF;
 
         IF v_target.is_intraday THEN
@@ -124,7 +121,7 @@ BEGIN
                 ) AT TIME ZONE 'America/New_York' AS bucket,
                 row_number() OVER (
                     PARTITION BY s.ts
-                    ORDER BY coalesce(array_position(v_ranked, s.provider), 2147483647), s.provider
+                    ORDER BY array_position(v_ranked, s.provider)
                 ) AS pick
             FROM pgbars.ohlc_bars_v2 AS s
             WHERE

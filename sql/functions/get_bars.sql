@@ -86,25 +86,8 @@ BEGIN
         RETURN;
     END IF;
 
-    -- Every provider, best first (a provider with both routes ranks by its
-    -- history route), and every provider by name.
-    SELECT
-        array_agg(p.name ORDER BY h.priority ASC NULLS LAST, l.priority ASC NULLS LAST, p.name),
-        array_agg(p.name ORDER BY p.name)
-    INTO v_ranked, v_by_name
-    FROM pgbars.providers AS p
-    LEFT JOIN pgbars.provider_routes AS h
-        ON
-            p.name = h.provider
-            AND h.timeframe = v_timeframe
-            AND h.purpose = 'history'
-            AND h.enabled
-    LEFT JOIN pgbars.provider_routes AS l
-        ON
-            p.name = l.provider
-            AND l.timeframe = v_timeframe
-            AND l.purpose = 'live'
-            AND l.enabled;
+    v_ranked := pgbars._provider_ranking(v_timeframe);
+    SELECT array_agg(p.name ORDER BY p.name) INTO v_by_name FROM pgbars.providers AS p;
 
     -- In both statements, `is_forecast IS NOT TRUE` rather than `NOT
     -- is_forecast` keeps the column out of the index condition: there, after
