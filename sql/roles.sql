@@ -48,6 +48,17 @@ pgbars.seed_backfill_for_symbol(uuid, text[], date, date, integer),
 pgbars.request_backfill(text, text[], date, date, integer),
 pgbars.roll_forward_backfills()
 TO pgbars_worker;
+-- today's bars (docs/database.md, "Today's bars"): store_live_bars runs as the
+-- worker (its staging tables), so it needs the state row and the clock
+GRANT UPDATE ON pgbars.live_refreshes TO pgbars_worker;
+GRANT EXECUTE ON FUNCTION
+pgbars.claim_live_refreshes(text, text[], integer, interval, text[]),
+pgbars.store_live_bars(uuid, text, uuid, integer),
+pgbars.release_live_refresh(uuid, text, uuid, text, boolean),
+pgbars.cleanup_provisional_bars(),
+pgbars._live_session(timestamptz),
+pgbars._now()
+TO pgbars_worker;
 
 GRANT SELECT ON pgbars.backfill_progress, pgbars.ohlc_bars_v2 TO pgbars_reader;
 -- the monitoring views (docs/monitoring.md); pgbars_worker reads them
@@ -67,5 +78,5 @@ pgbars.normalize_ticker(text)
 TO pgbars_worker, pgbars_reader;
 -- gaps (docs/monitoring.md, docs/database.md): the coverage views for readers,
 -- repair_gaps (`pgbars repair`) for the worker role
-GRANT SELECT ON pgbars.coverage, pgbars.session_coverage TO pgbars_reader;
+GRANT SELECT ON pgbars.coverage, pgbars.session_coverage, pgbars.live_plan, pgbars.live_refreshes TO pgbars_reader;
 GRANT EXECUTE ON FUNCTION pgbars.repair_gaps(text) TO pgbars_worker;

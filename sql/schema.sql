@@ -294,3 +294,43 @@ CREATE TABLE pgbars.gap_repairs (
     PRIMARY KEY (job_id, session_date),
     CHECK ((confirmed_at IS NULL) = (reason IS NULL))
 );
+
+-- Today's bars (provisional): how often a live refresh may repeat, and how
+-- long provisional bars are kept once history has covered their session.
+-- One row; change it with one UPDATE.
+CREATE TABLE pgbars.live_settings (
+    id boolean PRIMARY KEY DEFAULT TRUE CHECK (id),
+    refresh_every interval NOT NULL DEFAULT '60 seconds' CHECK (refresh_every >= interval '0'),
+    keep_provisional interval NOT NULL DEFAULT '1 day' CHECK (keep_provisional >= interval '0'),
+    empty_grace interval NOT NULL DEFAULT '30 minutes' CHECK (empty_grace >= interval '0')
+);
+
+INSERT INTO pgbars.live_settings DEFAULT VALUES;
+
+-- One row per watchlist symbol and fetched live timeframe (m1, m5, m15 from
+-- the live provider_routes): its lease while a worker refreshes it, the
+-- timeframes stored from the answer (targets: the fetched one and those
+-- rolled up from it, e.g. h1 and h4 from m15), and the last outcome.
+-- no_data marks a symbol the provider does not serve this session (an
+-- unknown symbol, or no bars at all well into the regular session): it is
+-- not asked again until the next session.
+CREATE TABLE pgbars.live_refreshes (
+    symbol_id uuid NOT NULL REFERENCES pgbars.symbols (id) ON DELETE CASCADE,
+    timeframe text NOT NULL REFERENCES pgbars.timeframes (name),
+    provider text NOT NULL REFERENCES pgbars.providers (name),
+    session_date date NOT NULL REFERENCES pgbars.market_sessions (session_date),
+    targets text[] NOT NULL,
+    lease_id uuid,
+    claimed_by text,
+    lease_expires_at timestamptz,
+    refreshed_at timestamptz,
+    bars_written integer,
+    bars_rejected integer,
+    requests_used integer,
+    no_data text,
+    last_error text,
+    PRIMARY KEY (symbol_id, timeframe)
+);
+
+-- Provisional bars are few; cleanup finds them without reading history.
+CREATE INDEX ohlc_bars_v2_provisional_idx ON pgbars.ohlc_bars_v2 (ts) WHERE is_intraday;

@@ -501,7 +501,11 @@ async def seconds_until_claimable(
 
 
 async def reserve_call(
-    conn: psycopg.AsyncConnection[Any], provider: str, worker: str, chunk_id: int, not_after: dt.datetime
+    conn: psycopg.AsyncConnection[Any],
+    provider: str,
+    worker: str,
+    chunk_id: int | None,
+    not_after: dt.datetime,
 ) -> Reservation:
     cur = await conn.execute(
         "SELECT call_id, starts_at, wait_seconds FROM pgbars.reserve_provider_call(%s, %s, %s, %s)",
@@ -576,6 +580,24 @@ async def reroute_chunk(conn: psycopg.AsyncConnection[Any], chunk: ClaimedChunk,
     return None if row[0] is None else str(row[0])
 
 
+async def _stage(
+    cur: psycopg.AsyncCursor[Any],
+    bars: Iterable[Sequence[Any]],
+    rejected: Iterable[tuple[dt.datetime | None, dict[str, object], str]],
+) -> None:
+    """COPY bars (binary) and refused rows into this session's staging tables."""
+    async with cur.copy(
+        "COPY pgbars_staged_bars (ts, open, high, low, close, volume, vwap, trade_count)"
+        " FROM STDIN (FORMAT BINARY)"
+    ) as copy:
+        copy.set_types(_BAR_TYPES)
+        for bar in bars:
+            await copy.write_row(bar)
+    async with cur.copy("COPY pgbars_staged_rejects (ts, raw, reason) FROM STDIN") as copy:
+        for ts, raw, reason in rejected:
+            await copy.write_row((ts, Jsonb(raw), reason))
+
+
 async def store_chunk(
     conn: psycopg.AsyncConnection[Any],
     chunk: ClaimedChunk,
@@ -589,16 +611,7 @@ async def store_chunk(
     """
     async with conn.transaction():
         cur = conn.cursor()
-        async with cur.copy(
-            "COPY pgbars_staged_bars (ts, open, high, low, close, volume, vwap, trade_count)"
-            " FROM STDIN (FORMAT BINARY)"
-        ) as copy:
-            copy.set_types(_BAR_TYPES)
-            for bar in bars:
-                await copy.write_row(bar)
-        async with cur.copy("COPY pgbars_staged_rejects (ts, raw, reason) FROM STDIN") as copy:
-            for ts, raw, reason in rejected:
-                await copy.write_row((ts, Jsonb(raw), reason))
+        await _stage(cur, bars, rejected)
         await cur.execute(
             "SELECT bars_written, bars_changed, bars_rejected FROM pgbars.store_chunk_bars(%s, %s, %s)",
             (chunk.chunk_id, chunk.lease_id, requests),
@@ -606,6 +619,115 @@ async def store_chunk(
         row = await cur.fetchone()
     assert row is not None
     return StoredChunk(*row)
+
+
+# -- today's bars (live refreshes) -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRefresh:
+    """Today's bars of one symbol and fetched timeframe, leased (a row of claim_live_refreshes)."""
+
+    symbol_id: uuid.UUID
+    ticker: str
+    timeframe: str
+    provider: str
+    session_date: dt.date
+    range_start: dt.datetime
+    range_end: dt.datetime
+    targets: list[str]
+    lease_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class LiveState:
+    """What the live refreshes look like now, for the run's report (pgbars.live_refreshes)."""
+
+    session: dt.date | None  # the session trading now, if any
+    wanted: dict[str, int]  # provider -> live_plan rows (symbol, timeframe) while a session trades
+    no_data: list[tuple[str, str, str, str]]  # (ticker, timeframe, provider, why) this session
+
+
+async def claim_live(
+    conn: psycopg.AsyncConnection[Any],
+    worker: str,
+    providers: Sequence[str],
+    limit: int,
+    lease_seconds: float,
+    tickers: Sequence[str] | None,
+) -> list[LiveRefresh]:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT * FROM pgbars.claim_live_refreshes(%s, %s, %s, make_interval(secs => %s), %s)",
+        (worker, list(providers), limit, lease_seconds, list(tickers) if tickers else None),
+    )
+    return [LiveRefresh(**row) for row in await cur.fetchall()]
+
+
+async def store_live(
+    conn: psycopg.AsyncConnection[Any],
+    refresh: LiveRefresh,
+    bars: Iterable[Sequence[Any]],
+    rejected: Iterable[tuple[dt.datetime | None, dict[str, object], str]],
+    requests: int,
+) -> StoredChunk:
+    """One transaction: COPY into staging, then pgbars.store_live_bars (provisional bars, roll-ups)."""
+    async with conn.transaction():
+        cur = conn.cursor()
+        await _stage(cur, bars, rejected)
+        await cur.execute(
+            "SELECT bars_written, bars_changed, bars_rejected FROM pgbars.store_live_bars(%s, %s, %s, %s)",
+            (refresh.symbol_id, refresh.timeframe, refresh.lease_id, requests),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return StoredChunk(*row)
+
+
+async def release_live(
+    conn: psycopg.AsyncConnection[Any], refresh: LiveRefresh, error: str | None, *, no_data: bool = False
+) -> None:
+    await conn.execute(
+        "SELECT pgbars.release_live_refresh(%s, %s, %s, %s, %s)",
+        (refresh.symbol_id, refresh.timeframe, refresh.lease_id, error, no_data),
+    )
+
+
+async def live_state(conn: psycopg.AsyncConnection[Any], tickers: Sequence[str] | None) -> LiveState:
+    """The session trading now, the live refreshes it wants per provider, and the symbols without data."""
+    params = (list(tickers) if tickers else None,)
+    cur = await conn.execute("SELECT pgbars._live_session(pgbars._now())")
+    row = await cur.fetchone()
+    session = None if row is None else row[0]
+    if session is None:
+        return LiveState(None, {}, [])
+    cur = await conn.execute(
+        "SELECT provider, count(*) FROM pgbars.live_plan"
+        " WHERE %s::text[] IS NULL"
+        " OR ticker IN (SELECT pgbars.normalize_ticker(t) FROM unnest(%s::text[]) AS t)"
+        " GROUP BY provider ORDER BY provider",
+        params * 2,
+    )
+    wanted = {str(name): int(n) for name, n in await cur.fetchall()}
+    cur = await conn.execute(
+        "SELECT s.ticker::text, r.timeframe, r.provider, r.no_data FROM pgbars.live_refreshes AS r"
+        " JOIN pgbars.symbols AS s ON s.id = r.symbol_id"
+        " WHERE r.session_date = %s AND r.no_data IS NOT NULL"
+        " AND (%s::text[] IS NULL"
+        " OR s.ticker::text IN (SELECT pgbars.normalize_ticker(t) FROM unnest(%s::text[]) AS t))"
+        " ORDER BY 1, 2",
+        (session, *params, *params),
+    )
+    no_data = [(str(t), str(tf), str(p), str(why)) for t, tf, p, why in await cur.fetchall()]
+    return LiveState(session, wanted, no_data)
+
+
+async def cleanup_provisional(conn: psycopg.AsyncConnection[Any]) -> int:
+    """Delete provisional bars that history has replaced (pgbars.cleanup_provisional_bars)."""
+    cur = await conn.execute("SELECT pgbars.cleanup_provisional_bars()")
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 # -- the demo and reports ----------------------------------------------------------

@@ -23,6 +23,28 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]
     return lines
 
 
+def _live_section(summary: WorkSummary) -> list[str]:
+    """Today's bars: what was refreshed, and what could not be (once per provider or symbol)."""
+    if not (summary.live or summary.live_skipped or summary.live_no_data):
+        return []
+    lines = ["", "### Today's bars", ""]
+    if summary.live:
+        lines += [
+            f"{len(summary.live)} live refreshes ({sum(r.requests for r in summary.live)} requests):"
+            f" {sum(r.bars_written for r in summary.live)} bars fetched,"
+            f" {sum(r.bars_changed for r in summary.live)} provisional bars new or changed.",
+            "",
+        ]
+    for provider, why in sorted(summary.live_skipped.items()):
+        lines += [f"- {provider} was not asked for today's bars: {why}."]
+    for ticker, timeframe, provider, why in summary.live_no_data:
+        lines += [f"- {ticker} {timeframe}: {why} ({provider})."]
+    failed = [r for r in summary.live if r.outcome in ("failed", "lost")]
+    for r in failed:
+        lines += [f"- {r.refresh.ticker} {r.refresh.timeframe}: {r.outcome}, {r.detail}."]
+    return lines
+
+
 def summary_markdown(summary: WorkSummary) -> str:
     """Chunks by outcome, bars, requests and 429s per provider, then the progress table."""
     progress = summary.progress
@@ -73,6 +95,7 @@ def summary_markdown(summary: WorkSummary) -> str:
             for name in summary.providers
         ],
     )
+    lines += _live_section(summary)
     problems = [r for r in summary.reports if r.outcome in ("failed", "lost")]
     if problems:
         lines += ["", "### Chunks that need a look", ""]

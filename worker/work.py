@@ -23,10 +23,11 @@ import os
 import signal
 import socket
 import time
+import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import httpx
 import psycopg
@@ -34,6 +35,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from worker import db
 from worker.providers import (
+    CREDENTIALS,
     AuthError,
     FetchRequest,
     FetchResult,
@@ -46,6 +48,7 @@ from worker.providers import (
 )
 
 log = logging.getLogger("pgbars.work")
+R = TypeVar("R")
 
 Outcome = Literal["done", "retry", "failed", "rerouted", "released", "lost"]
 LEASE_LOST = "PB001"
@@ -55,6 +58,8 @@ FINISH_GRACE_SECONDS = 20.0
 # With chunks in flight and free slots, look for newly due chunks this often.
 RECLAIM_SECONDS = 5.0
 MIN_WAIT_SECONDS = 0.2
+# Live refreshes are claimed in one go at the start of a run (each at most once a run).
+LIVE_CLAIM_LIMIT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +86,20 @@ class ChunkReport:
 
 
 @dataclass(slots=True)
+class LiveReport:
+    """What happened to one live refresh (today's bars of a symbol from the live provider)."""
+
+    refresh: db.LiveRefresh
+    outcome: Literal["done", "no_data", "released", "failed", "lost"] = "released"
+    requests: int = 0
+    bars_written: int = 0
+    bars_changed: int = 0
+    bars_rejected: int = 0
+    seconds: float = 0.0
+    detail: str = ""
+
+
+@dataclass(slots=True)
 class WorkSummary:
     worker: str
     providers: list[str]
@@ -90,6 +109,10 @@ class WorkSummary:
     calls: Counter[str] = field(default_factory=Counter)  # HTTP requests per provider
     rate_limited: Counter[str] = field(default_factory=Counter)  # 429 answers per provider
     refused: dict[str, str] = field(default_factory=dict)  # provider -> why it was dropped
+    live: list[LiveReport] = field(default_factory=list)  # today's bars, refreshed first
+    live_skipped: dict[str, str] = field(default_factory=dict)  # live provider -> why it was not asked
+    live_no_data: list[tuple[str, str, str, str]] = field(default_factory=list)  # (ticker, tf, provider, why)
+    provisional_deleted: int = 0  # provisional bars cleaned up at the start
     stopped_by: str = "queue empty"
     seconds: float = 0.0
 
@@ -127,11 +150,12 @@ def logfmt(event: str, **fields: object) -> str:
 
 
 class _Pacer:
-    """The Pace of one chunk: a ledger reservation before each request, its outcome after."""
+    """The Pace of one chunk or live refresh: a ledger reservation before each request, its outcome after."""
 
-    def __init__(self, worker: Worker, chunk: db.ClaimedChunk) -> None:
+    def __init__(self, worker: Worker, provider: str, chunk_id: int | None) -> None:
         self._worker = worker
-        self._chunk = chunk
+        self._provider = provider
+        self._chunk_id = chunk_id
         self._call_id: int | None = None
         self._sent = False
         self._started = 0.0
@@ -141,16 +165,16 @@ class _Pacer:
 
     async def __call__(self) -> None:
         await self.close(None)
-        worker, chunk = self._worker, self._chunk
+        worker, provider = self._worker, self._provider
         if worker.stopping:
             raise _Stopping
         async with worker.pool.connection() as conn:
             reservation = await db.reserve_call(
-                conn, chunk.provider, worker.config.worker_name, chunk.chunk_id, worker.not_after
+                conn, provider, worker.config.worker_name, self._chunk_id, worker.not_after
             )
         if reservation.call_id is None:
             raise _BudgetSpent(
-                f"next {chunk.provider} slot at {reservation.starts_at:%H:%M:%S} UTC is after the budget"
+                f"next {provider} slot at {reservation.starts_at:%H:%M:%S} UTC is after the budget"
             )
         self._call_id, self._sent, self._answered, self._status = reservation.call_id, False, False, None
         if reservation.wait_seconds > 0 and await worker.sleep(reservation.wait_seconds):
@@ -159,12 +183,12 @@ class _Pacer:
         self._sent = True
         self._started = time.monotonic()
         self.requests += 1
-        worker.summary.calls[chunk.provider] += 1
+        worker.summary.calls[provider] += 1
 
     def answered(self, status: int | None) -> None:
         self._status, self._answered = status, True
         if status == 429:
-            self._worker.summary.rate_limited[self._chunk.provider] += 1
+            self._worker.summary.rate_limited[self._provider] += 1
 
     async def close(self, error: str | None) -> None:
         """Record the open call's outcome in the ledger (with `error` if the fetch failed)."""
@@ -191,8 +215,8 @@ class _Pacer:
 
 
 @dataclass(slots=True)
-class _Running:
-    task: asyncio.Task[ChunkReport]
+class _Running(Generic[R]):
+    task: asyncio.Task[R]
     phase: Literal["fetch", "settle"] = "fetch"  # stop() cancels fetches only
 
 
@@ -204,17 +228,20 @@ class Worker:
         pool: AsyncConnectionPool,
         providers: Mapping[str, Provider],
         config: WorkConfig,
+        unavailable: Mapping[str, str] | None = None,
     ) -> None:
         self.pool = pool
         self.providers = dict(providers)
         self.config = config
+        self.unavailable = dict(unavailable or {})  # provider -> why this run cannot use it
         self.summary = WorkSummary(config.worker_name, sorted(providers))
         self._stop = asyncio.Event()
         self._started = time.monotonic()
         self._deadline = self._started + config.max_seconds
         self.not_after = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=config.max_seconds)
         self._spent: set[str] = set()  # providers whose next slot is past the budget
-        self._running: dict[int, _Running] = {}
+        self._running: dict[int, _Running[ChunkReport]] = {}
+        self._live_running: dict[tuple[uuid.UUID, str], _Running[LiveReport]] = {}
 
     # --- control -------------------------------------------------------------------
 
@@ -228,9 +255,10 @@ class Worker:
             self.summary.stopped_by = reason
             log.info(logfmt("stopping", reason=reason, worker=self.config.worker_name))
             self._stop.set()
-            for running in self._running.values():
-                if running.phase == "fetch":
-                    running.task.cancel()
+            tasks: list[asyncio.Task[Any]] = [r.task for r in self._running.values() if r.phase == "fetch"]
+            tasks += [r.task for r in self._live_running.values() if r.phase == "fetch"]
+            for task in tasks:
+                task.cancel()
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep up to `seconds`; True if a stop cut it short."""
@@ -265,6 +293,7 @@ class Worker:
             )
         )
         try:
+            await self._refresh_live()
             await self._claim_loop()
             await self._finish()
         finally:
@@ -352,13 +381,181 @@ class Worker:
         await asyncio.gather(*(r.task for r in self._running.values()))
         self._reap()
 
+    # --- today's bars ----------------------------------------------------------------
+
+    async def _refresh_live(self) -> None:
+        """While a session trades: today's bars of every due (symbol, live timeframe), first.
+
+        The database says which refreshes are due (claim_live_refreshes); each is one
+        request under the provider's shared rate limit, `concurrency` at a time.
+        """
+        tickers = self.config.tickers or None
+        async with self.pool.connection() as conn:
+            state = await db.live_state(conn, tickers)
+            if state.session is None:
+                return
+            for provider, wanted in state.wanted.items():
+                if provider not in self.providers:
+                    why = self.unavailable.get(provider, f"{provider} is not usable")
+                    self.summary.live_skipped[provider] = why
+                    log.warning(logfmt("live_skipped", provider=provider, refreshes=wanted, reason=why))
+            refreshes = await db.claim_live(
+                conn,
+                self.config.worker_name,
+                self._usable(),
+                LIVE_CLAIM_LIMIT,
+                self.config.lease_seconds,
+                tickers,
+            )
+        gate = asyncio.Semaphore(self.config.concurrency)
+        for refresh in refreshes:
+            task = asyncio.create_task(self._live_one(refresh, gate), name=f"live-{refresh.ticker}")
+            self._live_running[(refresh.symbol_id, refresh.timeframe)] = _Running(task)
+        try:
+            self.summary.live.extend(await asyncio.gather(*(r.task for r in self._live_running.values())))
+        finally:
+            self._live_running.clear()
+        async with self.pool.connection() as conn:
+            state = await db.live_state(conn, tickers)
+        # Once per run and symbol, not per bar or per request.
+        self.summary.live_no_data = state.no_data
+        for ticker, timeframe, provider, why in state.no_data:
+            log.warning(
+                logfmt("live_no_data", ticker=ticker, timeframe=timeframe, provider=provider, reason=why)
+            )
+
+    async def _live_one(self, refresh: db.LiveRefresh, gate: asyncio.Semaphore) -> LiveReport:
+        """Fetch and store one live refresh. Never raises: the report says what happened."""
+        report = LiveReport(refresh)
+        started = time.monotonic()
+        pacer = _Pacer(self, refresh.provider, None)
+        try:
+            async with gate:
+                await self._live_fetch_and_store(refresh, pacer, report)
+        except asyncio.CancelledError:
+            # stop() while waiting for the gate or fetching: give the refresh back.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            await pacer.abandon()
+            await self._release_live(refresh, report, "the worker stopped before the bars were written")
+        except psycopg.Error as exc:
+            if exc.sqlstate == LEASE_LOST:
+                report.outcome, report.detail = "lost", db.describe_error(exc)
+            else:
+                report.outcome, report.detail = "failed", f"database: {db.describe_error(exc)}"
+                try:
+                    await self._release_live(refresh, report, report.detail)
+                    report.outcome = "failed"
+                except psycopg.Error:
+                    pass  # the lease runs out; the next run refreshes it
+        report.requests = pacer.requests
+        report.seconds = time.monotonic() - started
+        self._log_live(report)
+        return report
+
+    async def _live_fetch_and_store(self, refresh: db.LiveRefresh, pacer: _Pacer, report: LiveReport) -> None:
+        provider = refresh.provider
+        if self.stopping or provider in self.summary.refused or provider in self._spent:
+            why = self.summary.refused.get(provider) or ("stopping" if self.stopping else "budget spent")
+            await self._release_live(refresh, report, why)
+            return
+        request = FetchRequest(
+            ticker=refresh.ticker,
+            timeframe=refresh.timeframe,
+            start=refresh.range_start,
+            end=refresh.range_end,
+            first_session=refresh.session_date,
+            last_session=refresh.session_date,
+        )
+        try:
+            result = await self.providers[provider].fetch(request, pacer)
+        except _Stopping:
+            raise asyncio.CancelledError from None
+        except _BudgetSpent as exc:
+            await pacer.cancel()
+            self._spent.add(provider)
+            await self._release_live(refresh, report, f"budget: {exc}")
+            return
+        except ProviderError as exc:
+            await pacer.close(str(exc))
+            await self._on_live_error(refresh, report, exc)
+            return
+        except Exception:  # a bug in a provider: recorded, never silent
+            log.exception("unexpected error while fetching live bars of %s", refresh.ticker)
+            what = f"{provider}: unexpected error"
+            await pacer.close(what)
+            await self._release_live(refresh, report, what)
+            report.outcome = "failed"
+            return
+        # From here a stop waits: the outcome is being recorded.
+        self._live_running[(refresh.symbol_id, refresh.timeframe)].phase = "settle"
+        await pacer.close(None)
+        rejected = [(row.ts, row.raw, row.reason) for row in result.rejected]
+        async with self.pool.connection() as conn:
+            stored = await db.store_live(conn, refresh, result.bars, rejected, pacer.requests)
+        report.outcome = "done"
+        report.bars_written = stored.bars_written
+        report.bars_changed = stored.bars_changed
+        report.bars_rejected = stored.bars_rejected
+        if stored.bars_written == 0:
+            report.detail = "no bars yet"
+        if stored.bars_rejected:
+            reasons = Counter(row.reason for row in result.rejected)
+            report.detail = "quarantined: " + ", ".join(f"{n} {why}" for why, n in reasons.most_common())
+
+    async def _on_live_error(self, refresh: db.LiveRefresh, report: LiveReport, exc: ProviderError) -> None:
+        message = str(exc)
+        if isinstance(exc, RateLimited):
+            async with self.pool.connection() as conn:
+                until = await db.pause_provider(conn, refresh.provider, exc.retry_after)
+            await self._release_live(refresh, report, None)
+            report.detail = f"{message}; {refresh.provider} paused until {until:%H:%M:%S} UTC"
+        elif isinstance(exc, AuthError):
+            if refresh.provider not in self.summary.refused:
+                self.summary.refused[refresh.provider] = message
+                log.warning(logfmt("provider_refused", provider=refresh.provider, reason=message))
+            await self._release_live(refresh, report, message)
+        elif isinstance(exc, NotCovered):
+            # An unknown symbol: not asked again this session, reported once per run.
+            async with self.pool.connection() as conn:
+                await db.release_live(conn, refresh, message, no_data=True)
+            report.outcome, report.detail = "no_data", message
+        else:
+            await self._release_live(refresh, report, message)
+            report.outcome = "failed"
+
+    async def _release_live(self, refresh: db.LiveRefresh, report: LiveReport, reason: str | None) -> None:
+        async with self.pool.connection() as conn:
+            await db.release_live(conn, refresh, reason)
+        report.outcome, report.detail = "released", reason or ""
+
+    def _log_live(self, report: LiveReport) -> None:
+        refresh = report.refresh
+        line = logfmt(
+            "live",
+            ticker=refresh.ticker,
+            timeframe=refresh.timeframe,
+            targets=",".join(refresh.targets),
+            session=refresh.session_date,
+            provider=refresh.provider,
+            requests=report.requests,
+            bars_written=report.bars_written,
+            bars_changed=report.bars_changed,
+            bars_rejected=report.bars_rejected,
+            seconds=f"{report.seconds:.2f}",
+            outcome=report.outcome,
+            detail=report.detail or None,
+        )
+        log.log(logging.WARNING if report.outcome in ("failed", "lost") else logging.INFO, line)
+
     # --- one chunk -----------------------------------------------------------------
 
     async def _process(self, chunk: db.ClaimedChunk) -> ChunkReport:
         """Fetch, write and report one chunk. Never raises: the report says what happened."""
         report = ChunkReport(chunk)
         started = time.monotonic()
-        pacer = _Pacer(self, chunk)
+        pacer = _Pacer(self, chunk.provider, chunk.chunk_id)
         try:
             try:
                 fetched = await self._fetch(chunk, pacer)
@@ -527,6 +724,8 @@ class Worker:
                 lost=s.count("lost"),
                 bars_written=s.bars_written,
                 bars_rejected=s.bars_rejected,
+                live=len(s.live),
+                live_bars_written=sum(r.bars_written for r in s.live),
                 requests=sum(s.calls.values()),
                 rate_limited=sum(s.rate_limited.values()),
                 seconds=f"{s.seconds:.1f}",
@@ -588,6 +787,15 @@ async def _roll_forward(pool: AsyncConnectionPool) -> dict[str, Any]:
     return rolled
 
 
+async def _clean_up(pool: AsyncConnectionPool) -> int:
+    """Provisional bars whose session history now covers, older than live_settings.keep_provisional."""
+    async with pool.connection() as conn:
+        deleted = await db.cleanup_provisional(conn)
+    if deleted:
+        log.info(logfmt("provisional_cleanup", deleted=deleted))
+    return deleted
+
+
 async def run(
     dsn: str, env: Mapping[str, str], config: WorkConfig, *, http_timeout: float = 30.0
 ) -> WorkSummary:
@@ -605,9 +813,18 @@ async def run(
         try:
             usable = await prepare(pool, sorted(configured))
             rolled = await _roll_forward(pool)
-            worker = Worker(pool, {name: configured[name] for name in usable}, config)
+            deleted = await _clean_up(pool)
+            unavailable = {
+                name: f"{CREDENTIALS[name]} is not set"
+                if name not in configured
+                else f"{name} is not enabled in pgbars.providers"
+                for name in CREDENTIALS
+                if name not in usable
+            }
+            worker = Worker(pool, {name: configured[name] for name in usable}, config, unavailable)
             summary = await worker.run()
             summary.rolled = rolled
+            summary.provisional_deleted = deleted
             async with pool.connection() as conn:
                 summary.progress = await db.backfill_progress(conn, tickers=config.tickers or None)
             return summary

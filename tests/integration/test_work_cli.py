@@ -11,8 +11,8 @@ import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
-from tests.integration.helpers import chunk_rows, request, served, stored
-from worker.emulator import Fault, YahooServer
+from tests.integration.helpers import TRADIER_TOKEN, chunk_rows, request, served, stored
+from worker.emulator import Fault, TradierServer, YahooServer
 from worker.main import cli
 
 NO_KEYS = {"POLYGON_API_KEY": "", "TRADIER_TOKEN": ""}
@@ -127,3 +127,29 @@ def test_summary_file_gets_a_markdown_report_appended(
     assert any(line.startswith("| QQQ | d1 | 2024-11-25 .. 2024-11-29 | yahoo | failed |") for line in lines)
     assert "| SPY | d1 | done | ████████████████████ 100% | 1 | 0 | 1 | 4 |" in lines
     assert "| QQQ | d1 | done_with_errors | ░░░░░░░░░░░░░░░░░░░░   0% | 0 | 1 | 1 | 0 |" in lines
+
+
+def test_summary_reports_todays_bars_and_what_could_not_be_fetched(
+    dsn: str, db: psycopg.Connection[Any], tradier: TradierServer, tmp_path: Path
+) -> None:
+    # the clock is 2025-01-02 12:00 New York: a session in progress
+    tradier.unknown_symbols.add("ZZZZ")
+    db.execute("SELECT pgbars.add_to_watchlist('AAPL')")
+    db.execute("SELECT pgbars.add_to_watchlist('ZZZZ')")
+    summary = tmp_path / "step-summary.md"
+    env = {"TRADIER_TOKEN": TRADIER_TOKEN, "TRADIER_BASE_URL": tradier.base_url}
+
+    result = pgbars_work(dsn, env, "--summary", str(summary))
+
+    assert result.exit_code == 0, result.output
+    lines = summary.read_text().splitlines()
+    start = lines.index("### Today's bars")
+    # AAPL: 33 m15 bars from 04:00 to 12:00, rolled up into 9 h1 bars; ZZZZ: nothing
+    assert lines[start + 2] == (
+        "2 live refreshes (2 requests): 33 bars fetched, 9 provisional bars new or changed."
+    )
+    assert lines[start + 4].startswith("- ZZZZ m15: tradier answered no m15 bars for 2025-01-02, 02:30:00")
+
+    no_token = tmp_path / "no-token.md"
+    assert pgbars_work(dsn, {}, "--summary", str(no_token)).exit_code == 0
+    assert "- tradier was not asked for today's bars: TRADIER_TOKEN is not set." in no_token.read_text()

@@ -263,3 +263,22 @@ async def test_token_never_appears_in_errors_or_repr(
     for error in errors:
         assert TRADIER_TOKEN not in all_text(error)
     assert TRADIER_TOKEN not in repr(provider)
+
+
+async def test_todays_timesales_stop_at_the_servers_now(client: httpx.AsyncClient) -> None:
+    # 2024-11-22 12:07 New York: a session in progress; the 12:00 bar is still trading.
+    now = dt.datetime(2024, 11, 22, 17, 7, tzinfo=dt.UTC)
+    with TradierServer(TRADIER_TOKEN, now=now) as server:
+        result = await _provider(client, server).fetch(chunk("m15", D(2024, 11, 22)), NO_PACE)
+
+    assert result.bars == [bar for bar in _served("m15", D(2024, 11, 22)) if bar.ts <= now]
+    assert new_york(result.bars[0].ts) == "2024-11-22 04:00"
+    assert new_york(result.bars[-1].ts) == "2024-11-22 12:00"
+
+
+async def test_an_unknown_symbol_is_answered_with_nothing(client: httpx.AsyncClient) -> None:
+    with TradierServer(TRADIER_TOKEN, now=NOW) as server:
+        server.unknown_symbols.add(TICKER)
+        result = await _provider(client, server).fetch(chunk("m15", D(2024, 11, 22)), NO_PACE)
+
+    assert (result.bars, result.rejected, result.requests) == ([], [], 1)

@@ -57,6 +57,8 @@ class TradierServer(EmulatorServer):
         super().__init__(now=now, rate_limit=rate_limit)
         self.token = token
         self.empty_style: EmptyStyle = empty_style
+        # Symbols Tradier does not know: it answers them with nothing, like an empty range.
+        self.unknown_symbols: set[str] = set()
         self._minute_lock = threading.Lock()
         self._minute: tuple[int, int] = (0, 0)  # (epoch minute, calls in it)
 
@@ -83,7 +85,10 @@ class TradierServer(EmulatorServer):
         else:
             return Reply.text("Not Found", 404)
         # Tradier answers an unknown symbol with nothing, like an empty range.
-        if kind in ("unknown_ticker", "empty", "null_results"):
+        if (
+            kind in ("unknown_ticker", "empty", "null_results")
+            or request.param("symbol") in self.unknown_symbols
+        ):
             return self._render(request, outer, inner, [])
         try:
             rows = self._timesales(request) if outer == "series" else self._history(request)
@@ -109,7 +114,9 @@ class TradierServer(EmulatorServer):
             end.astimezone(NEW_YORK).date(),
             extended=session_filter == "all",
         )
-        return [Row.of(bar) for bar in bars if start <= bar.ts <= end and bar.ts >= cutoff]
+        # Nothing after the server's now: today's bars stop at the bar still trading.
+        now = self.clock()
+        return [Row.of(bar) for bar in bars if start <= bar.ts <= end and cutoff <= bar.ts <= now]
 
     def _history(self, request: RecordedRequest) -> list[Row]:
         """Daily or weekly rows, each stamped 00:00 New York of the date Tradier reports."""

@@ -26,6 +26,7 @@ from worker.providers.tradier import TradierProvider
 from worker.providers.yahoo import YahooProvider
 
 __all__ = [
+    "CREDENTIALS",
     "TIMEFRAMES",
     "AuthError",
     "Bar",
@@ -43,6 +44,13 @@ __all__ = [
     "YahooProvider",
     "build_providers",
 ]
+
+# The environment variable each provider needs (Yahoo needs none).
+CREDENTIALS: dict[str, str] = {
+    cls.name: cls.credential_name
+    for cls in (PolygonProvider, TradierProvider, YahooProvider)
+    if cls.credential_name is not None
+}
 
 
 def _setting(env: Mapping[str, str], name: str) -> str | None:

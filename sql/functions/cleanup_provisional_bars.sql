@@ -1,0 +1,58 @@
+-- Delete provisional (live) bars that history has replaced.
+CREATE OR REPLACE FUNCTION pgbars.cleanup_provisional_bars()
+RETURNS integer
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pgbars, pg_temp
+AS $$
+/*
+A provisional bar (is_intraday: stored by a live refresh) is deleted once it
+is older than live_settings.keep_provisional (by the planning clock) and
+its session has been fetched from history: a done chunk of the symbol's
+job for that timeframe, or for the timeframe it is derived from (h4 from
+h1), covers the session. Until then it stays, so a session whose history
+fetch failed or is still queued keeps today's bars: nothing is lost. Every
+pgbars work run calls this after the roll-forward; when no provisional bar
+is old enough (the partial index finds that out) it takes no write lock on
+the bars. Returns the bars deleted.
+*/
+DECLARE
+    v_deleted integer;
+BEGIN
+    IF NOT EXISTS (
+        SELECT
+        FROM pgbars.ohlc_bars_v2 AS b
+        WHERE b.is_intraday AND b.ts < pgbars._now() - (SELECT cfg.keep_provisional FROM pgbars.live_settings AS cfg)
+    ) THEN
+        RETURN 0;
+    END IF;
+    DELETE FROM pgbars.ohlc_bars_v2 AS b
+    USING pgbars.live_settings AS cfg
+    WHERE
+        b.is_intraday
+        AND b.ts < pgbars._now() - cfg.keep_provisional
+        AND EXISTS (
+            SELECT
+            FROM pgbars.backfill_jobs AS j
+            INNER JOIN pgbars.backfill_chunks AS c ON j.id = c.job_id
+            WHERE
+                j.symbol_id = b.symbol_id
+                AND c.status = 'done'
+                AND (b.ts AT TIME ZONE 'America/New_York')::date BETWEEN c.first_session AND c.last_session
+                AND (
+                    j.timeframe = b.timeframe
+                    OR EXISTS (
+                        SELECT FROM pgbars.derived_jobs AS d
+                        WHERE d.source_job_id = j.id AND d.timeframe = b.timeframe
+                    )
+                )
+        );
+    GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    RETURN v_deleted;
+END;
+$$;
+
+COMMENT ON FUNCTION pgbars.cleanup_provisional_bars() IS
+'Deletes provisional bars older than live_settings.keep_provisional whose session a done history chunk '
+'covers (for their timeframe or its derived source). Returns the number deleted.';

@@ -1,0 +1,162 @@
+-- Write a live refresh's staged bars as provisional bars, with their roll-ups.
+CREATE OR REPLACE FUNCTION pgbars.store_live_bars(
+    p_symbol_id uuid,
+    p_timeframe text,
+    p_lease_id uuid,
+    p_requests integer DEFAULT 1
+)
+RETURNS TABLE (bars_written integer, bars_changed integer, bars_rejected integer)
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pgbars, pg_temp
+AS $$
+/*
+The write half of a live refresh, inside the worker's transaction, like
+store_chunk_bars: the worker has COPYed today's bars of p_timeframe into
+pg_temp.pgbars_staged_bars and refused rows into pg_temp.pgbars_staged_rejects.
+Every timeframe in the refresh's targets is stored under the live provider
+with is_intraday = TRUE (provisional): the fetched timeframe as it came, the
+others rolled up from it on the pgbars grid (buckets of their bar length
+counted from 00:00 New York: h4 buckets start 04:00, 08:00, 12:00, 16:00, so
+none crosses a session) with open = first open, close = last close,
+high/low extremes, summed volume and trade_count, volume-weighted vwap. The
+bucket still trading is partial until the next refresh rewrites it.
+Unchanged bars are not rewritten. The refresh's quarantine for the session
+is replaced by this answer's. An answer without a single row once the
+regular session has been open live_settings.empty_grace marks the symbol
+no_data for the session: the provider does not know it or it does not
+trade, and it is not asked again today. Raises PB001 without the lease.
+Reads prefer history bars to these (pgbars._provider_ranking), and
+cleanup_provisional_bars removes them once history covers their session.
+*/
+DECLARE
+    v_refresh record;
+    v_written integer;
+    v_changed integer;
+    v_rejected integer;
+    v_no_data text;
+BEGIN
+    SELECT
+        r.provider,
+        r.targets,
+        r.session_date,
+        ms.premarket_open,
+        ms.regular_open,
+        ms.after_hours_close
+    INTO v_refresh
+    FROM pgbars.live_refreshes AS r
+    INNER JOIN pgbars.market_sessions AS ms ON r.session_date = ms.session_date
+    WHERE r.symbol_id = p_symbol_id AND r.timeframe = p_timeframe AND r.lease_id = p_lease_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'live refresh of % for symbol % is no longer leased to this worker: not stored',
+            p_timeframe, p_symbol_id
+            USING ERRCODE = 'PB001',
+            HINT = 'The lease expired and another worker claimed the refresh.';
+    END IF;
+
+    SELECT count(*) INTO v_written FROM pg_temp.pgbars_staged_bars;
+
+    MERGE INTO pgbars.ohlc_bars_v2 AS b
+    USING (
+        SELECT
+            t.name AS timeframe,
+            (
+                date_bin(t.bar_length, s.ts AT TIME ZONE 'America/New_York', TIMESTAMP '2000-01-01 00:00')
+                AT TIME ZONE 'America/New_York'
+            ) AS ts,
+            (array_agg(s.open ORDER BY s.ts))[1] AS open,
+            max(s.high) AS high,
+            min(s.low) AS low,
+            (array_agg(s.close ORDER BY s.ts DESC))[1] AS close,
+            sum(s.volume)::bigint AS volume,
+            CASE
+                WHEN count(*) = 1 THEN min(s.vwap)
+                ELSE
+                    sum(s.vwap * s.volume) FILTER (WHERE s.vwap IS NOT NULL AND s.volume > 0)
+                    / (sum(s.volume) FILTER (WHERE s.vwap IS NOT NULL AND s.volume > 0))
+            END AS vwap,
+            sum(s.trade_count)::bigint AS trade_count
+        FROM pg_temp.pgbars_staged_bars AS s
+        INNER JOIN pgbars.timeframes AS t ON t.name = ANY(v_refresh.targets)
+        GROUP BY 1, 2
+    ) AS a
+        ON
+            b.symbol_id = p_symbol_id
+            AND b.timeframe = a.timeframe
+            AND b.ts = a.ts
+            AND b.provider = v_refresh.provider
+            AND NOT b.is_forecast
+    WHEN MATCHED AND (
+        b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count, b.is_intraday, b.adjustment
+    ) IS DISTINCT FROM (
+        a.open, a.high, a.low, a.close, a.volume, a.vwap, a.trade_count, TRUE, 'raw'
+    ) THEN
+        UPDATE SET
+            open = a.open,
+            high = a.high,
+            low = a.low,
+            close = a.close,
+            volume = a.volume,
+            vwap = a.vwap,
+            trade_count = a.trade_count,
+            is_intraday = TRUE,
+            adjustment = 'raw',
+            fetched_at = now()
+    WHEN NOT MATCHED THEN
+        INSERT (
+            symbol_id, timeframe, ts, provider, is_forecast, open, high, low, close,
+            volume, vwap, trade_count, is_intraday, adjustment, fetched_at
+        )
+        VALUES (
+            p_symbol_id, a.timeframe, a.ts, v_refresh.provider, FALSE, a.open, a.high, a.low, a.close,
+            a.volume, a.vwap, a.trade_count, TRUE, 'raw', now()
+        );
+    GET DIAGNOSTICS v_changed = ROW_COUNT;
+
+    DELETE FROM pgbars.rejected_bars AS rb
+    WHERE
+        rb.chunk_id IS NULL
+        AND rb.symbol_id = p_symbol_id
+        AND rb.timeframe = p_timeframe
+        AND rb.provider = v_refresh.provider
+        AND (
+            rb.ts >= v_refresh.premarket_open AND rb.ts < v_refresh.after_hours_close
+            OR rb.ts IS NULL AND rb.rejected_at >= v_refresh.premarket_open
+        );
+    INSERT INTO pgbars.rejected_bars (chunk_id, symbol_id, timeframe, provider, ts, raw, reason)
+    SELECT NULL, p_symbol_id, p_timeframe, v_refresh.provider, s.ts, s.raw, s.reason
+    FROM pg_temp.pgbars_staged_rejects AS s;
+    GET DIAGNOSTICS v_rejected = ROW_COUNT;
+
+    IF v_written = 0 AND v_rejected = 0
+        AND pgbars._now() >= v_refresh.regular_open + (SELECT cfg.empty_grace FROM pgbars.live_settings AS cfg)
+        THEN
+        v_no_data := format(
+            '%s answered no %s bars for %s, %s into the regular session: it does not know the symbol'
+            ' or the symbol is not trading',
+            v_refresh.provider, p_timeframe, v_refresh.session_date,
+            date_trunc('minute', pgbars._now() - v_refresh.regular_open)
+        );
+    END IF;
+
+    UPDATE pgbars.live_refreshes AS r
+    SET
+        refreshed_at = now(),
+        bars_written = v_written,
+        bars_rejected = v_rejected,
+        requests_used = p_requests,
+        no_data = v_no_data,
+        last_error = NULL,
+        lease_id = NULL,
+        lease_expires_at = NULL
+    WHERE r.symbol_id = p_symbol_id AND r.timeframe = p_timeframe;
+
+    RETURN QUERY SELECT v_written, v_changed, v_rejected;
+END;
+$$;
+
+COMMENT ON FUNCTION pgbars.store_live_bars(uuid, text, uuid, integer) IS
+'Stores the live refresh''s staged bars as provisional bars (provider of the live route, is_intraday) '
+'for each of its target timeframes (rolled up from the fetched one), quarantines refused rows and '
+'ends the lease. Returns bars written, changed and rejected; raises PB001 without the lease.';

@@ -1,0 +1,401 @@
+"""Today's bars: claim_live_refreshes, store_live_bars, release_live_refresh, cleanup_provisional_bars.
+
+The clock is controlled (pgbars.now): a session in progress, before the pre-market, after the
+after-hours close, a weekend and a holiday. Bars come from the emulator's synthetic market and
+the roll-ups (m15 -> h1, h4) are compared with an aggregation computed here in Python.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from tests.sql.helpers import scalar, set_clock
+from worker.db import _STAGING_DDL
+from worker.emulator import synthetic
+
+NEW_YORK = ZoneInfo("America/New_York")
+SESSION = dt.date(2025, 1, 2)
+IN_SESSION = "2025-01-02 12:00 America/New_York"
+
+
+def watch(conn: psycopg.Connection[Any], ticker: str = "AAPL") -> uuid.UUID:
+    conn.execute("SELECT pgbars.add_to_watchlist(%s)", (ticker,))
+    found = scalar(conn, "SELECT id FROM pgbars.symbols WHERE ticker = %s", (ticker,))
+    assert isinstance(found, uuid.UUID)
+    return found
+
+
+def claim(
+    conn: psycopg.Connection[Any], providers: Sequence[str] = ("tradier",), tickers: list[str] | None = None
+) -> list[dict[str, Any]]:
+    return (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            "SELECT * FROM pgbars.claim_live_refreshes('test', %s, 100, '5 minutes', %s)",
+            (list(providers), tickers),
+        )
+        .fetchall()
+    )
+
+
+def store(
+    conn: psycopg.Connection[Any],
+    refresh: dict[str, Any],
+    bars: Sequence[synthetic.SyntheticBar],
+    rejects: Sequence[tuple[dt.datetime | None, dict[str, object], str]] = (),
+) -> tuple[int, int, int]:
+    """What the worker does with a live answer: stage it, store_live_bars, one transaction."""
+    for statement in _STAGING_DDL:
+        conn.execute(statement)
+    with conn.transaction():
+        cur = conn.cursor()
+        cur.executemany(
+            "INSERT INTO pg_temp.pgbars_staged_bars (ts, open, high, low, close, volume, vwap, trade_count)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            [(b.ts, b.open, b.high, b.low, b.close, b.volume, b.vwap, None) for b in bars],
+        )
+        cur.executemany(
+            "INSERT INTO pg_temp.pgbars_staged_rejects (ts, raw, reason) VALUES (%s, %s, %s)",
+            [(ts, Jsonb(raw), reason) for ts, raw, reason in rejects],
+        )
+        row = cur.execute(
+            "SELECT bars_written, bars_changed, bars_rejected FROM pgbars.store_live_bars(%s, %s, %s)",
+            (refresh["symbol_id"], refresh["timeframe"], refresh["lease_id"]),
+        ).fetchone()
+    assert row is not None
+    return row[0], row[1], row[2]
+
+
+def stored(conn: psycopg.Connection[Any], timeframe: str, provider: str = "tradier") -> list[dict[str, Any]]:
+    return (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            "SELECT * FROM pgbars.ohlc_bars_v2 WHERE timeframe = %s AND provider = %s ORDER BY ts",
+            (timeframe, provider),
+        )
+        .fetchall()
+    )
+
+
+def m15_until(ticker: str, until: dt.datetime) -> list[synthetic.SyntheticBar]:
+    """The synthetic session's 15-minute bars that started before `until` (what Tradier has so far)."""
+    return [b for b in synthetic.bars(ticker, "m15", SESSION, SESSION) if b.ts < until]
+
+
+def rolled_up(bars: Sequence[synthetic.SyntheticBar], hours: int) -> dict[dt.datetime, tuple[Any, ...]]:
+    """Buckets of `hours` counted from 00:00 New York, computed independently of the SQL."""
+    groups: dict[dt.datetime, list[synthetic.SyntheticBar]] = defaultdict(list)
+    for bar in bars:
+        local = bar.ts.astimezone(NEW_YORK)
+        start = local.replace(hour=local.hour - local.hour % hours, minute=0)
+        groups[start.astimezone(dt.UTC)].append(bar)
+    out = {}
+    for start, group in groups.items():
+        group.sort(key=lambda b: b.ts)
+        volume = sum(b.volume for b in group)
+        weighted = [b for b in group if b.vwap is not None and b.volume > 0]
+        vwap = (
+            group[0].vwap
+            if len(group) == 1
+            else sum(b.vwap * b.volume for b in weighted if b.vwap is not None)
+            / sum(b.volume for b in weighted)
+        )
+        out[start] = (
+            group[0].open,
+            max(b.high for b in group),
+            min(b.low for b in group),
+            group[-1].close,
+            volume,
+            vwap,
+        )
+    return out
+
+
+@pytest.fixture
+def session(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+    """A connection whose planning clock is 2025-01-02 12:00 New York, a session in progress."""
+    set_clock(conn, IN_SESSION)
+    return conn
+
+
+# --- what is due --------------------------------------------------------------------------
+
+
+def test_a_watchlist_symbol_is_refreshed_from_m15_for_its_h1_and_h4(session: psycopg.Connection[Any]) -> None:
+    symbol = watch(session)  # the trigger seeds h1
+    session.execute("SELECT pgbars.request_backfill('AAPL', '{h4}')")  # derived from h1
+
+    (refresh,) = claim(session)
+
+    assert refresh["symbol_id"] == symbol
+    assert refresh["ticker"] == "AAPL"
+    assert (refresh["timeframe"], refresh["provider"], refresh["session_date"]) == ("m15", "tradier", SESSION)
+    assert refresh["targets"] == ["h1", "h4"]  # m15 itself is not wanted: not stored
+    assert refresh["range_start"] == dt.datetime(2025, 1, 2, 4, tzinfo=NEW_YORK)
+    assert refresh["range_end"] == dt.datetime(2025, 1, 2, 20, tzinfo=NEW_YORK)
+    assert isinstance(refresh["lease_id"], uuid.UUID)
+
+
+def test_native_live_timeframes_are_fetched_as_they_are(session: psycopg.Connection[Any]) -> None:
+    watch(session)
+    session.execute("SELECT pgbars.request_backfill('AAPL', '{m1,m5,m15,m30,d1}')")
+
+    got = {r["timeframe"]: r["targets"] for r in claim(session)}
+
+    # d1 is no intraday timeframe: today's daily bar comes from history after the close
+    assert got == {"m1": ["m1"], "m5": ["m5"], "m15": ["m15", "m30", "h1"]}
+
+
+def test_symbols_not_in_a_watchlist_and_other_providers_are_not_claimed(
+    session: psycopg.Connection[Any],
+) -> None:
+    session.execute("SELECT pgbars.request_backfill('MSFT', '{h1}')")  # a job, but no watchlist
+    watch(session, "AAPL")
+    watch(session, "NVDA")
+
+    assert claim(session, providers=["polygon", "yahoo"]) == []
+    assert [r["ticker"] for r in claim(session, tickers=["nvda"])] == ["NVDA"]
+    assert [r["ticker"] for r in claim(session)] == ["AAPL"]
+
+
+@pytest.mark.parametrize(
+    "clock",
+    [
+        "2025-01-02 03:59 America/New_York",  # before the pre-market
+        "2025-01-02 20:00 America/New_York",  # after-hours closed
+        "2025-01-04 12:00 America/New_York",  # a Saturday
+        "2025-01-01 12:00 America/New_York",  # New Year's Day
+        "2024-11-29 17:00 America/New_York",  # early close: after-hours ends 17:00
+    ],
+)
+def test_nothing_is_due_while_no_session_trades(conn: psycopg.Connection[Any], clock: str) -> None:
+    set_clock(conn, IN_SESSION)
+    watch(conn)
+    set_clock(conn, clock)
+
+    assert claim(conn) == []
+    assert scalar(conn, "SELECT pgbars._live_session(pgbars._now())") is None
+
+
+def test_pre_market_and_after_hours_are_live(conn: psycopg.Connection[Any]) -> None:
+    set_clock(conn, IN_SESSION)
+    watch(conn)
+    for clock, session_date in [
+        ("2025-01-02 04:00 America/New_York", SESSION),
+        ("2024-11-29 16:59 America/New_York", dt.date(2024, 11, 29)),
+    ]:
+        set_clock(conn, clock)
+        assert scalar(conn, "SELECT pgbars._live_session(pgbars._now())") == session_date
+
+
+def test_a_refresh_is_claimed_once_then_waits_for_refresh_every(session: psycopg.Connection[Any]) -> None:
+    watch(session)
+    (refresh,) = claim(session)
+    assert claim(session) == []  # leased
+
+    store(session, refresh, m15_until("AAPL", dt.datetime(2025, 1, 2, 12, tzinfo=NEW_YORK)))
+    assert claim(session) == []  # refreshed less than refresh_every (60 s) ago
+
+    session.execute("UPDATE pgbars.live_settings SET refresh_every = '0 seconds'")
+    (again,) = claim(session)
+    assert again["lease_id"] != refresh["lease_id"]
+
+
+def test_an_expired_lease_is_claimed_again_and_the_old_lease_cannot_store(
+    session: psycopg.Connection[Any],
+) -> None:
+    watch(session)
+    (first,) = claim(session)
+    session.execute("UPDATE pgbars.live_refreshes SET lease_expires_at = now() - interval '1 second'")
+    (second,) = claim(session)
+
+    with pytest.raises(psycopg.Error) as caught:
+        store(session, first, m15_until("AAPL", dt.datetime(2025, 1, 2, 12, tzinfo=NEW_YORK)))
+    assert caught.value.sqlstate == "PB001"
+    assert stored(session, "h1") == []  # nothing written under the lost lease
+    assert store(session, second, [])[0] == 0
+
+
+# --- storing ------------------------------------------------------------------------------
+
+
+def test_stored_bars_are_provisional_and_roll_ups_equal_an_independent_aggregation(
+    session: psycopg.Connection[Any],
+) -> None:
+    watch(session)
+    session.execute("SELECT pgbars.request_backfill('AAPL', '{m15,h4}')")
+    (refresh,) = claim(session)
+    assert refresh["targets"] == ["m15", "h1", "h4"]
+    served = m15_until("AAPL", dt.datetime(2025, 1, 2, 12, 7, tzinfo=NEW_YORK))
+
+    written, changed, rejected = store(session, refresh, served)
+
+    assert (written, rejected) == (len(served), 0)
+    m15 = stored(session, "m15")
+    assert [(r["ts"], r["open"], r["close"], r["volume"]) for r in m15] == [
+        (b.ts, b.open, b.close, b.volume) for b in served
+    ]
+    for timeframe, hours in (("h1", 1), ("h4", 4)):
+        expected = rolled_up(served, hours)
+        rows = stored(session, timeframe)
+        assert {r["ts"] for r in rows} == set(expected)
+        for r in rows:
+            o, h, low, c, v, vwap = expected[r["ts"]]
+            assert (r["open"], r["high"], r["low"], r["close"], r["volume"]) == (o, h, low, c, v)
+            assert r["vwap"] == pytest.approx(vwap, rel=1e-12)
+    every = stored(session, "m15") + stored(session, "h1") + stored(session, "h4")
+    assert all(r["is_intraday"] and r["provider"] == "tradier" for r in every)
+    assert changed == len(every)
+    # h4 buckets start 04:00, 08:00, 12:00 New York: the 12:00 one holds the 12:00 bar only so far
+    assert [r["ts"].astimezone(NEW_YORK).hour for r in stored(session, "h4")] == [4, 8, 12]
+
+    # the next refresh rewrites only what changed: the bucket still trading
+    session.execute("UPDATE pgbars.live_settings SET refresh_every = '0 seconds'")
+    (again,) = claim(session)
+    later = m15_until("AAPL", dt.datetime(2025, 1, 2, 12, 22, tzinfo=NEW_YORK))
+    assert store(session, again, later) == (len(later), 3, 0)  # a new m15, its h1 and its h4
+
+
+def test_refused_rows_are_quarantined_per_session_and_replaced_by_the_next_answer(
+    session: psycopg.Connection[Any],
+) -> None:
+    watch(session)
+    (refresh,) = claim(session)
+    bad_ts = dt.datetime(2025, 1, 2, 10, tzinfo=NEW_YORK)
+    bad: list[tuple[dt.datetime | None, dict[str, object], str]] = [
+        (bad_ts, {"timestamp": 1735830000, "open": -1}, "open is not positive"),
+        (None, {"x": 1}, "no time"),
+    ]
+
+    assert store(session, refresh, [], bad) == (0, 0, 2)
+    rows = session.execute(
+        "SELECT chunk_id, timeframe, provider, reason FROM pgbars.rejected_bars ORDER BY reason"
+    ).fetchall()
+    assert rows == [(None, "m15", "tradier", "no time"), (None, "m15", "tradier", "open is not positive")]
+
+    session.execute("UPDATE pgbars.live_settings SET refresh_every = '0 seconds'")
+    (again,) = claim(session)
+    store(session, again, [], bad[:1])
+    assert scalar(session, "SELECT count(*) FROM pgbars.rejected_bars") == 1
+
+
+def test_an_empty_answer_well_into_the_regular_session_marks_the_symbol_without_data(
+    conn: psycopg.Connection[Any],
+) -> None:
+    set_clock(conn, "2025-01-02 09:45 America/New_York")  # 15 minutes after the open: too early to tell
+    watch(conn)
+    conn.execute("UPDATE pgbars.live_settings SET refresh_every = '0 seconds'")
+    (refresh,) = claim(conn)
+    store(conn, refresh, [])
+    assert scalar(conn, "SELECT no_data FROM pgbars.live_refreshes") is None
+
+    set_clock(conn, "2025-01-02 10:00 America/New_York")  # empty_grace (30 min) has passed
+    (refresh,) = claim(conn)
+    store(conn, refresh, [])
+    why = scalar(conn, "SELECT no_data FROM pgbars.live_refreshes")
+    assert "tradier answered no m15 bars for 2025-01-02" in why
+    assert claim(conn) == []  # not asked again this session
+
+    set_clock(conn, "2025-01-03 10:00 America/New_York")  # the next session asks again
+    assert [r["session_date"] for r in claim(conn)] == [dt.date(2025, 1, 3)]
+
+
+def test_release_makes_a_refresh_due_again_unless_the_provider_has_no_data(
+    session: psycopg.Connection[Any],
+) -> None:
+    watch(session)
+    (refresh,) = claim(session)
+    session.execute(
+        "SELECT pgbars.release_live_refresh(%s, %s, %s, %s)",
+        (refresh["symbol_id"], refresh["timeframe"], refresh["lease_id"], "tradier: HTTP 503"),
+    )
+    assert scalar(session, "SELECT last_error FROM pgbars.live_refreshes") == "tradier: HTTP 503"
+    (again,) = claim(session)
+
+    session.execute(
+        "SELECT pgbars.release_live_refresh(%s, %s, %s, %s, true)",
+        (again["symbol_id"], again["timeframe"], again["lease_id"], "tradier: unknown symbol AAPL"),
+    )
+    assert claim(session) == []
+    assert scalar(session, "SELECT no_data FROM pgbars.live_refreshes") == "tradier: unknown symbol AAPL"
+
+
+# --- reads and cleanup ----------------------------------------------------------------------
+
+
+def _history_bar(conn: psycopg.Connection[Any], symbol: uuid.UUID, ts: dt.datetime, close: float) -> None:
+    conn.execute(
+        "INSERT INTO pgbars.ohlc_bars_v2 (symbol_id, timeframe, ts, provider, open, high, low, close, volume)"
+        " VALUES (%s, 'h1', %s, 'polygon', %s, %s, %s, %s, 100)",
+        (symbol, ts, close, close, close, close),
+    )
+
+
+def test_reads_prefer_history_to_provisional_bars(session: psycopg.Connection[Any]) -> None:
+    symbol = watch(session)
+    (refresh,) = claim(session)
+    store(session, refresh, m15_until("AAPL", dt.datetime(2025, 1, 2, 12, tzinfo=NEW_YORK)))
+    ten = dt.datetime(2025, 1, 2, 10, tzinfo=NEW_YORK)
+    _history_bar(session, symbol, ten, 1.5)
+
+    rows = session.execute(
+        "SELECT ts, provider, is_intraday FROM pgbars.get_bars('AAPL', 'h1', %s, %s)",
+        (dt.datetime(2025, 1, 2, 9, tzinfo=NEW_YORK), dt.datetime(2025, 1, 2, 12, tzinfo=NEW_YORK)),
+    ).fetchall()
+    assert [(r[0].astimezone(NEW_YORK).hour, r[1], r[2]) for r in rows] == [
+        (9, "tradier", True),
+        (10, "polygon", False),
+        (11, "tradier", True),
+    ]
+
+
+def test_cleanup_deletes_provisional_bars_only_once_history_covers_their_session(
+    conn: psycopg.Connection[Any],
+) -> None:
+    set_clock(conn, IN_SESSION)
+    symbol = watch(conn)
+    conn.execute("SELECT pgbars.request_backfill('AAPL', '{h4}')")
+    (refresh,) = claim(conn)
+    store(conn, refresh, m15_until("AAPL", dt.datetime(2025, 1, 2, 12, tzinfo=NEW_YORK)))
+    provisional = "SELECT count(*) FROM pgbars.ohlc_bars_v2 WHERE is_intraday"
+    count = scalar(conn, provisional)
+    assert count > 0
+
+    # the day after: the roll-forward planned 2025-01-02, but its chunk is not done yet
+    set_clock(conn, "2025-01-03 12:00 America/New_York")
+    conn.execute("SELECT pgbars.roll_forward_backfills()")
+    assert scalar(conn, "SELECT pgbars.cleanup_provisional_bars()") == 0
+
+    # history has covered the session, but the bars are younger than keep_provisional
+    conn.execute("UPDATE pgbars.live_settings SET keep_provisional = '3 days'")
+    conn.execute(
+        "UPDATE pgbars.backfill_chunks SET status = 'done', completed_at = now()"
+        " WHERE %s BETWEEN first_session AND last_session",
+        (SESSION,),
+    )
+    assert scalar(conn, "SELECT pgbars.cleanup_provisional_bars()") == 0
+
+    set_clock(conn, "2025-01-06 12:00 America/New_York")  # 3 days and 8 hours after the last bar
+    # a provisional bar of a session history has not covered stays: nothing is lost
+    orphan = dt.datetime(2024, 6, 3, 10, tzinfo=NEW_YORK)
+    conn.execute(
+        "UPDATE pgbars.backfill_chunks SET status = 'failed' WHERE %s BETWEEN first_session AND last_session",
+        (orphan.date(),),
+    )
+    conn.execute(
+        "INSERT INTO pgbars.ohlc_bars_v2 (symbol_id, timeframe, ts, provider, open, high, low, close, volume,"
+        " is_intraday) VALUES (%s, 'h1', %s, 'tradier', 1, 1, 1, 1, 1, true)",
+        (symbol, orphan),
+    )
+    assert scalar(conn, "SELECT pgbars.cleanup_provisional_bars()") == count  # h1 and h4 (derived from h1)
+    assert conn.execute("SELECT ts FROM pgbars.ohlc_bars_v2 WHERE is_intraday").fetchall() == [(orphan,)]
