@@ -78,5 +78,7 @@ pgbars.normalize_ticker(text)
 TO pgbars_worker, pgbars_reader;
 -- gaps (docs/monitoring.md, docs/database.md): the coverage views for readers,
 -- repair_gaps (`pgbars repair`) for the worker role
-GRANT SELECT ON pgbars.coverage, pgbars.session_coverage, pgbars.live_plan, pgbars.live_refreshes TO pgbars_reader;
+GRANT SELECT ON pgbars.coverage, pgbars.session_coverage TO pgbars_reader;
+-- today's bars (docs/monitoring.md)
+GRANT SELECT ON pgbars.live_plan, pgbars.live_status TO pgbars_reader;
 GRANT EXECUTE ON FUNCTION pgbars.repair_gaps(text) TO pgbars_worker;

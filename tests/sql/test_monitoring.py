@@ -20,7 +20,15 @@ from psycopg.rows import dict_row
 from tests.sql.helpers import scalar, seed, set_clock
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "monitoring.md"
-VIEWS = ("backfill_progress", "provider_usage", "expired_leases", "failed_chunks", "bar_coverage")
+VIEWS = (
+    "backfill_progress",
+    "provider_usage",
+    "expired_leases",
+    "failed_chunks",
+    "bar_coverage",
+    "live_plan",
+    "live_status",
+)
 NEW_YORK = ZoneInfo("America/New_York")
 
 
@@ -175,6 +183,15 @@ def monitored(conn: psycopg.Connection[Any]) -> dict[str, int]:
     call(conn, "yahoo", 200, 100)
     call(conn, "yahoo", 500, 200, "HTTP 500")
     call(conn, "yahoo", None, 0, complete=False)
+
+    # Today's bars: AAPL's m15 refresh stored 25 bars a minute ago; MSFT's found no data.
+    conn.execute(
+        "INSERT INTO pgbars.live_refreshes (symbol_id, timeframe, provider, session_date, targets,"
+        " refreshed_at, bars_written, bars_rejected, requests_used, no_data)"
+        " SELECT id, 'm15', 'tradier', '2025-01-02', '{h1}', now() - interval '1 minute', 25, 0, 1,"
+        " CASE WHEN ticker = 'MSFT' THEN 'tradier answered no m15 bars' END"
+        " FROM pgbars.symbols WHERE ticker IN ('AAPL', 'MSFT')"
+    )
     return {"failed": newest["chunk_id"], "expired": oldest["chunk_id"]}
 
 
@@ -344,3 +361,31 @@ def test_bar_coverage_filters_by_symbol_below_its_aggregation(
     (plan,) = scalar(conn, "EXPLAIN (FORMAT JSON) SELECT * FROM pgbars.bar_coverage WHERE symbol = 'AAPL'")
     (symbols,) = [n for n in plan_nodes(plan["Plan"]) if n.get("Relation Name") == "symbols"]
     assert "'AAPL'" in symbols.get("Filter", "") + symbols.get("Index Cond", "")
+
+
+def test_live_status_shows_each_refresh_and_why_a_symbol_has_no_data(
+    conn: psycopg.Connection[Any], monitored: dict[str, int]
+) -> None:
+    got = rows(
+        conn,
+        "SELECT symbol, timeframe, targets, bars_written, no_data, leased"
+        " FROM pgbars.live_status ORDER BY symbol",
+    )
+    assert got == [
+        {
+            "symbol": "AAPL",
+            "timeframe": "m15",
+            "targets": ["h1"],
+            "bars_written": 25,
+            "no_data": None,
+            "leased": False,
+        },
+        {
+            "symbol": "MSFT",
+            "timeframe": "m15",
+            "targets": ["h1"],
+            "bars_written": 25,
+            "no_data": "tradier answered no m15 bars",
+            "leased": False,
+        },
+    ]
