@@ -139,7 +139,7 @@ INSERT INTO pgbars.provider_routes (timeframe, provider, purpose, priority, max_
 -- 04:00 New York inside one session; w1 from d1, by ISO week (Monday). The
 -- CHECK lists the rules pgbars.derive_bars implements. An enabled row
 -- replaces the timeframe's provider_routes for planning: requesting h4 plans
--- h1. w1 starts disabled: Yahoo serves decades of weekly bars in one request.
+-- h1 (requesting w1 plans d1, from the Monday of the window's first week).
 CREATE TABLE pgbars.derived_routes (
     timeframe text PRIMARY KEY REFERENCES pgbars.timeframes (name),
     source_timeframe text NOT NULL REFERENCES pgbars.timeframes (name),
@@ -152,7 +152,7 @@ CREATE TABLE pgbars.derived_routes (
 
 INSERT INTO pgbars.derived_routes (timeframe, source_timeframe, enabled) VALUES
 ('h4', 'h1', TRUE),
-('w1', 'd1', FALSE);
+('w1', 'd1', TRUE);
 
 -- The bars. Prices are double precision: providers send IEEE doubles in
 -- JSON, so float8 stores exactly what was served (and prints it back in its

@@ -25,8 +25,9 @@ provider's request_capacity (Polygon: 50,000 minute bars), for d1/w1 one unit
 per session. The provider is the highest-priority enabled history route
 whose lookback reaches the session; a chunk never spans two providers.
 
-A timeframe with an enabled derived route (h4 from h1) is never fetched: its
-source timeframe is planned instead, for the same window, and a derived job
+A timeframe with an enabled derived route (h4 from h1, w1 from d1) is never
+fetched: its source timeframe is planned instead, for the same window (for
+w1 from the Monday of the window's first week), and a derived job
 (derived_jobs) ties it to the source job, whose stored chunks derive its
 bars (store_chunk_bars -> derive_bars). A new derived job is derived at once
 from the source bars already stored. Derived timeframes are listed under
@@ -35,6 +36,7 @@ from the source bars already stored. Derived timeframes are listed under
 DECLARE
     v_ticker text;
     v_window record;
+    v_from date;
     v_timeframe text;
     v_is_intraday boolean;
     v_today date := (pgbars._now() AT TIME ZONE 'America/New_York')::date;
@@ -78,6 +80,21 @@ BEGIN
 
     FOREACH v_timeframe IN ARRAY v_planned LOOP
         SELECT tf.is_intraday INTO v_is_intraday FROM pgbars.timeframes AS tf WHERE tf.name = v_timeframe;
+        -- A source of a requested weekly derivation (d1 for w1) starts on the Monday
+        -- of the window's first week, so that the first derived week is whole.
+        v_from := v_window.window_start;
+        IF EXISTS (
+            SELECT
+            FROM pgbars.derived_routes AS r
+            INNER JOIN pgbars.timeframes AS tf ON r.timeframe = tf.name
+            WHERE
+                r.enabled
+                AND r.source_timeframe = v_timeframe
+                AND r.timeframe = ANY(v_requested)
+                AND NOT tf.is_intraday
+        ) THEN
+            v_from := date_trunc('week', v_window.window_start::timestamp)::date;
+        END IF;
 
         INSERT INTO pgbars.backfill_jobs (symbol_id, timeframe)
         VALUES (p_symbol_id, v_timeframe)
@@ -125,7 +142,7 @@ BEGIN
                 LIMIT 1
             ) AS route ON true
             WHERE
-                cal.session_date BETWEEN v_window.window_start AND v_window.window_end
+                cal.session_date BETWEEN v_from AND v_window.window_end
                 AND NOT EXISTS (
                     SELECT 1
                     FROM pgbars.backfill_chunks AS c

@@ -2,7 +2,28 @@
 -- Nothing is recomputed when a chunk changes; a read aggregates each job's
 -- chunks through the (job_id, ...) index, so filtering by symbol is cheap.
 -- A running chunk whose lease expired counts as pending: it is claimable.
+-- A derived timeframe (h4 from h1, w1 from d1: derived_jobs) has no chunks of
+-- its own: its row shows its source job's chunks (job_id is the source's),
+-- bars_written counts its derived bars, and derived_from names the source
+-- timeframe (NULL for fetched jobs).
 CREATE OR REPLACE VIEW pgbars.backfill_progress AS
+WITH jobs AS (
+    SELECT
+        j.id,
+        j.symbol_id,
+        j.timeframe,
+        NULL::text AS derived_from
+    FROM pgbars.backfill_jobs AS j
+    UNION ALL
+    SELECT
+        j.id,
+        j.symbol_id,
+        d.timeframe,
+        j.timeframe AS derived_from
+    FROM pgbars.derived_jobs AS d
+    INNER JOIN pgbars.backfill_jobs AS j ON d.source_job_id = j.id
+)
+
 SELECT
     s.ticker::text AS symbol,
     j.timeframe,
@@ -20,16 +41,24 @@ SELECT
     k.total,
     k.sessions_done,
     k.sessions_total,
-    k.bars_written,
-    k.bars_rejected,
+    CASE
+        WHEN j.derived_from IS NULL THEN k.bars_written
+        ELSE (
+            SELECT count(DISTINCT b.ts)
+            FROM pgbars.ohlc_bars_v2 AS b
+            WHERE b.symbol_id = j.symbol_id AND b.timeframe = j.timeframe AND NOT b.is_forecast
+        )
+    END AS bars_written,
+    CASE WHEN j.derived_from IS NULL THEN k.bars_rejected ELSE 0 END AS bars_rejected,
     k.empty_chunks,
     k.first_session,
     k.last_session,
     k.next_attempt_at,
     k.last_completed_at,
     j.id AS job_id,
-    s.id AS symbol_id
-FROM pgbars.backfill_jobs AS j
+    s.id AS symbol_id,
+    j.derived_from
+FROM jobs AS j
 INNER JOIN pgbars.symbols AS s ON j.symbol_id = s.id
 CROSS JOIN LATERAL (
     SELECT
@@ -51,4 +80,5 @@ CROSS JOIN LATERAL (
 ) AS k;
 
 COMMENT ON VIEW pgbars.backfill_progress IS
-'Backfill progress per (symbol, timeframe): status, progress (% of sessions done), chunk counts, bars.';
+'Backfill progress per (symbol, timeframe): status, progress (% of sessions done), chunk counts, bars; '
+'a derived timeframe shows its source job''s chunks (derived_from).';

@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.integration.helpers import (
     SERVER_NOW,
@@ -168,3 +169,46 @@ async def test_a_symbol_tradier_does_not_know_is_reported_once_per_run_and_not_a
     assert len(timesales(tradier, "ZZZZ")) == 1  # asked in the first run only
     assert len(timesales(tradier, "AAPL")) == 2  # refreshed by both runs
     assert [r.refresh.ticker for r in second.live] == ["AAPL"]
+
+
+def move_clock(db: psycopg.Connection[Any], at: str) -> None:
+    """The planning clock of every new session (the worker's pool) and of this one."""
+    db.execute(
+        sql.SQL("ALTER DATABASE {} SET pgbars.now = {}").format(
+            sql.Identifier(db.info.dbname), sql.Literal(at)
+        )
+    )
+    db.execute("SELECT set_config('pgbars.now', %s, false)", (at,))
+
+
+async def test_a_watchlist_symbol_stays_current_day_after_day_without_a_manual_step(
+    dsn: str, db: psycopg.Connection[Any], env: dict[str, str], polygon: PolygonServer, tradier: TradierServer
+) -> None:
+    watch(db, "AAPL")
+    day = (dt.datetime(2025, 1, 2, 4, tzinfo=NEW_YORK), dt.datetime(2025, 1, 2, 20, tzinfo=NEW_YORK))
+    read_day = "SELECT ts, provider FROM pgbars.get_bars('AAPL', 'h1', %s, %s)"
+
+    # 2025-01-02 12:00, the session trading: two years of history, and today so far from Tradier
+    first = await work.run(dsn, env, config())
+    assert [r.outcome for r in first.reports] == ["done"] * 10
+    assert [r.outcome for r in first.live] == ["done"]
+    assert {p for _, p in db.execute(read_day, day).fetchall()} == {"tradier"}
+
+    # 21:00, the session closed: the roll-forward plans it, Polygon serves it, reads prefer it
+    move_clock(db, "2025-01-02 21:00 America/New_York")
+    closed = await work.run(dsn, env, config())
+    assert closed.rolled["chunks_added"] == 1 and closed.live == []
+    (report,) = closed.reports
+    assert (report.chunk.first_session, report.chunk.last_session, report.outcome) == (TODAY, TODAY, "done")
+    history = served("AAPL", "h1", TODAY, TODAY)
+    assert [(ts, p) for ts, p in db.execute(read_day, day).fetchall()] == [(b[0], "polygon") for b in history]
+    assert closed.provisional_deleted == 0  # kept for live_settings.keep_provisional (1 day)
+
+    # Saturday: nothing to fetch, and the provisional bars history replaced are gone
+    move_clock(db, "2025-01-04 12:00 America/New_York")
+    weekend = await work.run(dsn, env, config())
+    assert weekend.reports == [] and weekend.live == []
+    assert weekend.provisional_deleted == 9
+    assert scalar(db, "SELECT count(*) FROM pgbars.ohlc_bars_v2 WHERE provider = 'tradier'") == 0
+    assert stored(db, "AAPL", "h1") == served("AAPL", "h1", dt.date(2023, 1, 3), TODAY)
+    assert len(timesales(tradier)) == 1 and len(polygon.requests) == 11

@@ -2,11 +2,14 @@
 
 import datetime as dt
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
 
 from tests.sql.helpers import chunks, scalar, seed, set_clock
+
+NEW_YORK = ZoneInfo("America/New_York")
 
 
 def status(conn: psycopg.Connection[Any], ticker: str) -> list[dict[str, Any]]:
@@ -119,3 +122,36 @@ def test_view_has_the_documented_columns(conn: psycopg.Connection[Any]) -> None:
         "total",
     ):
         assert column in names
+
+
+def test_a_derived_timeframe_has_a_row_with_its_sources_chunks_and_its_own_bars(
+    conn: psycopg.Connection[Any],
+) -> None:
+    set_clock(conn)
+    seed(conn, "AAPL", ["h4"], start=dt.date(2024, 12, 2), end=dt.date(2024, 12, 31))
+    rows = status(conn, "AAPL")
+    assert [(r["timeframe"], r["status"], r["total"], r["sessions_total"]) for r in rows] == [
+        ("h1", "pending", 1, 21),
+        ("h4", "pending", 1, 21),
+    ]
+    progress = conn.execute(
+        "SELECT timeframe, derived_from, job_id FROM pgbars.backfill_progress ORDER BY timeframe"
+    ).fetchall()
+    assert [(tf, source) for tf, source, _ in progress] == [("h1", None), ("h4", "h1")]
+    assert progress[0][2] == progress[1][2]  # the source job's id
+
+    ((chunk_id, lease_id, _),) = claim(conn, 1)
+    symbol_id = scalar(conn, "SELECT id FROM pgbars.symbols WHERE ticker = 'AAPL'")
+    for hour in (9, 10, 13):  # two 4-hour buckets of Dec 2: 08:00 and 12:00 New York
+        conn.execute(
+            "INSERT INTO pgbars.ohlc_bars_v2 (symbol_id, timeframe, ts, provider, open, high, low, close,"
+            " volume) VALUES (%s, 'h1', %s, 'polygon', 1, 1, 1, 1, 1)",
+            (symbol_id, dt.datetime(2024, 12, 2, hour, tzinfo=NEW_YORK)),
+        )
+    conn.execute("SELECT pgbars.derive_bars(%s, 'h1', '2024-12-02', '2024-12-02')", (symbol_id,))
+    conn.execute("SELECT pgbars.complete_backfill_chunk(%s, %s, 3, 0, 1)", (chunk_id, lease_id))
+    rows = status(conn, "AAPL")
+    assert [(r["timeframe"], r["status"], r["progress"], r["bars_written"]) for r in rows] == [
+        ("h1", "done", 100, 3),
+        ("h4", "done", 100, 2),
+    ]

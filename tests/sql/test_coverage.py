@@ -277,6 +277,7 @@ def test_daily_bars_start_at_midnight_new_york_across_dst(conn: psycopg.Connecti
 
 def test_weekly_bars_cover_the_sessions_of_their_week(conn: psycopg.Connection[Any]) -> None:
     set_clock(conn)
+    conn.execute("UPDATE pgbars.derived_routes SET enabled = false WHERE timeframe = 'w1'")  # fetched weeks
     seed(conn, "MSFT", ["w1"], **DECEMBER)  # weeks of Dec 2, 9, 16, 23, 30
     fetch(conn, "MSFT", [ny(D(2024, 12, 2)), ny(D(2024, 12, 16)), ny(D(2024, 12, 30))], "yahoo")
     row = coverage(conn, "MSFT", "w1")

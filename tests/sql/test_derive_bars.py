@@ -558,7 +558,7 @@ def test_a_derived_job_whose_route_is_disabled_later_is_no_longer_derived(
 def test_the_default_rules_and_no_others(conn: psycopg.Connection[Any]) -> None:
     assert conn.execute("SELECT * FROM pgbars.derived_routes ORDER BY timeframe").fetchall() == [
         ("h4", "h1", True),
-        ("w1", "d1", False),
+        ("w1", "d1", True),
     ]
     with pytest.raises(psycopg.errors.CheckViolation):
         conn.execute("INSERT INTO pgbars.derived_routes VALUES ('m15', 'm5', true)")

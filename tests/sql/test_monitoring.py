@@ -120,6 +120,8 @@ def monitored(conn: psycopg.Connection[Any]) -> dict[str, int]:
     december = {"start": dt.date(2024, 12, 2), "end": dt.date(2024, 12, 31)}  # 21 sessions, 5 weeks
     seed(conn, "AAPL", ["h1", "d1"], **december)
     seed(conn, "MSFT", ["h1"], start=dt.date(2024, 10, 1), end=dt.date(2024, 12, 31))  # 52 + 12 sessions
+    # MSFT w1 fetched from Yahoo (its derivation from d1, the default, switched off)
+    conn.execute("UPDATE pgbars.derived_routes SET enabled = false WHERE timeframe = 'w1'")
     seed(conn, "MSFT", ["w1"], **december)
 
     # AAPL h1: bars on three sessions; 19:00 New York on Dec 4 is Dec 5 in UTC but Dec 4's
@@ -342,6 +344,8 @@ def test_bar_coverage_counts_sessions_and_weeks(
 def test_bar_coverage_of_a_w1_plan_starting_midweek(conn: psycopg.Connection[Any]) -> None:
     """The week of the plan's first session counts, and its Monday bar covers it."""
     set_clock(conn)
+    # a fetched weekly plan
+    conn.execute("UPDATE pgbars.derived_routes SET enabled = false WHERE timeframe = 'w1'")
     seed(conn, "IBM", ["w1"], start=dt.date(2024, 12, 4), end=dt.date(2024, 12, 11))  # Wed .. next Wed
     (claimed,) = claim(conn, "yahoo", "IBM")
     add_bars(conn, claimed, [ny("2024-12-02")], "yahoo")

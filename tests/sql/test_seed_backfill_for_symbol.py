@@ -115,9 +115,36 @@ def test_gap_between_windows_is_planned_separately(conn: psycopg.Connection[Any]
 def test_daily_goes_to_yahoo_in_one_chunk(conn: psycopg.Connection[Any]) -> None:
     set_clock(conn)
     seed(conn, "AAPL", ["d1", "w1"], years=10)
-    for timeframe in ("d1", "w1"):
-        planned = chunks(conn, "AAPL", timeframe)
-        assert len(planned) == 1 and planned[0]["provider"] == "yahoo"
+    (planned,) = chunks(conn, "AAPL", "d1")
+    assert planned["provider"] == "yahoo"
+    assert chunks(conn, "AAPL", "w1") == []  # derived from d1 by default
+
+
+def test_weekly_fetched_when_its_derivation_is_off_goes_to_yahoo_in_one_chunk(
+    conn: psycopg.Connection[Any],
+) -> None:
+    set_clock(conn)
+    conn.execute("UPDATE pgbars.derived_routes SET enabled = false WHERE timeframe = 'w1'")
+    seed(conn, "AAPL", ["w1"], years=10)
+    (planned,) = chunks(conn, "AAPL", "w1")
+    assert planned["provider"] == "yahoo"
+
+
+def test_weekly_derivation_plans_daily_from_the_monday_of_the_first_week(
+    conn: psycopg.Connection[Any],
+) -> None:
+    set_clock(conn)
+    seed(conn, "AAPL", ["d1"], start=dt.date(2024, 12, 4), end=dt.date(2024, 12, 11))  # Wed .. next Wed
+    assert [(c["first_session"], c["last_session"]) for c in chunks(conn, "AAPL", "d1")] == [
+        (dt.date(2024, 12, 4), dt.date(2024, 12, 11))
+    ]
+    # w1 from d1: the first week must be whole, so Monday 2 and Tuesday 3 are planned too
+    result = seed(conn, "AAPL", ["w1"], start=dt.date(2024, 12, 4), end=dt.date(2024, 12, 11))
+    assert [(c["first_session"], c["last_session"]) for c in chunks(conn, "AAPL", "d1")] == [
+        (dt.date(2024, 12, 2), dt.date(2024, 12, 3)),
+        (dt.date(2024, 12, 4), dt.date(2024, 12, 11)),
+    ]
+    assert [d["timeframe"] for d in result["derived"]] == ["w1"]
 
 
 def test_routes_follow_priority_and_lookback(conn: psycopg.Connection[Any]) -> None:
