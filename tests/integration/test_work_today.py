@@ -204,11 +204,15 @@ async def test_a_watchlist_symbol_stays_current_day_after_day_without_a_manual_s
     assert [(ts, p) for ts, p in db.execute(read_day, day).fetchall()] == [(b[0], "polygon") for b in history]
     assert closed.provisional_deleted == 0  # kept for live_settings.keep_provisional (1 day)
 
-    # Saturday: nothing to fetch, and the provisional bars history replaced are gone
+    # Saturday: Friday's session arrives, and the provisional bars history replaced are gone
     move_clock(db, "2025-01-04 12:00 America/New_York")
     weekend = await work.run(dsn, env, config())
-    assert weekend.reports == [] and weekend.live == []
+    friday = dt.date(2025, 1, 3)
+    assert [(r.chunk.first_session, r.chunk.last_session, r.outcome) for r in weekend.reports] == [
+        (friday, friday, "done")
+    ]
+    assert weekend.live == []  # no session trades on a Saturday
     assert weekend.provisional_deleted == 9
     assert scalar(db, "SELECT count(*) FROM pgbars.ohlc_bars_v2 WHERE provider = 'tradier'") == 0
-    assert stored(db, "AAPL", "h1") == served("AAPL", "h1", dt.date(2023, 1, 3), TODAY)
-    assert len(timesales(tradier)) == 1 and len(polygon.requests) == 11
+    assert stored(db, "AAPL", "h1") == served("AAPL", "h1", dt.date(2023, 1, 3), friday)
+    assert len(timesales(tradier)) == 1 and len(polygon.requests) == 12
