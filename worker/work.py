@@ -292,11 +292,17 @@ class Worker:
                 tickers=",".join(self.config.tickers) or None,
             )
         )
+        # Today's bars and the backfill run side by side: a long watchlist's live
+        # refreshes (one provider) do not hold up the history (another).
+        live = asyncio.create_task(self._refresh_live(), name="live")
         try:
-            await self._refresh_live()
             await self._claim_loop()
             await self._finish()
+            await live
         finally:
+            if not live.done():
+                live.cancel()
+                await asyncio.gather(live, return_exceptions=True)
             for signum in installed:
                 loop.remove_signal_handler(signum)
         self.summary.seconds = time.monotonic() - self._started
@@ -384,7 +390,7 @@ class Worker:
     # --- today's bars ----------------------------------------------------------------
 
     async def _refresh_live(self) -> None:
-        """While a session trades: today's bars of every due (symbol, live timeframe), first.
+        """While a session trades: today's bars of every due (symbol, live timeframe).
 
         The database says which refreshes are due (claim_live_refreshes); each is one
         request under the provider's shared rate limit, `concurrency` at a time.

@@ -13,7 +13,7 @@ import psycopg
 
 from tests.integration.helpers import chunk_rows, config, request, scalar, served, stored
 from worker import work
-from worker.emulator import Fault, PolygonServer
+from worker.emulator import Fault, PolygonServer, TradierServer
 
 D = dt.date
 WEEK = (D(2024, 12, 2), D(2024, 12, 6))
@@ -161,3 +161,26 @@ async def test_kill_9_during_the_write_then_another_run_finishes_the_chunk(
 
 def _lease_expired(conn: psycopg.Connection[Any]) -> bool:
     return bool(scalar(conn, "SELECT bool_and(lease_expires_at <= now()) FROM pgbars.backfill_chunks"))
+
+
+def test_sigterm_during_a_live_refresh_gives_it_back_and_exits_quickly(
+    db: psycopg.Connection[Any], env: dict[str, str], tradier: TradierServer, spawn: Any
+) -> None:
+    # the clock is 2025-01-02 12:00 New York: today's bars are due for the watchlist
+    db.execute("SELECT pgbars.add_to_watchlist('AAPL')")
+    tradier.inject(Fault.slow(60.0))
+    no_polygon = {k: v for k, v in env.items() if k != "POLYGON_API_KEY"}
+    process, log = spawn(no_polygon, "--max-seconds", "120")
+    _wait_for(lambda: len(tradier.requests) == 1, what="the live request")
+
+    took = _stop_within(process, signal.SIGTERM, 10.0)
+
+    assert took < 10.0, log.read_text()
+    state = db.execute("SELECT lease_id, refreshed_at, last_error FROM pgbars.live_refreshes").fetchone()
+    assert state is not None
+    assert state[:2] == (None, None)  # released, not stored: due again on the next run
+    assert "stopped" in state[2]
+    assert scalar(db, "SELECT count(*) FROM pgbars.ohlc_bars_v2") == 0
+    call = db.execute("SELECT status, error FROM pgbars.provider_calls").fetchone()
+    assert call == ("completed", "abandoned: the worker stopped")
+    assert "live ticker=AAPL" in log.read_text() and "outcome=released" in log.read_text()
