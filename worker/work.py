@@ -474,26 +474,24 @@ class Worker:
             first_session=refresh.session_date,
             last_session=refresh.session_date,
         )
-        try:
-            result = await self.providers[provider].fetch(request, pacer)
-        except _Stopping:
-            raise asyncio.CancelledError from None
-        except _BudgetSpent as exc:
+        fetched = await self._fetch(provider, request, pacer)
+        if isinstance(fetched, _BudgetSpent):
             await pacer.cancel()
             self._spent.add(provider)
-            await self._release_live(refresh, report, f"budget: {exc}")
+            await self._release_live(refresh, report, f"budget: {fetched}")
             return
-        except ProviderError as exc:
-            await pacer.close(str(exc))
-            await self._on_live_error(refresh, report, exc)
+        if isinstance(fetched, ProviderError):
+            await pacer.close(str(fetched))
+            await self._on_live_error(refresh, report, fetched)
             return
-        except Exception:  # a bug in a provider: recorded, never silent
-            log.exception("unexpected error while fetching live bars of %s", refresh.ticker)
-            what = f"{provider}: unexpected error"
+        if isinstance(fetched, Exception):
+            # The type only: an unexpected exception's text is not known to be free of secrets.
+            what = f"{provider}: unexpected {type(fetched).__name__}"
             await pacer.close(what)
             await self._release_live(refresh, report, what)
             report.outcome = "failed"
             return
+        result = fetched
         # From here a stop waits: the outcome is being recorded.
         self._live_running[(refresh.symbol_id, refresh.timeframe)].phase = "settle"
         await pacer.close(None)
@@ -564,7 +562,15 @@ class Worker:
         pacer = _Pacer(self, chunk.provider, chunk.chunk_id)
         try:
             try:
-                fetched = await self._fetch(chunk, pacer)
+                request = FetchRequest(
+                    ticker=chunk.ticker,
+                    timeframe=chunk.timeframe,
+                    start=chunk.range_start,
+                    end=chunk.range_end,
+                    first_session=chunk.first_session,
+                    last_session=chunk.last_session,
+                )
+                fetched = await self._fetch(chunk.provider, request, pacer)
             except asyncio.CancelledError:
                 # stop() during the fetch: give the chunk back. Swallowed on purpose:
                 # this task was cancelled by its own worker, which collects its report.
@@ -588,24 +594,16 @@ class Worker:
         self._log_chunk(report)
         return report
 
-    async def _fetch(self, chunk: db.ClaimedChunk, pacer: _Pacer) -> FetchResult | Exception:
+    async def _fetch(self, provider: str, request: FetchRequest, pacer: _Pacer) -> FetchResult | Exception:
         """The provider's answer, or the exception that stands for it (CancelledError on a stop)."""
-        request = FetchRequest(
-            ticker=chunk.ticker,
-            timeframe=chunk.timeframe,
-            start=chunk.range_start,
-            end=chunk.range_end,
-            first_session=chunk.first_session,
-            last_session=chunk.last_session,
-        )
         try:
-            return await self.providers[chunk.provider].fetch(request, pacer)
+            return await self.providers[provider].fetch(request, pacer)
         except _Stopping:
             raise asyncio.CancelledError from None
         except (ProviderError, _BudgetSpent) as exc:
             return exc
         except Exception as exc:  # a bug in a provider: recorded, retried, never silent
-            log.exception("unexpected error while fetching chunk %s", chunk.chunk_id)
+            log.exception("unexpected error while fetching %s %s", request.ticker, request.timeframe)
             return exc
 
     async def _settle_failure(
