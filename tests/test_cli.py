@@ -149,6 +149,7 @@ def test_status_json_has_machine_values(dsn: str, conn: psycopg.Connection[Any])
         "first_session": "2023-01-03",
         "last_session": "2024-12-31",
         "job_id": job_id and job_id[0],
+        "derived_from": None,
         "bars": 1200,
         "provider": "polygon",
         "remaining_chunks": 6,
@@ -320,3 +321,17 @@ def test_request_of_a_derived_timeframe_says_where_it_comes_from(dsn: str) -> No
     lines = result.output.splitlines()
     assert lines[0].startswith("AAPL h1: 10 new chunks")
     assert lines[1] == "AAPL h4: derived from h1 in SQL, no requests of its own (0 bars derived so far)"
+
+
+def test_status_shows_a_derived_timeframe_with_its_source(dsn: str, conn: psycopg.Connection[Any]) -> None:
+    conn.execute("SELECT set_config('pgbars.now', %s, false)", ("2025-01-02 12:00 America/New_York",))
+    conn.execute("SELECT pgbars.request_backfill('SPY', '{h1,h4}', '2024-12-02', '2024-12-31', NULL)")
+    result = pgbars(dsn, "status", "SPY")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.split()[:4] for line in lines[2:]] == [
+        ["SPY", "h1", "pending", "░░░░░░░░░░"],
+        ["SPY", "h4", "(from", "h1)"],
+    ]
+    as_json = json.loads(pgbars(dsn, "status", "SPY", "--json").output)
+    assert [(r["timeframe"], r["derived_from"]) for r in as_json] == [("h1", None), ("h4", "h1")]

@@ -352,7 +352,8 @@ async def backfill_progress_with_eta(
     """What `pgbars status` shows: backfill_progress rows of one ticker (None: all) with the
     bars stored and the ETA of pgbars.backfill_eta, ordered by symbol and timeframe.
 
-    Keys: those of backfill_progress(), plus job_id, bars (rows in ohlc_bars_v2 for the
+    A derived timeframe (derived_from: its source) shows its source job's chunks and ETA.
+    Keys: those of backfill_progress(), plus job_id, derived_from, bars (rows in ohlc_bars_v2 for the
     job's symbol and timeframe, forecasts left out), provider, remaining_chunks,
     remaining_requests, requests_ahead, paused_until, eta_seconds and eta_at.
     Raises 22023 for an invalid ticker; an unknown one has no rows. Needs only pgbars_reader.
@@ -361,7 +362,7 @@ async def backfill_progress_with_eta(
     await cur.execute(
         "SELECT bp.symbol, bp.timeframe, bp.status, bp.progress, bp.done, bp.pending,"
         " bp.running, bp.failed, bp.total, bp.sessions_done, bp.sessions_total,"
-        " bp.bars_written, bp.first_session, bp.last_session, bp.job_id,"
+        " bp.bars_written, bp.first_session, bp.last_session, bp.job_id, bp.derived_from,"
         # one index-only count over the bars' primary key (symbol_id, timeframe, ...)
         " (SELECT count(*) FROM pgbars.ohlc_bars_v2 AS b"
         "  WHERE b.symbol_id = bp.symbol_id AND b.timeframe = bp.timeframe AND NOT b.is_forecast) AS bars,"
@@ -370,7 +371,7 @@ async def backfill_progress_with_eta(
         " FROM pgbars.backfill_eta(%(tickers)s) WITH ORDINALITY AS e"
         " JOIN pgbars.backfill_progress AS bp ON bp.job_id = e.job_id"
         " WHERE %(ticker)s::text IS NULL OR bp.symbol = pgbars.normalize_ticker(%(ticker)s)"
-        " ORDER BY e.ordinality",
+        " ORDER BY e.ordinality, bp.derived_from IS NOT NULL",
         {"ticker": ticker, "tickers": None if ticker is None else [ticker]},
     )
     return await cur.fetchall()

@@ -280,7 +280,11 @@ def _status_cells(row: dict[str, Any]) -> dict[str, Any]:
     """A row of backfill_progress_with_eta as the cells of the status table."""
     return {
         "symbol": row["symbol"],
-        "timeframe": row["timeframe"],
+        "timeframe": (
+            f"{row['timeframe']} (from {row['derived_from']})"
+            if row.get("derived_from")
+            else row["timeframe"]
+        ),
         "status": row["status"],
         # progress is rounded to 0.1: 99.96 % must not show a full bar while work is left
         "progress": _progress_bar(
