@@ -49,12 +49,14 @@ pgbars.request_backfill(text, text[], date, date, integer),
 pgbars.roll_forward_backfills()
 TO pgbars_worker;
 -- today's bars (docs/database.md, "Today's bars"): store_live_bars runs as the
--- worker (its staging tables), so it needs the state row and the clock
-GRANT UPDATE ON pgbars.live_refreshes TO pgbars_worker;
+-- worker (its staging tables); the refresh's state changes only through the
+-- SECURITY DEFINER helpers it calls
 GRANT EXECUTE ON FUNCTION
 pgbars.claim_live_refreshes(text, text[], integer, interval, text[]),
 pgbars.store_live_bars(uuid, text, uuid, integer),
-pgbars.release_live_refresh(uuid, text, uuid, text, boolean),
+pgbars._lock_live_refresh(uuid, text, uuid),
+pgbars._complete_live_refresh(uuid, text, uuid, integer, integer, integer, text),
+pgbars.release_live_refresh(uuid, text, uuid, text),
 pgbars.cleanup_provisional_bars(),
 pgbars._live_session(timestamptz),
 pgbars._now()

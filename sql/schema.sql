@@ -295,9 +295,10 @@ CREATE TABLE pgbars.gap_repairs (
     CHECK ((confirmed_at IS NULL) = (reason IS NULL))
 );
 
--- Today's bars (provisional): how often a live refresh may repeat, and how
--- long provisional bars are kept once history has covered their session.
--- One row; change it with one UPDATE.
+-- Today's bars (provisional): how often a live refresh may repeat, how old a
+-- provisional bar must be before cleanup may delete it (once history has
+-- replaced its session), and how long into the regular session an empty
+-- answer is still normal. One row; change it with one UPDATE.
 CREATE TABLE pgbars.live_settings (
     id boolean PRIMARY KEY DEFAULT TRUE CHECK (id),
     refresh_every interval NOT NULL DEFAULT '60 seconds' CHECK (refresh_every >= interval '0'),
@@ -311,9 +312,9 @@ INSERT INTO pgbars.live_settings DEFAULT VALUES;
 -- the live provider_routes): its lease while a worker refreshes it, the
 -- timeframes stored from the answer (targets: the fetched one and those
 -- rolled up from it, e.g. h1 and h4 from m15), and the last outcome.
--- no_data marks a symbol the provider does not serve this session (an
--- unknown symbol, or no bars at all well into the regular session): it is
--- not asked again until the next session.
+-- no_data marks a symbol the provider does not serve this session (no bar
+-- at all well into the regular session: an unknown symbol): it is not asked
+-- again until the next session.
 CREATE TABLE pgbars.live_refreshes (
     symbol_id uuid NOT NULL REFERENCES pgbars.symbols (id) ON DELETE CASCADE,
     timeframe text NOT NULL REFERENCES pgbars.timeframes (name),

@@ -165,3 +165,22 @@ def test_schema_file_and_migration_chain_build_the_same_schema(
     assert _dump(from_schema) == _dump(from_migrations)
     assert _data(from_schema) == _data(from_migrations)
     assert len(_dump(from_schema)) > 10_000
+
+
+def test_migration_0006_derives_w1_only_where_no_weekly_bars_are_fetched_yet(
+    conn: psycopg.Connection[Any],
+) -> None:
+    migration = next(f for f in db.migration_files() if f.name == "0006_w1_derived.sql")
+    enabled = "SELECT enabled FROM pgbars.derived_routes WHERE timeframe = 'w1'"
+    conn.execute("SELECT set_config('pgbars.now', '2025-01-02 12:00 America/New_York', false)")
+
+    # a database whose weekly bars are fetched (planned before 0006) keeps fetching them
+    conn.execute("UPDATE pgbars.derived_routes SET enabled = false WHERE timeframe = 'w1'")
+    conn.execute("SELECT pgbars.request_backfill('SPY', '{w1}')")
+    conn.execute(migration.text)
+    assert conn.execute(enabled).fetchone() == (False,)
+
+    # one without weekly jobs derives w1 from d1
+    conn.execute("DELETE FROM pgbars.backfill_jobs")
+    conn.execute(migration.text)
+    assert conn.execute(enabled).fetchone() == (True,)

@@ -326,7 +326,8 @@ async def request_backfill(
 async def backfill_progress(
     conn: psycopg.AsyncConnection[Any], ticker: str | None = None, *, tickers: Sequence[str] | None = None
 ) -> list[dict[str, Any]]:
-    """backfill_progress rows, of one ticker or several (None: all)."""
+    """backfill_progress rows, of one ticker or several (None: all); derived timeframes
+    (derived_from set) repeat their source job's chunk counts."""
     if tickers is not None:
         rows = []
         for one in tickers:
@@ -336,7 +337,7 @@ async def backfill_progress(
     await cur.execute(
         "SELECT bp.symbol, bp.timeframe, bp.status, bp.progress, bp.done, bp.pending,"
         " bp.running, bp.failed, bp.total, bp.sessions_done, bp.sessions_total,"
-        " bp.bars_written, bp.first_session, bp.last_session"
+        " bp.bars_written, bp.first_session, bp.last_session, bp.derived_from"
         " FROM pgbars.backfill_progress AS bp"
         " JOIN pgbars.timeframes AS tf ON tf.name = bp.timeframe"
         " WHERE %(ticker)s::text IS NULL OR bp.symbol = pgbars.normalize_ticker(%(ticker)s)"
@@ -685,12 +686,10 @@ async def store_live(
     return StoredChunk(*row)
 
 
-async def release_live(
-    conn: psycopg.AsyncConnection[Any], refresh: LiveRefresh, error: str | None, *, no_data: bool = False
-) -> None:
+async def release_live(conn: psycopg.AsyncConnection[Any], refresh: LiveRefresh, error: str | None) -> None:
     await conn.execute(
-        "SELECT pgbars.release_live_refresh(%s, %s, %s, %s, %s)",
-        (refresh.symbol_id, refresh.timeframe, refresh.lease_id, error, no_data),
+        "SELECT pgbars.release_live_refresh(%s, %s, %s, %s)",
+        (refresh.symbol_id, refresh.timeframe, refresh.lease_id, error),
     )
 
 

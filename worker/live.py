@@ -111,12 +111,14 @@ class LiveProgress:
             open_jobs = [(r["symbol"], r["timeframe"]) for r in rows if r["status"] not in ("done",)]
             self._watched = set(open_jobs or [(r["symbol"], r["timeframe"]) for r in rows])
         watched = [r for r in rows if (r["symbol"], r["timeframe"]) in self._watched]
-        total = sum(int(r["total"]) for r in watched)
-        done = sum(int(r["done"]) + int(r["failed"]) for r in watched)
-        bars = sum(int(r["bars_written"] or 0) for r in watched)
+        # A derived timeframe's row repeats its source job's chunks: counted once.
+        fetched = [r for r in watched if not r.get("derived_from")]
+        total = sum(int(r["total"]) for r in fetched)
+        done = sum(int(r["done"]) + int(r["failed"]) for r in fetched)
+        bars = sum(int(r["bars_written"] or 0) for r in fetched)
         if self._overall is None:
             self._overall = self._progress.add_task("all jobs", total=total, bars=0, status="")
-        failed = sum(int(r["failed"]) for r in watched)
+        failed = sum(int(r["failed"]) for r in fetched)
         self._progress.update(
             self._overall,
             total=total,

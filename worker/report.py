@@ -25,7 +25,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]
 
 def _live_section(summary: WorkSummary) -> list[str]:
     """Today's bars: what was refreshed, and what could not be (once per provider or symbol)."""
-    if not (summary.live or summary.live_skipped or summary.live_no_data):
+    if not (summary.live or summary.live_skipped or summary.live_no_data or summary.live_error):
         return []
     lines = ["", "### Today's bars", ""]
     if summary.live:
@@ -35,6 +35,8 @@ def _live_section(summary: WorkSummary) -> list[str]:
             f" {sum(r.bars_changed for r in summary.live)} provisional bars new or changed.",
             "",
         ]
+    if summary.live_error:
+        lines += [f"- The live refreshes stopped: {summary.live_error}."]
     for provider, why in sorted(summary.live_skipped.items()):
         lines += [f"- {provider} was not asked for today's bars: {why}."]
     for ticker, timeframe, provider, why in summary.live_no_data:

@@ -58,7 +58,8 @@ FINISH_GRACE_SECONDS = 20.0
 # With chunks in flight and free slots, look for newly due chunks this often.
 RECLAIM_SECONDS = 5.0
 MIN_WAIT_SECONDS = 0.2
-# Live refreshes are claimed in one go at the start of a run (each at most once a run).
+# Live refreshes are claimed in one go (each at most once a run), with a lease that
+# outlasts the run, so that none queued behind the others expires meanwhile.
 LIVE_CLAIM_LIMIT = 1000
 
 
@@ -90,7 +91,7 @@ class LiveReport:
     """What happened to one live refresh (today's bars of a symbol from the live provider)."""
 
     refresh: db.LiveRefresh
-    outcome: Literal["done", "no_data", "released", "failed", "lost"] = "released"
+    outcome: Literal["done", "released", "failed", "lost"] = "released"
     requests: int = 0
     bars_written: int = 0
     bars_changed: int = 0
@@ -109,9 +110,10 @@ class WorkSummary:
     calls: Counter[str] = field(default_factory=Counter)  # HTTP requests per provider
     rate_limited: Counter[str] = field(default_factory=Counter)  # 429 answers per provider
     refused: dict[str, str] = field(default_factory=dict)  # provider -> why it was dropped
-    live: list[LiveReport] = field(default_factory=list)  # today's bars, refreshed first
+    live: list[LiveReport] = field(default_factory=list)  # today's bars, beside the backfill
     live_skipped: dict[str, str] = field(default_factory=dict)  # live provider -> why it was not asked
     live_no_data: list[tuple[str, str, str, str]] = field(default_factory=list)  # (ticker, tf, provider, why)
+    live_error: str | None = None  # the database refused the live part of the run
     provisional_deleted: int = 0  # provisional bars cleaned up at the start
     stopped_by: str = "queue empty"
     seconds: float = 0.0
@@ -393,8 +395,16 @@ class Worker:
         """While a session trades: today's bars of every due (symbol, live timeframe).
 
         The database says which refreshes are due (claim_live_refreshes); each is one
-        request under the provider's shared rate limit, `concurrency` at a time.
+        request under the provider's shared rate limit, `concurrency` at a time. A
+        database error here is reported and ends only this part: the backfill goes on.
         """
+        try:
+            await self._refresh_live_or_raise()
+        except psycopg.Error as exc:
+            self.summary.live_error = db.describe_error(exc)
+            log.error(logfmt("live_error", error=self.summary.live_error))
+
+    async def _refresh_live_or_raise(self) -> None:
         tickers = self.config.tickers or None
         async with self.pool.connection() as conn:
             state = await db.live_state(conn, tickers)
@@ -410,7 +420,7 @@ class Worker:
                 self.config.worker_name,
                 self._usable(),
                 LIVE_CLAIM_LIMIT,
-                self.config.lease_seconds,
+                max(self.config.lease_seconds, self.config.max_seconds + FINISH_GRACE_SECONDS),
                 tickers,
             )
         gate = asyncio.Semaphore(self.config.concurrency)
@@ -520,12 +530,10 @@ class Worker:
                 self.summary.refused[refresh.provider] = message
                 log.warning(logfmt("provider_refused", provider=refresh.provider, reason=message))
             await self._release_live(refresh, report, message)
-        elif isinstance(exc, NotCovered):
-            # An unknown symbol: not asked again this session, reported once per run.
-            async with self.pool.connection() as conn:
-                await db.release_live(conn, refresh, message, no_data=True)
-            report.outcome, report.detail = "no_data", message
         else:
+            # Tradier answers an unknown symbol with nothing (store_live_bars then marks it
+            # no_data); an error, NotCovered included (a wrong base URL answers 404), is
+            # retried by the next run and shows in live_status.last_error.
             await self._release_live(refresh, report, message)
             report.outcome = "failed"
 

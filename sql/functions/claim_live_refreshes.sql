@@ -48,8 +48,10 @@ BEGIN
         RETURN;
     END IF;
 
-    -- One state row per planned refresh; a new session starts it afresh.
-    INSERT INTO pgbars.live_refreshes AS r (symbol_id, timeframe, provider, session_date, targets)
+    -- One state row per planned refresh. New ones are inserted; rows whose plan or
+    -- session changed are updated, skipping rows another worker has locked (it is
+    -- storing them): no claim waits for another worker or locks rows it does not take.
+    INSERT INTO pgbars.live_refreshes (symbol_id, timeframe, provider, session_date, targets)
     SELECT
         p.symbol_id,
         p.timeframe,
@@ -63,16 +65,30 @@ BEGIN
             p_tickers IS NULL
             OR p.ticker IN (SELECT pgbars.normalize_ticker(t.ticker) FROM unnest(p_tickers) AS t (ticker))
         )
-    ON CONFLICT ON CONSTRAINT live_refreshes_pkey DO UPDATE
-        SET
-            provider = excluded.provider,
-            targets = excluded.targets,
-            session_date = excluded.session_date,
-            no_data = CASE WHEN r.session_date = excluded.session_date THEN r.no_data END,
-            refreshed_at = CASE WHEN r.session_date = excluded.session_date THEN r.refreshed_at END
-        WHERE
-            (r.provider, r.targets, r.session_date)
-            IS DISTINCT FROM (excluded.provider, excluded.targets, excluded.session_date);
+    ON CONFLICT ON CONSTRAINT live_refreshes_pkey DO NOTHING;
+
+    UPDATE pgbars.live_refreshes AS r
+    SET
+        provider = p.provider,
+        targets = p.targets,
+        no_data = CASE WHEN r.session_date = v_session THEN r.no_data END,
+        refreshed_at = CASE WHEN r.session_date = v_session THEN r.refreshed_at END,
+        session_date = v_session
+    FROM pgbars.live_plan AS p
+    WHERE
+        r.symbol_id = p.symbol_id
+        AND r.timeframe = p.timeframe
+        AND (r.symbol_id, r.timeframe) IN (
+            SELECT
+                l.symbol_id,
+                l.timeframe
+            FROM pgbars.live_refreshes AS l
+            INNER JOIN pgbars.live_plan AS lp ON l.symbol_id = lp.symbol_id AND l.timeframe = lp.timeframe
+            WHERE
+                lp.provider = ANY(p_providers)
+                AND (l.provider, l.targets, l.session_date) IS DISTINCT FROM (lp.provider, lp.targets, v_session)
+            FOR UPDATE OF l SKIP LOCKED
+        );
 
     RETURN QUERY
     WITH

@@ -29,12 +29,13 @@ their whole weeks for w1, using every source bar of the week (bars of
 neighbouring chunks included).
 
 Per source ts the bar of the best provider is used, in get_bars' order
-(enabled history routes of the source timeframe by priority, then live
-routes, then any other by name); forecasts are skipped and only raw bars
-read. A bucket is: open of its first bar, close of its last, high/low
+(enabled history routes of the source timeframe by priority, then any other
+by name); forecasts and provisional bars (is_intraday: today's live bars,
+which store_live_bars rolls up itself) are skipped and only raw bars read,
+so derived bars are history and cleanup_provisional_bars never touches them. A bucket is: open of its first bar, close of its last, high/low
 extremes, volume and trade_count summed (trade_count NULL when every one
 is), vwap = sum(vwap * volume) / sum(volume) over the bars with a vwap and
-volume > 0 (NULL when there is none), is_intraday if any bar is.
+volume > 0 (NULL when there is none); is_intraday false.
 
 It is stored under every provider with source bars in the bucket: normally
 the one provider that served them, so get_bars' provider order applies to
@@ -108,7 +109,6 @@ BEGIN
                 s.volume,
                 s.vwap,
                 s.trade_count,
-                s.is_intraday,
                 (
                     CASE
                         WHEN v_target.is_intraday
@@ -130,6 +130,7 @@ BEGIN
                 AND s.ts >= v_from
                 AND s.ts < v_to
                 AND NOT s.is_forecast
+                AND NOT s.is_intraday
                 AND s.adjustment = 'raw'
         ),
 
@@ -145,7 +146,7 @@ BEGIN
                 / (sum(sb.volume) FILTER (WHERE sb.vwap IS NOT NULL AND sb.volume > 0))::double precision
                 AS vwap,
                 sum(sb.trade_count)::bigint AS trade_count,
-                bool_or(sb.is_intraday) AS is_intraday
+                FALSE AS is_intraday
             FROM source_bars AS sb
             WHERE sb.pick = 1
             GROUP BY sb.bucket

@@ -24,9 +24,10 @@ high/low extremes, summed volume and trade_count, volume-weighted vwap. The
 bucket still trading is partial until the next refresh rewrites it.
 Unchanged bars are not rewritten. The refresh's quarantine for the session
 is replaced by this answer's. An answer without a single row once the
-regular session has been open live_settings.empty_grace marks the symbol
-no_data for the session: the provider does not know it or it does not
-trade, and it is not asked again today. Raises PB001 without the lease.
+regular session has been open live_settings.empty_grace, from a provider
+that has given no bar for the symbol all day, marks it no_data for the
+session: the provider does not know it or it does not trade, and it is not
+asked again today. Raises PB001 without the lease.
 Reads prefer history bars to these (pgbars._provider_ranking), and
 cleanup_provisional_bars removes them once history covers their session.
 */
@@ -37,23 +38,8 @@ DECLARE
     v_rejected integer;
     v_no_data text;
 BEGIN
-    SELECT
-        r.provider,
-        r.targets,
-        r.session_date,
-        ms.premarket_open,
-        ms.regular_open,
-        ms.after_hours_close
-    INTO v_refresh
-    FROM pgbars.live_refreshes AS r
-    INNER JOIN pgbars.market_sessions AS ms ON r.session_date = ms.session_date
-    WHERE r.symbol_id = p_symbol_id AND r.timeframe = p_timeframe AND r.lease_id = p_lease_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'live refresh of % for symbol % is no longer leased to this worker: not stored',
-            p_timeframe, p_symbol_id
-            USING ERRCODE = 'PB001',
-            HINT = 'The lease expired and another worker claimed the refresh.';
-    END IF;
+    -- Locked until commit, so no claim can hand it to another worker meanwhile.
+    SELECT * INTO v_refresh FROM pgbars._lock_live_refresh(p_symbol_id, p_timeframe, p_lease_id);
 
     SELECT count(*) INTO v_written FROM pg_temp.pgbars_staged_bars;
 
@@ -129,8 +115,21 @@ BEGIN
     FROM pg_temp.pgbars_staged_rejects AS s;
     GET DIAGNOSTICS v_rejected = ROW_COUNT;
 
+    -- No row at all, well into the regular session, and no bar from this provider
+    -- earlier today: it does not serve the symbol (one empty answer after bars is
+    -- a hiccup, retried by the next run).
     IF v_written = 0 AND v_rejected = 0
         AND pgbars._now() >= v_refresh.regular_open + (SELECT cfg.empty_grace FROM pgbars.live_settings AS cfg)
+        AND NOT EXISTS (
+            SELECT
+            FROM pgbars.ohlc_bars_v2 AS b
+            WHERE
+                b.symbol_id = p_symbol_id
+                AND b.timeframe = ANY(v_refresh.targets)
+                AND b.provider = v_refresh.provider
+                AND b.ts >= v_refresh.premarket_open
+                AND b.ts < v_refresh.after_hours_close
+        )
         THEN
         v_no_data := format(
             '%s answered no %s bars for %s, %s into the regular session: it does not know the symbol'
@@ -140,17 +139,9 @@ BEGIN
         );
     END IF;
 
-    UPDATE pgbars.live_refreshes AS r
-    SET
-        refreshed_at = now(),
-        bars_written = v_written,
-        bars_rejected = v_rejected,
-        requests_used = p_requests,
-        no_data = v_no_data,
-        last_error = NULL,
-        lease_id = NULL,
-        lease_expires_at = NULL
-    WHERE r.symbol_id = p_symbol_id AND r.timeframe = p_timeframe;
+    PERFORM pgbars._complete_live_refresh(
+        p_symbol_id, p_timeframe, p_lease_id, v_written, v_rejected, p_requests, v_no_data
+    );
 
     RETURN QUERY SELECT v_written, v_changed, v_rejected;
 END;

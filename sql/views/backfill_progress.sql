@@ -4,7 +4,7 @@
 -- A running chunk whose lease expired counts as pending: it is claimable.
 -- A derived timeframe (h4 from h1, w1 from d1: derived_jobs) has no chunks of
 -- its own: its row shows its source job's chunks (job_id is the source's),
--- bars_written counts its derived bars, and derived_from names the source
+-- bars_written counts its derived (history) bars, and derived_from names the source
 -- timeframe (NULL for fetched jobs).
 CREATE OR REPLACE VIEW pgbars.backfill_progress AS
 WITH jobs AS (
@@ -46,7 +46,11 @@ SELECT
         ELSE (
             SELECT count(DISTINCT b.ts)
             FROM pgbars.ohlc_bars_v2 AS b
-            WHERE b.symbol_id = j.symbol_id AND b.timeframe = j.timeframe AND NOT b.is_forecast
+            WHERE
+                b.symbol_id = j.symbol_id
+                AND b.timeframe = j.timeframe
+                AND NOT b.is_forecast
+                AND NOT b.is_intraday
         )
     END AS bars_written,
     CASE WHEN j.derived_from IS NULL THEN k.bars_rejected ELSE 0 END AS bars_rejected,

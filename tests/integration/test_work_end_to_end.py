@@ -50,9 +50,12 @@ def test_three_workers_backfill_two_years_of_aapl(
     watch(db, "AAPL")  # the trigger seeds 2 years of h1
     planned = chunk_rows(db, "AAPL")
     assert len(planned) == 10
+    # The margin absorbs the time between a slot and its request reaching the server:
+    # three worker processes (each also refreshing today's bars: the clock is mid-session)
+    # share two cores with Postgres and the test's servers; 0.25 s proved too tight there.
     db.execute(
         "UPDATE pgbars.providers SET calls_per_window = %s, window_length = make_interval(secs => %s),"
-        " window_margin = '0.25 seconds' WHERE name = 'polygon'",
+        " window_margin = '0.5 seconds' WHERE name = 'polygon'",
         (CALLS_PER_WINDOW, WINDOW_SECONDS),
     )
 
@@ -84,7 +87,8 @@ def test_three_workers_backfill_two_years_of_aapl(
     ]
 
     # The shared rate limit held, as the provider itself saw it.
-    assert _busiest_window([r.monotonic for r in requests], WINDOW_SECONDS) <= CALLS_PER_WINDOW
+    arrivals = [round(r.monotonic, 3) for r in requests]
+    assert _busiest_window(arrivals, WINDOW_SECONDS) <= CALLS_PER_WINDOW, sorted(arrivals)
     assert len({c["claimed_by"] for c in finished}) >= 2  # the work really was shared
     ledger = db.execute(
         "SELECT count(*), count(*) FILTER (WHERE status = 'completed' AND http_status = 200)"

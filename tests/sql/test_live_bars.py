@@ -310,7 +310,7 @@ def test_an_empty_answer_well_into_the_regular_session_marks_the_symbol_without_
     assert [r["session_date"] for r in claim(conn)] == [dt.date(2025, 1, 3)]
 
 
-def test_release_makes_a_refresh_due_again_unless_the_provider_has_no_data(
+def test_release_makes_a_refresh_due_again_and_keeps_the_error_without_secrets(
     session: psycopg.Connection[Any],
 ) -> None:
     watch(session)
@@ -321,13 +321,72 @@ def test_release_makes_a_refresh_due_again_unless_the_provider_has_no_data(
     )
     assert scalar(session, "SELECT last_error FROM pgbars.live_refreshes") == "tradier: HTTP 503"
     (again,) = claim(session)
-
     session.execute(
-        "SELECT pgbars.release_live_refresh(%s, %s, %s, %s, true)",
-        (again["symbol_id"], again["timeframe"], again["lease_id"], "tradier: unknown symbol AAPL"),
+        "SELECT pgbars.release_live_refresh(%s, %s, %s, %s)",
+        (again["symbol_id"], again["timeframe"], again["lease_id"], "GET /x?token=tt-secret-123 failed"),
     )
-    assert claim(session) == []
-    assert scalar(session, "SELECT no_data FROM pgbars.live_refreshes") == "tradier: unknown symbol AAPL"
+    assert "tt-secret-123" not in scalar(session, "SELECT last_error FROM pgbars.live_refreshes")
+    assert len(claim(session)) == 1
+    # a release without the lease changes nothing
+    session.execute(
+        "SELECT pgbars.release_live_refresh(%s, %s, %s, 'late')",
+        (refresh["symbol_id"], refresh["timeframe"], refresh["lease_id"]),
+    )
+    assert scalar(session, "SELECT lease_id IS NOT NULL FROM pgbars.live_refreshes") is True
+
+
+def test_an_empty_answer_after_bars_today_is_a_hiccup_not_a_symbol_without_data(
+    session: psycopg.Connection[Any],
+) -> None:
+    watch(session)
+    session.execute("UPDATE pgbars.live_settings SET refresh_every = '0 seconds'")
+    (refresh,) = claim(session)
+    store(session, refresh, m15_until("AAPL", dt.datetime(2025, 1, 2, 11, tzinfo=NEW_YORK)))
+    (again,) = claim(session)
+    assert store(session, again, []) == (0, 0, 0)  # Tradier answered "null" this time
+    assert scalar(session, "SELECT no_data FROM pgbars.live_refreshes") is None
+    assert len(claim(session)) == 1  # asked again
+
+
+def test_the_worker_role_stores_through_the_functions_only(session: psycopg.Connection[Any]) -> None:
+    watch(session)
+    (refresh,) = claim(session)
+    session.execute("SET ROLE pgbars_worker")
+    try:
+        written, _, _ = store(
+            session, refresh, m15_until("AAPL", dt.datetime(2025, 1, 2, 12, tzinfo=NEW_YORK))
+        )
+        assert written == 32  # 04:00 to 11:45
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            session.execute("UPDATE pgbars.live_refreshes SET lease_id = NULL")
+    finally:
+        session.execute("RESET ROLE")
+    assert scalar(session, "SELECT bars_written FROM pgbars.live_refreshes") == 32
+
+
+def test_a_claim_skips_a_refresh_being_stored_instead_of_waiting_for_it(
+    session: psycopg.Connection[Any], connect: Any
+) -> None:
+    watch(session)
+    watch(session, "MSFT")
+    session.execute("UPDATE pgbars.live_settings SET refresh_every = '0 seconds'")
+    aapl, msft = claim(session)
+    storing = connect()
+    set_clock(storing, IN_SESSION)
+    with storing.transaction():
+        storing.execute(
+            "SELECT * FROM pgbars._lock_live_refresh(%s, %s, %s)",
+            (aapl["symbol_id"], aapl["timeframe"], aapl["lease_id"]),
+        )
+        # MSFT's lease expired (as AAPL's did, whose row the store in flight has locked)
+        session.execute("SET statement_timeout = '2s'")
+        session.execute(
+            "UPDATE pgbars.live_refreshes SET lease_expires_at = now() - interval '1 second'"
+            " WHERE symbol_id = %s",
+            (msft["symbol_id"],),
+        )
+        assert [r["ticker"] for r in claim(session)] == ["MSFT"]
+        session.execute("RESET statement_timeout")
 
 
 # --- reads and cleanup ----------------------------------------------------------------------
@@ -359,43 +418,83 @@ def test_reads_prefer_history_to_provisional_bars(session: psycopg.Connection[An
     ]
 
 
-def test_cleanup_deletes_provisional_bars_only_once_history_covers_their_session(
+def store_history(
+    conn: psycopg.Connection[Any], session_date: dt.date, drop_hours: Sequence[int] = ()
+) -> None:
+    """Claim the h1 chunk holding `session_date` and store the synthetic market's bars through
+    store_chunk_bars (which derives h4), leaving out the bars starting at `drop_hours` New York."""
+    claimed = (
+        conn.cursor(row_factory=dict_row)
+        .execute("SELECT * FROM pgbars.claim_backfill_chunks('test', '{polygon}', 100)")
+        .fetchall()
+    )
+    (chunk,) = [c for c in claimed if c["first_session"] <= session_date <= c["last_session"]]
+    bars = [
+        b
+        for b in synthetic.bars("AAPL", "h1", chunk["first_session"], chunk["last_session"])
+        if b.ts.astimezone(NEW_YORK).hour not in drop_hours
+    ]
+    for statement in _STAGING_DDL:
+        conn.execute(statement)
+    with conn.transaction():
+        conn.cursor().executemany(
+            "INSERT INTO pg_temp.pgbars_staged_bars (ts, open, high, low, close, volume, vwap, trade_count)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            [(b.ts, b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count) for b in bars],
+        )
+        conn.execute("SELECT pgbars.store_chunk_bars(%s, %s)", (chunk["chunk_id"], chunk["lease_id"]))
+
+
+def test_history_replaces_provisional_bars_and_cleanup_deletes_only_those(
     conn: psycopg.Connection[Any],
 ) -> None:
     set_clock(conn, IN_SESSION)
-    symbol = watch(conn)
+    watch(conn)
     conn.execute("SELECT pgbars.request_backfill('AAPL', '{h4}')")
     (refresh,) = claim(conn)
     store(conn, refresh, m15_until("AAPL", dt.datetime(2025, 1, 2, 12, tzinfo=NEW_YORK)))
-    provisional = "SELECT count(*) FROM pgbars.ohlc_bars_v2 WHERE is_intraday"
-    count = scalar(conn, provisional)
-    assert count > 0
+    provisional = "SELECT count(*) FROM pgbars.ohlc_bars_v2 WHERE provider = 'tradier' AND is_intraday"
+    assert scalar(conn, provisional) == 10  # h1 04:00 .. 11:00, h4 04:00 and 08:00
 
-    # the day after: the roll-forward planned 2025-01-02, but its chunk is not done yet
+    # the day after: the roll-forward planned 2025-01-02, but its chunk is not stored yet
     set_clock(conn, "2025-01-03 12:00 America/New_York")
     conn.execute("SELECT pgbars.roll_forward_backfills()")
     assert scalar(conn, "SELECT pgbars.cleanup_provisional_bars()") == 0
 
-    # history has covered the session, but the bars are younger than keep_provisional
+    # history arrives without the 04:00 hour Tradier had; its h4 is derived from history alone
+    store_history(conn, SESSION, drop_hours=[4])
+    h4 = conn.execute(
+        "SELECT provider, is_intraday, count(*) FROM pgbars.ohlc_bars_v2 WHERE timeframe = 'h4'"
+        " AND ts >= '2025-01-02 04:00 America/New_York' AND ts < '2025-01-03 00:00 America/New_York'"
+        " GROUP BY 1, 2 ORDER BY 1"
+    ).fetchall()
+    assert h4 == [("polygon", False, 4), ("tradier", True, 2)]
+    reads = conn.execute(
+        "SELECT provider FROM pgbars.get_bars('AAPL', 'h1', '2025-01-02 04:00 America/New_York',"
+        " '2025-01-02 06:00 America/New_York')"
+    ).fetchall()
+    assert reads == [("tradier",), ("polygon",)]  # history where it has a bar, else today's
+
+    # younger than keep_provisional: kept
     conn.execute("UPDATE pgbars.live_settings SET keep_provisional = '3 days'")
-    conn.execute(
-        "UPDATE pgbars.backfill_chunks SET status = 'done', completed_at = now()"
-        " WHERE %s BETWEEN first_session AND last_session",
-        (SESSION,),
-    )
     assert scalar(conn, "SELECT pgbars.cleanup_provisional_bars()") == 0
 
-    set_clock(conn, "2025-01-06 12:00 America/New_York")  # 3 days and 8 hours after the last bar
-    # a provisional bar of a session history has not covered stays: nothing is lost
+    # a provisional bar of a session whose history chunk came back empty stays: nothing is lost
     orphan = dt.datetime(2024, 6, 3, 10, tzinfo=NEW_YORK)
     conn.execute(
-        "UPDATE pgbars.backfill_chunks SET status = 'failed' WHERE %s BETWEEN first_session AND last_session",
+        "UPDATE pgbars.backfill_chunks SET status = 'done', bars_written = 0, lease_id = NULL,"
+        " completed_at = now() WHERE %s BETWEEN first_session AND last_session",
         (orphan.date(),),
     )
     conn.execute(
         "INSERT INTO pgbars.ohlc_bars_v2 (symbol_id, timeframe, ts, provider, open, high, low, close, volume,"
-        " is_intraday) VALUES (%s, 'h1', %s, 'tradier', 1, 1, 1, 1, 1, true)",
-        (symbol, orphan),
+        " is_intraday) SELECT id, 'h1', %s, 'tradier', 1, 1, 1, 1, 1, true FROM pgbars.symbols",
+        (orphan,),
     )
-    assert scalar(conn, "SELECT pgbars.cleanup_provisional_bars()") == count  # h1 and h4 (derived from h1)
+
+    set_clock(conn, "2025-01-06 12:00 America/New_York")  # 3 days and 8 hours after the last bar
+    assert scalar(conn, "SELECT pgbars.cleanup_provisional_bars()") == 10
     assert conn.execute("SELECT ts FROM pgbars.ohlc_bars_v2 WHERE is_intraday").fetchall() == [(orphan,)]
+    assert (
+        scalar(conn, "SELECT count(*) FROM pgbars.ohlc_bars_v2 WHERE timeframe = 'h4'") == 4
+    )  # history kept
