@@ -15,29 +15,34 @@ Foreign-key triggers are skipped while loading (`session_replication_role =
 replica`, superuser only; the rows are valid by construction); otherwise they
 run. Then VACUUM ANALYZE and a CHECKPOINT.
 
+Three more symbols get the first symbol's h1 bars in other provider layouts (LAYOUTS:
+today's provisional bars on top of history, a fallback provider's newer half, two
+providers everywhere); they are measured apart and are not in the main figures.
+
 Measured: for `--iterations` random symbols, each of these on one connection,
 in turn (the order rotates), so a slow spell of a shared machine hits them alike:
 
-get_bars          SELECT * FROM pgbars.get_bars(ticker, 'h1', now() - 2 years, now()).
-                  h1 ranks polygon, then tradier and yahoo (no route) by name: that
-                  is alphabetical, so get_bars reads the primary key in order, no sort.
-sorted by rank    the same call with a yahoo h1 history route (priority 2) enabled just
-                  before it (not timed): polygon, yahoo, tradier is not alphabetical, so
-                  get_bars sorts the rows by (ts, rank), as it does for m5 or d1.
-plain SELECT      the same columns FROM ohlc_bars_v2 WHERE symbol_id = $1 AND timeframe = 'h1'
-                  AND ts >= $2 AND ts < $3 ORDER BY ts (the client knows symbol_id).
+from Python (client wall time of execute + fetchall, psycopg 3, binary results):
+get_bars          SELECT * FROM pgbars.get_bars(ticker, 'h1', now() - 2 years, now()),
+                  as a chart client reads it: every column, Python tuples.
+yahoo route on    the same call with a yahoo h1 history route (priority 2) enabled just
+                  before it (not timed): the ranking (polygon, yahoo, tradier) is no
+                  longer in name order, as for m5; only polygon has bars.
 6 columns         SELECT ts, open, high, low, close, volume FROM pgbars.get_bars(...).
-count(*) only     SELECT count(*) FROM pgbars.get_bars(...): the server's part, one row back.
+plain SELECT      the same columns FROM ohlc_bars_v2 WHERE symbol_id = $1 AND timeframe = 'h1'
+                  AND ts >= $2 AND ts < $3 ORDER BY ts (the client knows symbol_id): the baseline.
+inside the server (EXPLAIN (ANALYZE, TIMING OFF) of the same statements, prepared on the
+server): get_bars and the plain SELECT, each as "execution" (SERIALIZE NONE: the rows
+are made, not formatted) and "execution + serialization" (SERIALIZE BINARY: also turned
+into the binary wire format, as for the client, but not sent). What the client waits
+for beyond that is sending the rows and decoding them in Python.
 
-get_bars, sorted by rank and plain SELECT return the same rows (checked every
-iteration). Times are client-side wall time (time.perf_counter) of execute +
-fetchall with psycopg 3 (sync, binary results, statements prepared from
-psycopg's 6th run), so they include sending every row and turning it into
-Python objects. The session's TimeZone is UTC: with a named zone (Etc/UTC,
-America/New_York) psycopg builds each datetime through zoneinfo, 0.5-1 us more
-per timestamp (2 timestamps x 8,000 bars: 6-15 ms more here). Then EXPLAIN
-(ANALYZE, BUFFERS) of one call (the 7th on its connection) and of the two
-statements get_bars runs inside it.
+get_bars, the yahoo-route call and the plain SELECT return the same rows, and the
+server-timed statements as many (checked every iteration). Statements are prepared
+from psycopg's 6th run. The session's TimeZone is UTC: with a named zone (Etc/UTC,
+America/New_York) psycopg builds each datetime through zoneinfo, 0.5-1 us more per
+timestamp. Then EXPLAIN (ANALYZE, BUFFERS, SERIALIZE BINARY) of one get_bars call and
+one plain SELECT (each the 7th execution of its prepared statement).
 """
 
 from __future__ import annotations
@@ -49,7 +54,6 @@ import datetime as dt
 import os
 import platform
 import random
-import re
 import shutil
 import statistics
 import sys
@@ -106,9 +110,8 @@ READ_COLUMNS = (
     "ts, open, high, low, close, volume, vwap, trade_count, provider, is_intraday, adjustment, fetched_at"
 )
 GET_BARS = "SELECT * FROM pgbars.get_bars(%s, %s, %s, %s)"
-GET_BARS_COUNT = "SELECT count(*) FROM pgbars.get_bars(%s, %s, %s, %s)"
-# A disabled yahoo history route for h1 (priority 2), enabled around the "sorted by rank" calls:
-# polygon, yahoo, tradier is not alphabetical, so get_bars sorts by rank (the m5/d1 case).
+# A disabled yahoo history route for h1 (priority 2), enabled around the "yahoo h1 route on" calls:
+# the ranking is then polygon, yahoo, tradier, not in name order (as for m5), with no yahoo bars.
 ADD_FALLBACK_ROUTE = (
     "INSERT INTO pgbars.provider_routes (timeframe, provider, purpose, priority, enabled)"
     f" VALUES ('{READ_TIMEFRAME}', 'yahoo', 'history', 2, FALSE)"
@@ -368,6 +371,7 @@ def build(dsn: str, tickers: Sequence[str], timeframes: Sequence[str], years: in
         raise BenchError(f"wrote {result.rows:,} bars, expected {expected:,}")
     say(f"  {result.rows:,} bars in {result.seconds:.1f} s ({result.rows / result.seconds:,.0f} bars/s)")
     with psycopg.connect(dsn, autocommit=True) as conn:
+        add_layouts(conn, tickers[0])
         started = time.perf_counter()
         conn.execute("VACUUM (ANALYZE) pgbars.ohlc_bars_v2")
         conn.execute("ANALYZE pgbars.symbols")
@@ -389,6 +393,7 @@ def build(dsn: str, tickers: Sequence[str], timeframes: Sequence[str], years: in
 @dataclass(slots=True)
 class Series:
     name: str
+    server: bool = False  # timed inside the server (EXPLAIN ANALYZE), not from Python
     millis: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)  # the Python process's CPU ms (process_time)
     rows: list[int] = field(default_factory=list)
@@ -417,98 +422,199 @@ def timed(
     return ((time.perf_counter() - started) * 1000.0, (time.process_time() - cpu) * 1000.0), rows
 
 
-def measure(dsn: str, tickers: Sequence[str], iterations: int, years: int, seed: int) -> list[Series]:
-    """Each query once per iteration, for the same random symbol, in an order that rotates."""
-    get_bars = Series("get_bars: SELECT * FROM pgbars.get_bars(...)")
-    ranked = Series("get_bars, sorted by rank (yahoo h1 route on)")
-    plain = Series("plain SELECT ... FROM ohlc_bars_v2 ... ORDER BY ts")
-    chart = Series("get_bars, 6 columns: SELECT ts, open, ..., volume")
-    count = Series("get_bars, count(*) only: server side")
-    order = [get_bars, ranked, plain, chart, count]
-    queries = {get_bars.name: GET_BARS, ranked.name: GET_BARS, chart.name: GET_BARS_CHART}
-    queries[count.name] = GET_BARS_COUNT
+# Server-side statements for EXPLAIN EXECUTE: prepared on the server like psycopg's (which
+# prepares a query from its 6th run), so the plan cache picks custom or generic plans alike.
+PREPARE_SERVER = (
+    "PREPARE server_get_bars (text, text, timestamptz, timestamptz)"
+    " AS SELECT * FROM pgbars.get_bars($1, $2, $3, $4)",
+    f"PREPARE server_plain (uuid, text, timestamptz, timestamptz) AS SELECT {READ_COLUMNS}"
+    " FROM pgbars.ohlc_bars_v2 WHERE symbol_id = $1 AND timeframe = $2 AND ts >= $3 AND ts < $4 ORDER BY ts",
+)
+SERIALIZE = {False: "NONE", True: "BINARY"}
+
+
+def server_timed(
+    cur: psycopg.ClientCursor[Any], statement: str, params: Sequence[Any], serialize: bool
+) -> tuple[float, int]:
+    """(ms, rows) of one execution timed inside the server: EXPLAIN ANALYZE's Execution Time.
+
+    TIMING OFF (no clock reads per row; rows are still counted per plan node). SERIALIZE BINARY
+    adds turning every row into the binary wire format, as for the client, without sending it.
+    """
+    row = cur.execute(
+        f"EXPLAIN (ANALYZE, TIMING OFF, SERIALIZE {SERIALIZE[serialize]}, FORMAT JSON)"
+        f" EXECUTE {statement} (%s, %s, %s, %s)",
+        params,
+    ).fetchone()
+    assert row is not None
+    result = row[0][0]
+    return float(result["Execution Time"]), int(result["Plan"]["Actual Rows"])
+
+
+def measure(
+    dsn: str, tickers: Sequence[str], iterations: int, years: int, seed: int
+) -> tuple[list[Series], list[float]]:
+    """Each query once per iteration, for the same random symbol, in an order that rotates.
+
+    Returns the series and the 1-minute load averages seen during the run.
+    """
+    get_bars = Series("get_bars from Python: SELECT * (chart read)")
+    ranked = Series("get_bars from Python, yahoo h1 route on")
+    chart = Series("get_bars from Python, 6 columns")
+    plain = Series("plain SELECT from Python (baseline)")
+    get_bars_exec = Series("get_bars in the server: execution", server=True)
+    get_bars_serialized = Series("get_bars in the server: execution + serialization", server=True)
+    plain_exec = Series("plain SELECT in the server: execution", server=True)
+    plain_serialized = Series("plain SELECT in the server: execution + serialization", server=True)
+    order = [
+        get_bars,
+        ranked,
+        chart,
+        plain,
+        get_bars_exec,
+        get_bars_serialized,
+        plain_exec,
+        plain_serialized,
+    ]
     rng = random.Random(seed)
+    loads: list[float] = []
     with psycopg.connect(dsn, autocommit=True, options="-c TimeZone=UTC") as conn:
         ids: dict[str, uuid.UUID] = dict(conn.execute("SELECT ticker, id FROM pgbars.symbols").fetchall())
         cur = conn.cursor()
+        server_cur = psycopg.ClientCursor(conn)  # EXPLAIN EXECUTE takes its parameters inline
+        for statement in PREPARE_SERVER:
+            conn.execute(statement)
         for n in range(iterations):
+            if n % 25 == 0:
+                loads.append(os.getloadavg()[0])
             ticker = rng.choice(tickers)
             end = dt.datetime.now(dt.UTC)
             params = (ticker, READ_TIMEFRAME, end.replace(year=end.year - years), end)
+            plain_params = (ids[ticker], *params[1:])
             shift = n % len(order)  # rotate which goes first
             returned: dict[str, list[Any]] = {}
             for series in order[shift:] + order[:shift]:
+                if series.server:
+                    is_get_bars = series in (get_bars_exec, get_bars_serialized)
+                    millis, count = server_timed(
+                        server_cur,
+                        "server_get_bars" if is_get_bars else "server_plain",
+                        params if is_get_bars else plain_params,
+                        serialize=series in (get_bars_serialized, plain_serialized),
+                    )
+                    series.add((millis, 0.0), count)
+                    continue
                 if series is plain:
-                    timing, rows = timed(cur, PLAIN, (ids[ticker], *params[1:]))
+                    timing, rows = timed(cur, PLAIN, plain_params)
                 elif series is ranked:
                     conn.execute(FALLBACK_ROUTE, (True,))  # not timed
                     timing, rows = timed(cur, GET_BARS, params)
                     conn.execute(FALLBACK_ROUTE, (False,))
                 else:
-                    timing, rows = timed(cur, queries[series.name], params)
-                series.add(timing, int(rows[0][0]) if series is count else len(rows))
+                    timing, rows = timed(cur, GET_BARS_CHART if series is chart else GET_BARS, params)
+                series.add(timing, len(rows))
                 returned[series.name] = rows
             if not returned[get_bars.name] == returned[ranked.name] == returned[plain.name]:
                 raise BenchError(f"{ticker}: get_bars and the plain SELECT returned different rows")
-    return order
+            if not (get_bars_exec.rows[-1] == plain_exec.rows[-1] == len(returned[get_bars.name])):
+                raise BenchError(f"{ticker}: the server-timed statements returned other row counts")
+        loads.append(os.getloadavg()[0])
+    return order, loads
+
+
+# --- other layouts of a symbol's bars -----------------------------------------------------
+
+# Three more symbols, each with the h1 bars of the first benchmark symbol laid out otherwise
+# (written after the benchmark's bars; not part of the 500 symbols' figures):
+LAYOUTS = {
+    # polygon's history, and tradier's provisional bars for its last session and the next day
+    "LIVE": (
+        "SELECT ts, 'polygon', FALSE FROM source"
+        " UNION ALL SELECT ts, 'tradier', TRUE FROM (SELECT ts FROM source ORDER BY ts DESC LIMIT 16) AS last"
+        " UNION ALL SELECT ts + interval '1 day', 'tradier', TRUE"
+        " FROM (SELECT ts FROM source ORDER BY ts DESC LIMIT 16) AS last"
+    ),
+    # a fallback provider served the newer half of the window (yahoo; polygon ranks first)
+    "HALF": (
+        "SELECT ts, CASE WHEN ts < (SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY ts) FROM source)"
+        " THEN 'polygon' ELSE 'yahoo' END, FALSE FROM source"
+    ),
+    # two providers hold every bar (polygon and yahoo)
+    "BOTH": "SELECT ts, p, FALSE FROM source CROSS JOIN (VALUES ('polygon'), ('yahoo')) AS x (p)",
+}
+
+
+def add_layouts(conn: psycopg.Connection[Any], source_ticker: str) -> None:
+    """The LAYOUTS symbols, from `source_ticker`'s h1 bars (prices copied, providers as laid out)."""
+    for ticker, layout in LAYOUTS.items():
+        conn.execute(
+            "WITH source AS (SELECT b.* FROM pgbars.ohlc_bars_v2 AS b INNER JOIN pgbars.symbols AS s"
+            f" ON b.symbol_id = s.id WHERE s.ticker = %s AND b.timeframe = '{READ_TIMEFRAME}'),"
+            " symbol AS (INSERT INTO pgbars.symbols (ticker) VALUES (%s) RETURNING id)"
+            " INSERT INTO pgbars.ohlc_bars_v2 (symbol_id, timeframe, ts, provider, open, high, low, close,"
+            " volume, vwap, trade_count, is_intraday, adjustment)"
+            f" SELECT (SELECT id FROM symbol), '{READ_TIMEFRAME}', l.ts, l.provider, s.open, s.high, s.low,"
+            " s.close, s.volume, s.vwap, s.trade_count, l.is_intraday, s.adjustment"
+            f" FROM ({layout}) AS l (ts, provider, is_intraday)"
+            " INNER JOIN source AS s ON s.ts = l.ts - CASE WHEN l.ts > (SELECT max(ts) FROM source)"
+            " THEN interval '1 day' ELSE interval '0' END",
+            (source_ticker, ticker),
+        )
+
+
+def measure_layouts(dsn: str, iterations: int, years: int) -> list[Series]:
+    """get_bars of each LAYOUTS symbol, from Python and inside the server, in turns."""
+    series: list[Series] = []
+    for ticker in LAYOUTS:
+        series.append(Series(f"{ticker}: get_bars from Python"))
+        series.append(Series(f"{ticker}: get_bars in the server: execution", server=True))
+    with psycopg.connect(dsn, autocommit=True, options="-c TimeZone=UTC") as conn:
+        cur = conn.cursor()
+        server_cur = psycopg.ClientCursor(conn)
+        conn.execute(PREPARE_SERVER[0])
+        for n in range(iterations):
+            end = dt.datetime.now(dt.UTC)
+            # to two days ahead: LIVE has bars of the day after its last session
+            window = (end.replace(year=end.year - years), end + dt.timedelta(days=2))
+            shift = n % len(series)
+            for s in series[shift:] + series[:shift]:
+                params = (s.name.split(":")[0], READ_TIMEFRAME, *window)
+                if s.server:
+                    millis, count = server_timed(server_cur, "server_get_bars", params, serialize=False)
+                    s.add((millis, 0.0), count)
+                else:
+                    timing, rows = timed(cur, GET_BARS, params)
+                    s.add(timing, len(rows))
+    return series
 
 
 def explain(dsn: str, ticker: str, years: int) -> list[tuple[str, str]]:
-    """EXPLAIN (ANALYZE, BUFFERS) of one get_bars call, and of the statements it runs inside.
+    """EXPLAIN (ANALYZE, BUFFERS) of a get_bars call and of the plain SELECT, as prepared in the loop.
 
-    The call is the 7th on its connection, as in the measured loop (plpgsql compiled, plans cached).
-    The statements are get_bars' two RETURN QUERY statements read from pg_proc (rank order is
-    name order: no sort; otherwise: sorted by rank), their variables as parameters of a prepared
-    statement, with a custom plan (planned for the values, as the function's first 5 calls are)
-    and with the generic plan (which plancache keeps from the 6th call on when it costs less).
+    Each is the 7th execution of its prepared statement on the connection (after 5 custom plans
+    and one more), as in the measured loop.
     """
     end = dt.datetime.now(dt.UTC)
     params = (ticker, READ_TIMEFRAME, end.replace(year=end.year - years), end)
+    plans = []
     with psycopg.connect(dsn, autocommit=True, options="-c TimeZone=UTC") as conn:
+        for statement in PREPARE_SERVER:
+            conn.execute(statement)
+        symbol_id = conn.execute("SELECT id FROM pgbars.symbols WHERE ticker = %s", (ticker,)).fetchone()
+        assert symbol_id is not None
         cur = psycopg.ClientCursor(conn)
-        for _ in range(6):
-            cur.execute(GET_BARS, params).fetchall()
-        call = cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + GET_BARS, params).fetchall()
-        plans = [("SELECT * FROM pgbars.get_bars(...), 7th call", "\n".join(str(r[0]) for r in call))]
-        source = conn.execute(
-            "SELECT prosrc FROM pg_proc WHERE oid = 'pgbars.get_bars(text, text, timestamptz, timestamptz)'"
-            "::regprocedure"
-        ).fetchone()
-        assert source is not None
-        statements = re.findall(r"RETURN QUERY\s+(SELECT\b.*?);", str(source[0]), re.S)
-        if len(statements) != 2:
-            raise BenchError("get_bars should have two RETURN QUERY SELECT ...; statements")
-        row = conn.execute(
-            "SELECT id, ARRAY['polygon', 'yahoo', 'tradier'] FROM pgbars.symbols WHERE ticker = %s", (ticker,)
-        ).fetchone()
-        assert row is not None
-        arguments = (row[0], READ_TIMEFRAME, *params[2:], row[1])
-        for label, statement in zip(
-            ("rank = name order, no sort", "sorted by rank"), statements, strict=True
+        for label, statement, arguments in (
+            ("SELECT * FROM pgbars.get_bars(...)", "server_get_bars", params),
+            ("the plain SELECT", "server_plain", (symbol_id[0], *params[1:])),
         ):
-            for number, name in enumerate(INNER_PARAMETERS, start=1):
-                statement = re.sub(rf"\b{name}\b", f"${number}", statement)
-            conn.execute("DEALLOCATE ALL")
-            types = ", ".join(INNER_PARAMETERS.values())
-            conn.execute(f"PREPARE inner_query ({types}) AS {statement}".encode())
-            for mode in ("force_custom_plan", "force_generic_plan"):
-                conn.execute(sql.SQL("SET plan_cache_mode = {}").format(sql.SQL(mode)))
-                for _ in range(3):  # warm, as in the loop
-                    cur.execute(EXECUTE_INNER, arguments).fetchall()
-                lines = cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + EXECUTE_INNER, arguments).fetchall()
-                title = f"its RETURN QUERY ({label}), {mode.split('_')[1]} plan"
-                plans.append((title, "\n".join(str(r[0]) for r in lines)))
+            for _ in range(6):
+                cur.execute(f"EXECUTE {statement} (%s, %s, %s, %s)", arguments).fetchall()
+            lines = cur.execute(
+                f"EXPLAIN (ANALYZE, BUFFERS, SERIALIZE BINARY) EXECUTE {statement} (%s, %s, %s, %s)",
+                arguments,
+            ).fetchall()
+            plans.append((f"{label}, 7th execution", "\n".join(str(r[0]) for r in lines)))
     return plans
-
-
-INNER_PARAMETERS = {
-    "v_symbol_id": "uuid",
-    "v_timeframe": "text",
-    "p_from": "timestamptz",
-    "p_to": "timestamptz",
-    "v_ranked": "text[]",
-}
-EXECUTE_INNER = "EXECUTE inner_query (%s::uuid, %s::text, %s::timestamptz, %s::timestamptz, %s::text[])"
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -550,18 +656,7 @@ def describe_server(dsn: str) -> str:
     return " ".join(settings)
 
 
-def report(build_result: Build, series: Sequence[Series], iterations: int) -> str:
-    b = build_result
-    sizes = ", ".join(f"{tf} {n:,}" for tf, n in b.per_timeframe.items())
-    lines = [
-        f"data: {b.rows:,} bars ({sizes}); table {b.table_bytes / 2**30:.2f} GiB,"
-        f" indexes {b.index_bytes / 2**30:.2f} GiB",
-        f"built in {b.seconds:.1f} s (foreign-key checks {'on' if b.fk_checks else 'off'}),"
-        f" VACUUM ANALYZE + CHECKPOINT {b.vacuum_seconds:.1f} s",
-        f"{iterations} iterations, random symbols, {READ_TIMEFRAME} over 2 years; client wall time of"
-        " execute + fetchall (psycopg 3, binary results, TimeZone UTC)",
-        "",
-    ]
+def _table(series: Sequence[Series]) -> list[str]:
     header = ("query", "p50 ms", "p99 ms", "mean ms", "min ms", "max ms", "client CPU p50 ms", "rows")
     table = [header]
     for s in series:
@@ -573,19 +668,57 @@ def report(build_result: Build, series: Sequence[Series], iterations: int) -> st
                 f"{statistics.fmean(s.millis):.2f}",
                 f"{min(s.millis):.2f}",
                 f"{max(s.millis):.2f}",
-                f"{statistics.median(s.cpu):.2f}",
+                "-" if s.server else f"{statistics.median(s.cpu):.2f}",
                 f"{min(s.rows):,}" if min(s.rows) == max(s.rows) else f"{min(s.rows):,}-{max(s.rows):,}",
             )
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = []
     for n, row in enumerate(table):
         cells = [row[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True))]
         lines.append("  ".join(cells))
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
-    p50 = series[0].p50
-    verdict = "MET" if p50 < TARGET_P50_MS else "MISSED"
-    lines.append(f"target get_bars p50 < {TARGET_P50_MS:g} ms: {verdict} ({p50:.2f} ms)")
+    return lines
+
+
+def report(
+    build_result: Build,
+    series: Sequence[Series],
+    loads: Sequence[float],
+    layouts: Sequence[Series],
+    iterations: int,
+) -> str:
+    b = build_result
+    sizes = ", ".join(f"{tf} {n:,}" for tf, n in b.per_timeframe.items())
+    lines = [
+        f"data: {b.rows:,} bars ({sizes}); table {b.table_bytes / 2**30:.2f} GiB,"
+        f" indexes {b.index_bytes / 2**30:.2f} GiB",
+        f"built in {b.seconds:.1f} s (foreign-key checks {'on' if b.fk_checks else 'off'}),"
+        f" VACUUM ANALYZE + CHECKPOINT {b.vacuum_seconds:.1f} s",
+        f"{iterations} iterations, random symbols, {READ_TIMEFRAME} over 2 years; 1-minute load average"
+        f" {min(loads):.2f}-{max(loads):.2f} during the run",
+        "from Python: client wall time of execute + fetchall (psycopg 3, binary results, TimeZone UTC);"
+        " in the server: EXPLAIN (ANALYZE, TIMING OFF) Execution Time of the same prepared statement",
+        "",
+        *_table(series),
+    ]
+    by_name = {s.name: s for s in series}
+    python, server = series[0], by_name["get_bars in the server: execution"]
+    serialized = by_name["get_bars in the server: execution + serialization"]
+    plain = by_name["plain SELECT from Python (baseline)"]
+    lines += [
+        "",
+        f"get_bars p50: {python.p50:.2f} ms from Python; in the server {serialized.p50:.2f} ms"
+        f" ({server.p50:.2f} executing, {serialized.p50 - server.p50:.2f} serializing), the rest"
+        f" ({python.p50 - serialized.p50:.2f} ms) sending and decoding; plain SELECT {plain.p50:.2f} ms",
+        f"target p50 < {TARGET_P50_MS:g} ms from Python: {'MET' if python.p50 < TARGET_P50_MS else 'MISSED'}"
+        f" ({python.p50:.2f} ms)",
+        f"target p50 < {TARGET_P50_MS:g} ms in the server (execution):"
+        f" {'MET' if server.p50 < TARGET_P50_MS else 'MISSED'} ({server.p50:.2f} ms)",
+    ]
+    if layouts:
+        lines += ["", "other layouts of one symbol's h1 bars (bench.read.LAYOUTS):", *_table(layouts)]
     return "\n".join(lines)
 
 
@@ -646,7 +779,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(describe_server(dsn))
             built = build(dsn, tickers, args.timeframes, args.years, args.jobs)
             say(f"measuring {args.iterations} iterations ...")
-            series = measure(dsn, tickers, args.iterations, args.years, args.seed)
+            series, loads = measure(dsn, tickers, args.iterations, args.years, args.seed)
+            layouts = measure_layouts(dsn, max(20, args.iterations // 5), args.years)
             plans = explain(dsn, tickers[len(tickers) // 2], args.years)
     except (BenchError, db.PgbarsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -656,7 +790,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             server.stop()
             shutil.rmtree(scratch, ignore_errors=True)
     say("")
-    say(report(built, series, args.iterations))
+    say(report(built, series, loads, layouts, args.iterations))
     say("")
     for label, plan in plans:
         say(f"EXPLAIN (ANALYZE, BUFFERS) of {label}:")

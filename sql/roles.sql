@@ -76,6 +76,9 @@ pgbars.backfill_status(text),
 pgbars.backfill_eta(text[]),
 pgbars.has_backfill_data(text, text),
 pgbars.get_bars(text, text, timestamptz, timestamptz),
+-- get_bars runs with the caller's rights and calls these (docs/reading.md)
+pgbars._get_bars_request(text, text, timestamptz, timestamptz),
+pgbars._get_bars_rivals(uuid, text, timestamptz, timestamptz, text[], text),
 pgbars.normalize_ticker(text)
 TO pgbars_worker, pgbars_reader;
 -- gaps (docs/monitoring.md, docs/database.md): the coverage views for readers,

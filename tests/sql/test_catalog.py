@@ -18,13 +18,29 @@ def test_every_function_has_a_comment(conn: psycopg.Connection[Any]) -> None:
     assert len(functions(conn)) >= 25
 
 
+# Plain SQL functions that PostgreSQL inlines into the calling query, which it does
+# only without SET (and without SECURITY DEFINER): they run with the caller's rights
+# and search_path, and schema-qualify every name (docs/reading.md).
+INLINED = {"pgbars.get_bars(text,text,timestamp with time zone,timestamp with time zone)"}
+
+
 def test_every_function_pins_its_search_path(conn: psycopg.Connection[Any]) -> None:
     unpinned = [
         sig
         for sig, _, _, config in functions(conn)
         if not any(c.startswith("search_path=") for c in config or [])
     ]
-    assert unpinned == []
+    assert sorted(unpinned) == sorted(INLINED)
+
+
+def test_inlined_functions_are_plain_sql_without_privileges(conn: psycopg.Connection[Any]) -> None:
+    rows = conn.execute(
+        "SELECT p.oid::regprocedure::text, l.lanname, p.prosecdef, p.proconfig FROM pg_proc p"
+        " INNER JOIN pg_language l ON p.prolang = l.oid"
+        " WHERE p.pronamespace = 'pgbars'::regnamespace AND p.oid::regprocedure::text = ANY(%s)",
+        (list(INLINED),),
+    ).fetchall()
+    assert sorted(rows) == sorted((sig, "sql", False, None) for sig in INLINED)
 
 
 def test_security_definer_functions_keep_pg_temp_last(conn: psycopg.Connection[Any]) -> None:

@@ -1,0 +1,97 @@
+-- get_bars' first step: its checked inputs, the symbol, the provider ranking and the best provider with bars.
+CREATE OR REPLACE FUNCTION pgbars._get_bars_request(
+    p_ticker text,
+    p_timeframe text,
+    p_from timestamptz,
+    p_to timestamptz,
+    OUT symbol_id uuid,
+    OUT timeframe text,
+    OUT from_ts timestamptz,
+    OUT to_ts timestamptz,
+    OUT ranking text[],
+    OUT best_provider text
+)
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pgbars, pg_temp
+AS $$
+/*
+The first step of pgbars.get_bars (docs/reading.md), which calls it once per
+query. It checks the inputs before anything is read, so a bad ticker,
+timeframe or bound raises 22023 whether or not the symbol exists, and
+returns one row:
+
+  symbol_id, timeframe  the symbol and the normalised timeframe; symbol_id is
+                        NULL for an unknown symbol (get_bars returns no rows)
+  from_ts, to_ts        the bounds, as given
+  ranking               every provider, best first (_provider_ranking)
+  best_provider         the best-ranked provider with a bar in the window
+                        (NULL: none). No better-ranked provider has a bar
+                        there, so each of its bars is the one get_bars
+                        returns for its ts.
+
+Finding best_provider takes one primary-key probe per provider tried, in rank
+order: usually one.
+
+STABLE: it runs in the calling query's snapshot, so best_provider holds for
+the bars that query reads. SECURITY DEFINER: it reads symbols, providers and
+provider_routes, which pgbars_reader cannot SELECT; it returns no bar.
+*/
+DECLARE
+    v_ticker pgbars.ticker := pgbars.normalize_ticker(p_ticker);
+    v_provider text;
+BEGIN
+    IF p_timeframe IS NULL OR btrim(p_timeframe) = '' THEN
+        RAISE EXCEPTION 'timeframe is missing'
+            USING ERRCODE = '22023';
+    END IF;
+    SELECT tf.name INTO timeframe
+    FROM pgbars.timeframes AS tf
+    WHERE tf.name = lower(btrim(p_timeframe));
+    IF NOT FOUND THEN
+        -- raises 22023 naming the timeframe, with the list of known ones
+        PERFORM pgbars._validate_timeframes(ARRAY[p_timeframe]);
+    END IF;
+    IF p_from IS NULL OR p_to IS NULL THEN
+        RAISE EXCEPTION 'p_from and p_to are both required'
+            USING ERRCODE = '22023',
+            HINT = 'Use ''-infinity'' or ''infinity'' for an open end.';
+    END IF;
+    IF p_from > p_to THEN
+        RAISE EXCEPTION 'p_from % is after p_to %', p_from, p_to
+            USING ERRCODE = '22023';
+    END IF;
+    from_ts := p_from;
+    to_ts := p_to;
+
+    SELECT s.id INTO symbol_id
+    FROM pgbars.symbols AS s
+    WHERE s.ticker = v_ticker;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+
+    ranking := pgbars._provider_ranking(timeframe);
+    FOREACH v_provider IN ARRAY ranking LOOP
+        IF EXISTS (
+            SELECT
+            FROM pgbars.ohlc_bars_v2 AS b
+            WHERE
+                b.symbol_id = _get_bars_request.symbol_id
+                AND b.timeframe = _get_bars_request.timeframe
+                AND b.ts >= p_from
+                AND b.ts < p_to
+                AND b.provider = v_provider
+                AND b.is_forecast IS NOT TRUE
+        ) THEN
+            best_provider := v_provider;
+            EXIT;
+        END IF;
+    END LOOP;
+END;
+$$;
+
+COMMENT ON FUNCTION pgbars._get_bars_request(text, text, timestamptz, timestamptz) IS
+'get_bars'' first step: checks its inputs (22023); returns the symbol, the normalised timeframe, the provider '
+'ranking and the best-ranked provider with a bar in [p_from, p_to), whose bars get_bars returns as they are.';
