@@ -6,28 +6,36 @@
 
 Every method writes the same m1 bars (Polygon-shaped rows for every minute of
 04:00-20:00 New York, 4 tickers), chunk by chunk as the planner cut them (52
-sessions, up to 49,920 bars), one transaction per chunk, each over one
-connection of its own:
+sessions, up to 49,920 bars), one transaction per chunk:
 
 real path    what `pgbars work` does with a page that has arrived: PolygonProvider's
              page reader and BarSieve turn the raw rows into Bars, then
              worker.db.store_chunk binary-COPYs them into the staging table and
-             pgbars.store_chunk_bars upserts them into ohlc_bars_v2 and completes the
-             chunk. Pass 1 writes into an empty table; pass 2 offers the same rows
-             again (a re-fetch: every row unchanged, none rewritten).
+             pgbars.store_chunk_bars merges them into ohlc_bars_v2 and completes the
+             chunk. As `pgbars work` runs several chunks at once, `--in-flight N`
+             (2) chunks run as concurrent asyncio tasks, each storing on a connection
+             of a worker pool of N: validation is Python in the event loop, one chunk
+             after another, while the server's COPY and merge of one chunk overlap
+             the Python work and the server's work on the others. Pass 1 writes into
+             an empty table; pass 2 offers the same rows again (a re-fetch: every
+             row unchanged, none rewritten).
 executemany  psycopg 3 `executemany` of INSERT ... ON CONFLICT DO UPDATE (the SET and
              WHERE of store_chunk_bars) into ohlc_bars_v2 of a second database, of
              the bars the real path validated; psycopg pipelines it. New rows in
              pass 1, the same rows unchanged in pass 2.
 raw COPY     a binary COPY of the same rows, every column but fetched_at, into an
              empty logged table LIKE ohlc_bars_v2 INCLUDING ALL (same checks, same
-             primary key, no foreign keys) in a third database: the practical ceiling.
+             primary key, no triggers) in a third database: the practical ceiling.
 
-The methods take turns chunk by chunk (real path, executemany, raw COPY), so a
-slow spell of a shared machine hits them alike and the ratios stay fair. Not
-timed: making the raw rows (HTTP and JSON decoding are the provider's part),
-claiming the chunks (reported apart), and shaping the baselines' parameters.
-Before each pass the tables are vacuumed and analysed and a CHECKPOINT is taken.
+The baselines run one chunk at a time over one connection each. The methods
+take turns batch by batch (N chunks through the real path at once, then the
+same chunks by executemany, then by raw COPY), so a slow spell of a shared
+machine hits them alike and the ratios stay fair; the real path's pipeline
+drains at the end of every batch, where `pgbars work` would start its next
+chunk. Not timed: making the raw
+rows (HTTP and JSON decoding are the provider's part), claiming the chunks
+(reported apart), and shaping the baselines' parameters. Before each pass the
+tables are vacuumed and analysed and a CHECKPOINT is taken.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ import httpx
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from psycopg_pool import AsyncConnectionPool
 
 from worker import db
 from worker.calendar import SessionHours
@@ -316,15 +325,22 @@ async def add_symbols(conn: psycopg.AsyncConnection[Any], tickers: Sequence[str]
     return ids
 
 
+class RealChunk(NamedTuple):
+    bars: list[Bar]
+    stored: db.StoredChunk
+    validating: float  # seconds
+    storing: float  # seconds, waits for the event loop included (another task may be validating)
+
+
 async def real_chunk(
-    conn: psycopg.AsyncConnection[Any],
+    pool: AsyncConnectionPool,
     reader: PolygonProvider,
     chunk: db.ClaimedChunk,
     page: dict[str, object],
-) -> tuple[list[Bar], db.StoredChunk, float, float]:
-    """One chunk through the real path: the bars, what store_chunk said, seconds validating and storing."""
+) -> RealChunk:
+    """One chunk through the real path, as one task of `pgbars work` handles it."""
     started = time.perf_counter()
-    # as worker.work.Worker._fetch_and_store and _store do
+    # as worker.work.Worker._fetch (in the provider) and _store do
     request = FetchRequest(
         ticker=chunk.ticker,
         timeframe=chunk.timeframe,
@@ -336,11 +352,26 @@ async def real_chunk(
     result = validate(reader, request, page)
     rejected = [(row.ts, row.raw, row.reason) for row in result.rejected]
     validated = time.perf_counter()
-    stored = await db.store_chunk(conn, chunk, result.bars, rejected, result.requests)
+    async with pool.connection() as conn:
+        stored = await db.store_chunk(conn, chunk, result.bars, rejected, result.requests)
     done = time.perf_counter()
     if stored.bars_rejected:
         raise BenchError(f"chunk {chunk.chunk_id}: {stored.bars_rejected} rows rejected")
-    return result.bars, stored, validated - started, done - validated
+    return RealChunk(result.bars, stored, validated - started, done - validated)
+
+
+async def real_batch(
+    pool: AsyncConnectionPool,
+    reader: PolygonProvider,
+    chunks: Sequence[db.ClaimedChunk],
+    pages: Sequence[dict[str, object]],
+) -> tuple[list[RealChunk], float]:
+    """The chunks through the real path as concurrent tasks; returns them and the wall seconds."""
+    started = time.perf_counter()
+    done = await asyncio.gather(
+        *(real_chunk(pool, reader, chunk, page) for chunk, page in zip(chunks, pages, strict=True))
+    )
+    return list(done), time.perf_counter() - started
 
 
 async def executemany_chunk(conn: psycopg.AsyncConnection[Any], symbol_id: Any, bars: Sequence[Bar]) -> float:
@@ -446,7 +477,7 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-async def run(server_dsn: str, workload: Workload, keep: bool) -> Results:
+async def run(server_dsn: str, workload: Workload, keep: bool, in_flight: int) -> Results:
     names = [f"{DB_PREFIX}_{method}" for method in ("real", "executemany", "copy")]
     say(f"creating databases {', '.join(names)} ...")
     await create_databases(server_dsn, names)
@@ -454,15 +485,14 @@ async def run(server_dsn: str, workload: Workload, keep: bool) -> Results:
         async with httpx.AsyncClient() as client:
             reader = PolygonProvider(client, "http://127.0.0.1:9", None)  # its page reader only
             real_dsn, executemany_dsn, copy_dsn = (database_dsn(server_dsn, name) for name in names)
-            pool = await db.open_worker_pool(real_dsn, 1)
+            pool = await db.open_worker_pool(real_dsn, in_flight)
             try:
                 async with (
-                    pool.connection() as worker,
                     await db.connect(real_dsn) as control,
                     await db.connect(executemany_dsn) as upserts,
                     await db.connect(copy_dsn) as copies,
                 ):
-                    bench = _Bench(workload, reader, worker, control, upserts, copies)
+                    bench = _Bench(workload, reader, pool, in_flight, control, upserts, copies)
                     return await bench.measure()
             finally:
                 await pool.close()
@@ -472,20 +502,22 @@ async def run(server_dsn: str, workload: Workload, keep: bool) -> Results:
 
 
 class _Bench:
-    """The three methods chunk by chunk in turn, so a slow spell of the machine hits them all alike."""
+    """The three methods batch by batch in turn, so a slow spell of the machine hits them all alike."""
 
     def __init__(
         self,
         workload: Workload,
         reader: PolygonProvider,
-        worker: psycopg.AsyncConnection[Any],
+        pool: AsyncConnectionPool,
+        in_flight: int,
         control: psycopg.AsyncConnection[Any],
         upserts: psycopg.AsyncConnection[Any],
         copies: psycopg.AsyncConnection[Any],
     ) -> None:
         self.workload = workload
         self.reader = reader
-        self.worker = worker  # a worker-pool connection (staging tables): the real path
+        self.pool = pool  # a worker pool (staging tables): the real path
+        self.in_flight = in_flight
         self.control = control  # seeding, checks and maintenance of the real path's database
         self.upserts = upserts
         self.copies = copies
@@ -507,51 +539,60 @@ class _Bench:
         )
         await self._settle()
 
-        real = Timing("real path, pass 1 (new rows)")
+        real = Timing(f"real path, pass 1 (new rows), {self.in_flight} in flight")
         executemany = Timing("executemany upsert, new rows")
         raw_copy = Timing("raw COPY, empty table")
-        say("pass 1: real path, executemany and raw COPY, chunk by chunk ...")
+        say(f"pass 1: real path ({self.in_flight} in flight), executemany and raw COPY, batch by batch ...")
         chunks = await self._claim(real)
-        for chunk in chunks:
-            bars, stored, validating, storing = await real_chunk(
-                self.worker, self.reader, chunk, self._page(chunk)
-            )
-            real.add(stored.bars_written, validating + storing, validate=validating, store_chunk=storing)
-            real.changed += stored.bars_changed
-            executemany.add(len(bars), await executemany_chunk(self.upserts, upsert_ids[chunk.ticker], bars))
-            raw_copy.add(len(bars), await raw_copy_chunk(self.copies, copy_ids[chunk.ticker], bars))
+        for batch in self._batches(chunks):
+            validated = await self._real(real, batch)
+            for chunk, bars in zip(batch, validated, strict=True):
+                executemany.add(
+                    len(bars), await executemany_chunk(self.upserts, upsert_ids[chunk.ticker], bars)
+                )
+            for chunk, bars in zip(batch, validated, strict=True):
+                raw_copy.add(len(bars), await raw_copy_chunk(self.copies, copy_ids[chunk.ticker], bars))
         for timing in (real, executemany, raw_copy):
             say(_line(timing))
         await self._check(real, changed=self.workload.bars)
         await rearm_chunks(self.control)
         await self._settle()
 
-        real_again = Timing("real path, pass 2 (unchanged)")
+        real_again = Timing(f"real path, pass 2 (unchanged), {self.in_flight} in flight")
         executemany_again = Timing("executemany upsert, unchanged")
         say("pass 2: the same rows again through the real path and executemany ...")
-        for chunk in await self._claim(real_again):
-            bars, stored, validating, storing = await real_chunk(
-                self.worker, self.reader, chunk, self._page(chunk)
-            )
-            real_again.add(
-                stored.bars_written, validating + storing, validate=validating, store_chunk=storing
-            )
-            real_again.changed += stored.bars_changed
-            executemany_again.add(
-                len(bars), await executemany_chunk(self.upserts, upsert_ids[chunk.ticker], bars)
-            )
+        for batch in self._batches(await self._claim(real_again)):
+            for chunk, bars in zip(batch, await self._real(real_again, batch), strict=True):
+                executemany_again.add(
+                    len(bars), await executemany_chunk(self.upserts, upsert_ids[chunk.ticker], bars)
+                )
         for timing in (real_again, executemany_again):
             say(_line(timing))
         await self._check(real_again, changed=0)
         return Results(real, real_again, executemany, executemany_again, raw_copy, len(chunks))
 
-    def _page(self, chunk: db.ClaimedChunk) -> dict[str, object]:
-        return self.workload.page(chunk.ticker, chunk.first_session, chunk.last_session)
+    def _batches(self, chunks: Sequence[db.ClaimedChunk]) -> list[Sequence[db.ClaimedChunk]]:
+        return [chunks[i : i + self.in_flight] for i in range(0, len(chunks), self.in_flight)]
+
+    async def _real(self, timing: Timing, batch: Sequence[db.ClaimedChunk]) -> list[list[Bar]]:
+        """The batch through the real path at once; adds its wall time to `timing`, returns the bars."""
+        pages = [self.workload.page(c.ticker, c.first_session, c.last_session) for c in batch]
+        done, seconds = await real_batch(self.pool, self.reader, batch, pages)
+        del pages
+        timing.add(
+            sum(one.stored.bars_written for one in done),
+            seconds,
+            validate=sum(one.validating for one in done),
+            store_chunk=sum(one.storing for one in done),
+        )
+        timing.changed += sum(one.stored.bars_changed for one in done)
+        return [one.bars for one in done]
 
     async def _claim(self, timing: Timing) -> list[db.ClaimedChunk]:
         """Every chunk, in one claim; its seconds are kept apart from the total."""
         started = time.perf_counter()
-        chunks = await db.claim_chunks(self.worker, WORKER_NAME, [PROVIDER], 1_000_000, LEASE_SECONDS, None)
+        async with self.pool.connection() as conn:
+            chunks = await db.claim_chunks(conn, WORKER_NAME, [PROVIDER], 1_000_000, LEASE_SECONDS, None)
         timing.claim = time.perf_counter() - started
         return chunks
 
@@ -620,6 +661,10 @@ def report(results: Results) -> str:
         lines.append(
             f"{timing.method}: {_parts(timing)}; {results.chunks} chunks, {timing.changed:,} rows changed"
         )
+    lines.append(
+        "(validate and store_chunk are sums over the chunks; with several in flight they overlap,"
+        " so they add up to more than the wall seconds)"
+    )
 
     def verdict(ratio: float, target: float) -> str:
         return f"{'MET' if ratio >= target else 'MISSED'} ({ratio:.2f}x, target {target:g}x)"
@@ -657,7 +702,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         f" and drops its own {DB_PREFIX}_* databases there (default: a private embedded server)",
     )
     parser.add_argument("--keep", action="store_true", help=f"keep the {DB_PREFIX}_* databases")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=2,
+        help="chunks the real path runs at once, each on a worker-pool connection, as `pgbars work"
+        " --concurrency` does (2)",
+    )
+    args = parser.parse_args(argv)
+    if args.in_flight < 1:
+        parser.error("--in-flight must be at least 1")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -685,7 +740,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         server_dsn = server.dsn("postgres")
     try:
-        results = asyncio.run(run(server_dsn, workload, args.keep))
+        results = asyncio.run(run(server_dsn, workload, args.keep, args.in_flight))
     except (BenchError, db.PgbarsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -159,11 +159,14 @@ INSERT INTO pgbars.derived_routes (timeframe, source_timeframe, enabled) VALUES
 -- shortest form, 187.15 not 187.1499...), in 8 fixed bytes that compare and
 -- aggregate far faster than numeric. Volumes and trade counts are counts:
 -- bigint. Raw (unadjusted) prices; `adjustment` records the basis.
+-- symbol_id, timeframe and provider refer to symbols, timeframes and
+-- providers, checked once per statement by triggers (sql/triggers.sql), not
+-- by foreign keys once per row; see migration 0004.
 CREATE TABLE pgbars.ohlc_bars_v2 (
-    symbol_id uuid NOT NULL REFERENCES pgbars.symbols (id) ON DELETE CASCADE,
-    timeframe text NOT NULL REFERENCES pgbars.timeframes (name),
+    symbol_id uuid NOT NULL,
+    timeframe text NOT NULL,
     ts timestamptz NOT NULL,
-    provider text NOT NULL REFERENCES pgbars.providers (name),
+    provider text NOT NULL,
     is_forecast boolean NOT NULL DEFAULT FALSE,
     open double precision NOT NULL,
     high double precision NOT NULL,
@@ -183,6 +186,18 @@ CREATE TABLE pgbars.ohlc_bars_v2 (
     CONSTRAINT ohlc_bars_v2_vwap_positive CHECK (vwap IS NULL OR vwap > 0),
     CONSTRAINT ohlc_bars_v2_trade_count_nonnegative CHECK (trade_count IS NULL OR trade_count >= 0)
 );
+
+-- PostgreSQL 18 can declare a foreign key without enforcing it: catalog
+-- tools still see symbol_id as a reference to symbols (and its cascade,
+-- which _delete_symbol_bars performs). Older servers go without.
+DO $$
+BEGIN
+    IF current_setting('server_version_num')::integer >= 180000 THEN
+        EXECUTE 'ALTER TABLE pgbars.ohlc_bars_v2 ADD CONSTRAINT ohlc_bars_v2_symbol_id_fkey'
+        || ' FOREIGN KEY (symbol_id) REFERENCES pgbars.symbols (id) ON DELETE CASCADE NOT ENFORCED';
+    END IF;
+END;
+$$;
 
 -- One backfill job per (symbol, timeframe), ever.
 CREATE TABLE pgbars.backfill_jobs (

@@ -184,3 +184,47 @@ def test_migration_0006_derives_w1_only_where_no_weekly_bars_are_fetched_yet(
     conn.execute("DELETE FROM pgbars.backfill_jobs")
     conn.execute(migration.text)
     assert conn.execute(enabled).fetchone() == (True,)
+
+
+def test_upgrade_to_per_statement_references_keeps_the_bars(
+    new_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database at 0003, with bars, gets 0004: the foreign keys go, the bars and the checks stay."""
+    dsn = new_database()
+    chain = db.migration_files()
+    before = [m for m in chain if m.name < "0004"]
+    with monkeypatch.context() as patched:
+        patched.setattr(db, "migration_files", lambda: before)
+        asyncio.run(run_upgrade(dsn, baseline="migrations"))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        symbol = conn.execute("INSERT INTO pgbars.symbols (ticker) VALUES ('AAPL') RETURNING id").fetchone()
+        assert symbol is not None
+        conn.execute(
+            "INSERT INTO pgbars.ohlc_bars_v2 (symbol_id, timeframe, ts, provider, open, high, low, close,"
+            " volume) VALUES (%s, 'h1', '2024-12-30 14:00+00', 'polygon', 10, 11, 9, 10, 5)",
+            symbol,
+        )
+        # as an older pgbars left it: no reference triggers, routines of another checksum
+        for trigger in ("ohlc_bars_v2_check_references_insert", "ohlc_bars_v2_check_references_update"):
+            conn.execute(f"DROP TRIGGER {trigger} ON pgbars.ohlc_bars_v2")
+        conn.execute("UPDATE pgbars.schema_migrations SET checksum = 'older' WHERE name = 'routines'")
+
+    report = asyncio.run(run_upgrade(dsn))
+    assert report.migrations_applied == [m.name for m in chain if m.name >= "0004"]
+    assert report.routines_applied
+    asyncio.run(_assert_current(dsn))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        enforced = conn.execute(
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'pgbars.ohlc_bars_v2'::regclass"
+            " AND contype = 'f' AND conenforced"
+        ).fetchone()
+        assert enforced == (0,)
+        assert conn.execute("SELECT count(*) FROM pgbars.ohlc_bars_v2").fetchone() == (1,)
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            conn.execute(
+                "INSERT INTO pgbars.ohlc_bars_v2 (symbol_id, timeframe, ts, provider, open, high, low, close,"
+                " volume) VALUES (%s, 'h1', '2024-12-30 14:00+00', 'polygon', 10, 11, 9, 10, 5)",
+                (uuid.uuid4(),),
+            )
+        conn.execute("DELETE FROM pgbars.symbols")
+        assert conn.execute("SELECT count(*) FROM pgbars.ohlc_bars_v2").fetchone() == (0,)

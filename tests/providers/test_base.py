@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 
 import httpx
 import pytest
@@ -222,3 +223,92 @@ async def test_a_client_without_timeouts_still_gets_one() -> None:
     async with httpx.AsyncClient(timeout=None) as client:
         provider = YahooProvider(client, "http://127.0.0.1:9", None)
         assert provider._timeout.read is not None
+
+
+def _odd_rows(timeframe: str, request: FetchRequest, seed: int) -> list[object]:
+    """Polygon-shaped rows around `request`, mostly good, many broken in one way or another."""
+    rng = random.Random(seed)
+    minutes = {"m1": 1, "m5": 5, "h1": 60, "h4": 240, "d1": 1440, "w1": 1440}[timeframe]
+    step = 60_000 * minutes
+    # on the timeframe's grid: from 00:00 New York of the first session (4 hours before
+    # pre-market) for intraday timeframes, of three days before it for d1 and w1
+    start = day_start(request.first_session - dt.timedelta(days=0 if minutes < 1440 else 3))
+    first = (start - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(milliseconds=1)
+    stamps = [first + step * i for i in range(400 if minutes < 1440 else 20)]
+    odd_values: dict[str, list[object]] = {
+        "t": [None, True, 1.7e12, "1", stamps[0] + 1, stamps[0] + 30_000, stamps[0] - step],
+        "o": [10, None, True, float("nan"), float("inf"), 0.0, -1.0, 12.5, "10", 1e308],
+        "h": [11, None, 9.5, float("-inf"), 8.0],
+        "l": [9, 0.0, -2.0, 10.6, float("nan")],
+        "c": [10, 11.5, 8.5, None, "x"],
+        "v": [100.5, -1, -0.5, True, None, float("nan"), "7", 10**30],
+        "vw": [None, 10, 0.0, -1.0, float("nan"), "10", True],
+        "n": [None, 3.0, 3.5, -1, True, 2**60, 2**53, "3"],
+    }
+    rows: list[object] = []
+    for i, stamp in enumerate(stamps):
+        row: dict[str, object] = {"v": 100, "vw": 10.2, "o": 10.0, "c": 10.5, "h": 11.0, "l": 9.0, "t": stamp}
+        row["n"] = 7
+        roll = rng.random()
+        if roll < 0.35:
+            key = rng.choice(list(odd_values))
+            row[key] = rng.choice(odd_values[key])
+        elif roll < 0.40:
+            del row[rng.choice(list(row))]
+        elif roll < 0.45 and rows:
+            row["t"] = stamps[rng.randrange(max(1, i))]  # a duplicate, or out of order
+        elif roll < 0.47:
+            rows.append(rng.choice([None, [1, 2], "row", 5]))
+        rows.append(row)
+    return rows
+
+
+@pytest.mark.parametrize("timeframe", ["m1", "m5", "h1", "h4", "d1", "w1"])
+@pytest.mark.parametrize("seed", range(4))
+async def test_the_page_fast_path_takes_and_rejects_exactly_what_each_row_would(
+    timeframe: str, seed: int
+) -> None:
+    """BarSieve.offer_epoch_rows (Polygon's page reader) against Polygon's row-by-row path."""
+    request = chunk(timeframe, D(2024, 11, 26), D(2024, 12, 3))  # Thanksgiving, an early close
+    rows = _odd_rows(timeframe, request, seed)
+    async with httpx.AsyncClient() as client:
+        polygon = PolygonProvider(client, "http://127.0.0.1:9", "key")
+        page = BarSieve(request)
+        polygon._read_page({"status": "OK", "resultsCount": len(rows), "results": rows}, page)
+        one_by_one = BarSieve(request)
+        for row in rows:
+            polygon._offer(row, one_by_one)
+
+    fast, slow = page.result("polygon", 1), one_by_one.result("polygon", 1)
+    assert fast.bars == slow.bars
+    assert [(r.raw, r.reason, r.ts) for r in fast.rejected] == [
+        (r.raw, r.reason, r.ts) for r in slow.rejected
+    ]
+    assert [type(x) for bar in fast.bars for x in bar] == [type(x) for bar in slow.bars for x in bar]
+    assert fast.bars == sorted(fast.bars, key=lambda bar: bar.ts)
+    assert fast.bars and fast.rejected
+
+
+async def test_a_page_out_of_time_order_is_sorted_and_keeps_the_first_of_a_timestamp() -> None:
+    request = chunk("m1", D(2024, 12, 2), D(2024, 12, 2))
+    at = [utc(2024, 12, 2, 15, minute) for minute in range(4)]
+
+    def row(ts: dt.datetime, close: float) -> dict[str, object]:
+        stamp = (ts - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(milliseconds=1)
+        return {"t": stamp, "o": 10.0, "h": 11.0, "l": 9.0, "c": close, "v": 5, "vw": 10.1, "n": 2}
+
+    rows = [row(at[2], 10.2), row(at[0], 10.0), row(at[2], 10.9), row(at[1], 10.1), row(at[3], 10.3)]
+    async with httpx.AsyncClient() as client:
+        sieve = BarSieve(request)
+        PolygonProvider(client, "http://127.0.0.1:9", "key")._read_page(
+            {"status": "OK", "results": rows}, sieve
+        )
+
+    result = sieve.result("polygon", 1)
+    assert [(bar.ts, bar.close) for bar in result.bars] == [
+        (at[0], 10.0),
+        (at[1], 10.1),
+        (at[2], 10.2),
+        (at[3], 10.3),
+    ]
+    assert [(r.ts, r.reason, r.raw["c"]) for r in result.rejected] == [(at[2], "duplicate timestamp", 10.9)]

@@ -13,7 +13,7 @@ import datetime as dt
 import email.utils
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -292,6 +292,9 @@ def classify_failure(
 
 # Intraday timeframes that divide an hour: their grid check is plain UTC arithmetic.
 _HOURLY_OR_FINER = {tf: m for tf, m in INTRADAY_MINUTES.items() if 60 % m == 0}
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+# The largest trade count a float holds exactly: _check stores int(float(n)).
+_EXACT_FLOAT_INT = 2**53
 
 
 class _Reject(Exception):
@@ -327,7 +330,12 @@ class BarSieve:
     request: FetchRequest
     bars: list[Bar] = field(default_factory=list, init=False)
     rejected: list[RawRow] = field(default_factory=list, init=False)
-    _seen: set[dt.datetime] = field(default_factory=set, init=False, repr=False)
+    # The latest bar start taken. While every bar is later than the one before
+    # (providers answer in time order), no timestamp can repeat and `bars` is
+    # sorted: the set of timestamps taken is only built at the first bar that
+    # is not, and result() sorts only then.
+    _latest: dt.datetime | None = field(default=None, init=False, repr=False)
+    _seen: set[dt.datetime] | None = field(default=None, init=False, repr=False)
     _session_dates: frozenset[dt.date] | None = field(default=None, init=False, repr=False)
     _session_opens: list[dt.datetime] | None = field(default=None, init=False, repr=False)
     _session_closes: list[dt.datetime] = field(default_factory=list, init=False, repr=False)
@@ -367,14 +375,93 @@ class BarSieve:
         except _Reject as rejection:
             self.reject(raw, rejection.reason, ts)
             return
-        if bar.ts in self._seen:
-            self.reject(raw, "duplicate timestamp", ts)
-            return
-        self._seen.add(bar.ts)
+        latest = self._latest
+        if latest is not None and bar.ts <= latest:
+            seen = self._seen
+            if seen is None:
+                seen = self._seen = {b.ts for b in self.bars}
+            if bar.ts in seen:
+                self.reject(raw, "duplicate timestamp", ts)
+                return
+            seen.add(bar.ts)
+        else:
+            self._latest = bar.ts
+            if self._seen is not None:
+                self._seen.add(bar.ts)
         self.bars.append(bar)
 
+    def offer_epoch_rows(
+        self,
+        rows: Iterable[object],
+        offer_one: Callable[[object], None],
+        *,
+        stamp: str,
+        unit: dt.timedelta,
+        fields: tuple[str, str, str, str, str, str, str],
+    ) -> None:
+        """Offer a page of rows: `offer_one(row)` is the provider's own per-row path.
+
+        Rows are dicts with an integer epoch `stamp` in `unit`s and the fields open,
+        high, low, close, volume, vwap and trade_count under the names `fields`. For
+        timeframes that divide an hour, the common row (float prices, an int or
+        float volume, a float or null vwap, an int or null trade count, on the
+        grid, inside a session, later than the bar before, every check passed) is
+        taken here in one step; any other row, and every row of other timeframes,
+        goes through `offer_one`, which takes or rejects it with its reason. So the
+        bars, the rejects and their order are those of `offer_one` alone.
+        """
+        minutes = _HOURLY_OR_FINER.get(self.request.timeframe)
+        if minutes is None:
+            for row in rows:
+                offer_one(row)
+            return
+        grid, remainder = divmod(dt.timedelta(minutes=minutes), unit)
+        if remainder:
+            raise ValueError(f"a {unit} stamp unit does not divide {self.request.timeframe}")
+        k_open, k_high, k_low, k_close, k_volume, k_vwap, k_count = fields
+        opens, closes = self._sessions()
+        start, end = self.request.start, self.request.end
+        isfinite, bar_of, append = math.isfinite, Bar, self.bars.append
+        latest = self._latest
+        session_open = session_close = _EPOCH  # the session of the row before (none yet: empty)
+        for row in rows:
+            if type(row) is dict:
+                at = row.get(stamp)
+                o, h, lo, c = row.get(k_open), row.get(k_high), row.get(k_low), row.get(k_close)
+                v, vw, n = row.get(k_volume), row.get(k_vwap), row.get(k_count)
+                if (
+                    type(at) is int
+                    and not at % grid
+                    and type(o) is float
+                    and type(h) is float
+                    and type(lo) is float
+                    and type(c) is float
+                    and isfinite(o + h + lo + c)
+                    and 0 < lo <= o <= h
+                    and lo <= c <= h
+                    and (type(v) is int or (type(v) is float and isfinite(v)))
+                    and v >= 0
+                    and (vw is None or (type(vw) is float and isfinite(vw) and vw > 0))
+                    and (n is None or (type(n) is int and 0 <= n <= _EXACT_FLOAT_INT))
+                ):
+                    ts = _EPOCH + unit * at
+                    if (latest is None or ts > latest) and start <= ts < end:
+                        if not session_open <= ts < session_close:
+                            k = bisect.bisect_right(opens, ts) - 1
+                            if k >= 0:
+                                session_open, session_close = opens[k], closes[k]
+                        if session_open <= ts < session_close:
+                            append(bar_of(ts, o, h, lo, c, float(v), vw, n))
+                            latest = self._latest = ts
+                            if self._seen is not None:
+                                self._seen.add(ts)
+                            continue
+            offer_one(row)
+            latest = self._latest
+
     def result(self, provider: str, requests: int) -> FetchResult:
-        return FetchResult(provider, sorted(self.bars, key=lambda b: b.ts), self.rejected, requests)
+        bars = self.bars if self._seen is None else sorted(self.bars, key=lambda b: b.ts)
+        return FetchResult(provider, bars, self.rejected, requests)
 
     def _check(
         self,
@@ -439,13 +526,18 @@ class BarSieve:
         extended hours (04:00 to 20:00 New York, 17:00 on early closes)."""
         if not self.request.start <= ts < self.request.end:
             raise _Reject("outside chunk")
+        opens, closes = self._sessions()
+        at = bisect.bisect_right(opens, ts) - 1
+        if at < 0 or ts >= closes[at]:
+            raise _Reject("outside session hours")
+
+    def _sessions(self) -> tuple[list[dt.datetime], list[dt.datetime]]:
+        """Pre-market opens and after-hours closes of the chunk's sessions, in order."""
         if self._session_opens is None:
             hours = sessions_between(self.request.first_session, self.request.last_session)
             self._session_opens = [s.premarket_open for s in hours]
             self._session_closes = [s.after_hours_close for s in hours]
-        at = bisect.bisect_right(self._session_opens, ts) - 1
-        if at < 0 or ts >= self._session_closes[at]:
-            raise _Reject("outside session hours")
+        return self._session_opens, self._session_closes
 
     def _check_inside_chunk(self, ts: dt.datetime) -> None:
         request = self.request

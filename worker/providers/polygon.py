@@ -32,6 +32,9 @@ PAGE_LIMIT = 50_000  # base aggregates per page: Polygon's maximum
 MAX_PAGES = 1_000  # a next_url loop must end somewhere
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _ACCEPTED_STATUSES = ("OK", "DELAYED")  # DELAYED: plans with 15-minute delayed data
+_MILLISECOND = dt.timedelta(milliseconds=1)
+# An aggregate's open, high, low, close, volume, vwap and trade count (BarSieve.offer_epoch_rows)
+_FIELDS = ("o", "h", "l", "c", "v", "vw", "n")
 
 
 def _epoch_ms(ts: dt.datetime) -> int:
@@ -108,8 +111,9 @@ class PolygonProvider(HttpProvider):
             results = []
         if not isinstance(results, list):
             raise self._error(ErrorReply(200, body, detail="results is not a list"))
-        for row in results:
-            self._offer(row, sieve)
+        sieve.offer_epoch_rows(
+            results, lambda row: self._offer(row, sieve), stamp="t", unit=_MILLISECOND, fields=_FIELDS
+        )
         next_url = body.get("next_url")
         return next_url if isinstance(next_url, str) and next_url else None
 
