@@ -11,9 +11,9 @@ completed XNYS sessions, from one provider (polygon). Rows are made with numpy
 as binary COPY data and written over `--jobs` connections in the order the
 worker writes them: 52-session chunks, newest chunk first, symbol after symbol
 (so one symbol's h1 bars lie in ~10 runs of ~830 rows, not in one block).
-Foreign-key triggers are skipped while loading (`session_replication_role =
-replica`, superuser only; the rows are valid by construction); otherwise they
-run. Then VACUUM ANALYZE and a CHECKPOINT.
+The reference-check triggers of ohlc_bars_v2 are skipped while loading
+(`session_replication_role = replica`, superuser only; the rows are valid by
+construction); otherwise they run. Then VACUUM ANALYZE and a CHECKPOINT.
 
 Three more symbols get the first symbol's h1 bars in other provider layouts (LAYOUTS:
 today's provisional bars on top of history, a fallback provider's newer half, two
@@ -300,7 +300,7 @@ def load_part(
 ) -> tuple[int, bool]:
     """COPY the bars of `symbols`, chunk by chunk (newest first), symbol by symbol.
 
-    One transaction per chunk. Returns the bars written and whether foreign keys were checked.
+    One transaction per chunk. Returns the bars written and whether references were checked.
     """
     fetched_at = _pg_micros(dt.datetime.now(dt.UTC))
     written = 0
@@ -694,7 +694,7 @@ def report(
     lines = [
         f"data: {b.rows:,} bars ({sizes}); table {b.table_bytes / 2**30:.2f} GiB,"
         f" indexes {b.index_bytes / 2**30:.2f} GiB",
-        f"built in {b.seconds:.1f} s (foreign-key checks {'on' if b.fk_checks else 'off'}),"
+        f"built in {b.seconds:.1f} s (reference checks {'on' if b.fk_checks else 'off'}),"
         f" VACUUM ANALYZE + CHECKPOINT {b.vacuum_seconds:.1f} s",
         f"{iterations} iterations, random symbols, {READ_TIMEFRAME} over 2 years; 1-minute load average"
         f" {min(loads):.2f}-{max(loads):.2f} during the run",
