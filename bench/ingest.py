@@ -82,7 +82,7 @@ INSERT INTO pgbars.ohlc_bars_v2 AS b (
     symbol_id, timeframe, ts, provider, is_forecast, open, high, low, close,
     volume, vwap, trade_count, is_intraday, adjustment, fetched_at
 )
-VALUES (%s, 'm1', %s, 'polygon', FALSE, %s, %s, %s, %s, %s, %s, %s, TRUE, 'raw', now())
+VALUES (%s, 'm1', %s, 'polygon', FALSE, %s, %s, %s, %s, %s, %s, %s, FALSE, 'raw', now())
 ON CONFLICT (symbol_id, timeframe, ts, provider, is_forecast) DO UPDATE
     SET
         open = excluded.open,
@@ -391,7 +391,7 @@ RAW_COPY = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
 async def raw_copy_chunk(conn: psycopg.AsyncConnection[Any], symbol_id: Any, bars: Sequence[Bar]) -> float:
     """One chunk as a binary COPY into the empty table, in one transaction; returns its seconds."""
     rows = [
-        (symbol_id, TIMEFRAME, b.ts, PROVIDER, False, *b[1:5], int(b.volume), *b[6:], True, "raw")
+        (symbol_id, TIMEFRAME, b.ts, PROVIDER, False, *b[1:5], int(b.volume), *b[6:], False, "raw")
         for b in bars
     ]
     started = time.perf_counter()
