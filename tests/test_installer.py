@@ -230,3 +230,32 @@ def test_upgrade_to_per_statement_references_keeps_the_bars(
             )
         conn.execute("DELETE FROM pgbars.symbols")
         assert conn.execute("SELECT count(*) FROM pgbars.ohlc_bars_v2").fetchone() == (0,)
+
+
+def test_upgrade_to_0005_turns_old_intraday_history_into_history(
+    new_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before 0005, store_chunk_bars flagged intraday history is_intraday; the flag now means provisional."""
+    dsn = new_database()
+    chain = db.migration_files()
+    with monkeypatch.context() as patched:
+        patched.setattr(db, "migration_files", lambda: [m for m in chain if m.name < "0005"])
+        patched.setattr(db, "routine_files", lambda: [])
+        asyncio.run(run_upgrade(dsn, baseline="migrations"))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        symbol = conn.execute("INSERT INTO pgbars.symbols (ticker) VALUES ('AAPL') RETURNING id").fetchone()
+        assert symbol is not None
+        conn.execute(
+            "INSERT INTO pgbars.ohlc_bars_v2 (symbol_id, timeframe, ts, provider, open, high, low, close,"
+            " volume, is_intraday)"
+            " VALUES (%s, 'h1', '2024-12-30 14:00+00', 'polygon', 10, 11, 9, 10, 5, true)",
+            symbol,
+        )
+        conn.execute("UPDATE pgbars.schema_migrations SET checksum = 'older' WHERE name = 'routines'")
+
+    report = asyncio.run(run_upgrade(dsn))
+
+    assert report.migrations_applied == [m.name for m in chain if m.name >= "0005"]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT is_intraday FROM pgbars.ohlc_bars_v2").fetchall() == [(False,)]
+        assert conn.execute("SELECT pgbars.has_backfill_data('AAPL')").fetchone() == (True,)

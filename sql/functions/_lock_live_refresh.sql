@@ -21,10 +21,14 @@ AS $$
 store_live_bars runs as the worker, which may not update live_refreshes
 itself; this takes the row lock for it (held until the caller's transaction
 ends), so a claim cannot hand the refresh to another worker while its bars
-are being written. Raises PB001 when the lease is not the caller's: the
-lease expired and another worker claimed the refresh.
+are being written. The symbol is locked first (FOR KEY SHARE, as the bars'
+reference check will), then the refresh: the order a symbol's DELETE takes
+them in (the symbol, then its cascade), so the two cannot deadlock. Raises
+PB001 when the lease is not the caller's: the lease expired and another
+worker claimed the refresh, or the symbol was deleted.
 */
 BEGIN
+    PERFORM FROM pgbars.symbols AS s WHERE s.id = p_symbol_id FOR KEY SHARE;
     RETURN QUERY
     SELECT
         r.provider,

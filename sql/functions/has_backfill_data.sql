@@ -6,7 +6,10 @@ STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pgbars, pg_temp
 AS $$
-    /* Bars, not a job: a seeded but unfetched backfill is false. */
+    /*
+    Bars, not a job: a seeded but unfetched backfill is false. History bars
+    only: today's provisional bars (is_intraday) are no backfill.
+    */
     SELECT EXISTS (
         SELECT 1
         FROM pgbars.ohlc_bars_v2 AS b
@@ -14,6 +17,7 @@ AS $$
         WHERE
             s.ticker = pgbars.normalize_ticker(p_ticker)
             AND b.timeframe = (pgbars._validate_timeframes(ARRAY[p_timeframe]))[1]
+            AND NOT b.is_intraday
     );
 $$;
 

@@ -40,5 +40,13 @@ CREATE TABLE pgbars.live_refreshes (
     PRIMARY KEY (symbol_id, timeframe)
 );
 
+-- is_intraday now marks provisional bars only. Before 0005, store_chunk_bars
+-- set it on intraday history too (until the fix that made history false):
+-- those bars are history, and reads, coverage, derivations and cleanup must
+-- see them as such. No provisional bar exists before this migration.
+UPDATE pgbars.ohlc_bars_v2
+SET is_intraday = FALSE
+WHERE is_intraday;
+
 -- Provisional bars are few; cleanup finds them without reading history.
 CREATE INDEX ohlc_bars_v2_provisional_idx ON pgbars.ohlc_bars_v2 (ts) WHERE is_intraday;

@@ -8,6 +8,8 @@ the roll-ups (m15 -> h1, h4) are compared with an aggregation computed here in P
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -498,3 +500,66 @@ def test_history_replaces_provisional_bars_and_cleanup_deletes_only_those(
     assert (
         scalar(conn, "SELECT count(*) FROM pgbars.ohlc_bars_v2 WHERE timeframe = 'h4'") == 4
     )  # history kept
+
+
+def test_provisional_bars_do_not_hide_a_history_gap(conn: psycopg.Connection[Any]) -> None:
+    set_clock(conn, IN_SESSION)
+    watch(conn)
+    (refresh,) = claim(conn)
+    store(conn, refresh, m15_until("AAPL", dt.datetime(2025, 1, 2, 12, tzinfo=NEW_YORK)))
+    assert scalar(conn, "SELECT pgbars.has_backfill_data('AAPL')") is False  # today's bars are no backfill
+
+    # after the close, history answers the session with nothing
+    set_clock(conn, "2025-01-03 12:00 America/New_York")
+    conn.execute("SELECT pgbars.roll_forward_backfills()")
+    store_history(conn, SESSION, drop_hours=range(24))
+    state = scalar(
+        conn,
+        "SELECT state FROM pgbars.session_coverage WHERE symbol = 'AAPL' AND session_date = %s",
+        (SESSION,),
+    )
+    assert state == "fetched_empty"  # a gap repair re-fetches, though the live bars are still kept
+    assert scalar(conn, "SELECT count(*) FROM pgbars.ohlc_bars_v2 WHERE is_intraday") == 8
+
+
+def test_a_symbol_deleted_while_its_live_bars_are_stored_waits_and_does_not_deadlock(
+    session: psycopg.Connection[Any], connect: Any
+) -> None:
+    symbol = watch(session)
+    (refresh,) = claim(session)
+    storing = connect()
+    set_clock(storing, IN_SESSION)
+    for statement in _STAGING_DDL:
+        storing.execute(statement)
+    deleter = connect()
+    outcome: dict[str, object] = {}
+
+    def delete_symbol() -> None:
+        try:
+            deleter.execute("DELETE FROM pgbars.symbols WHERE id = %s", (symbol,))
+            outcome["deleted"] = True
+        except psycopg.Error as exc:
+            outcome["error"] = exc.sqlstate
+
+    with storing.transaction():
+        storing.execute(
+            "SELECT * FROM pgbars._lock_live_refresh(%s, %s, %s)",
+            (refresh["symbol_id"], refresh["timeframe"], refresh["lease_id"]),
+        )
+        worker = threading.Thread(target=delete_symbol)
+        worker.start()
+        time.sleep(0.5)  # the DELETE now waits for the symbol's key share
+        assert outcome == {}
+        storing.execute(
+            "INSERT INTO pg_temp.pgbars_staged_bars (ts, open, high, low, close, volume)"
+            " VALUES (%s, 1, 1, 1, 1, 1)",
+            (dt.datetime(2025, 1, 2, 10, tzinfo=NEW_YORK),),
+        )
+        storing.execute(
+            "SELECT * FROM pgbars.store_live_bars(%s, %s, %s)",
+            (refresh["symbol_id"], refresh["timeframe"], refresh["lease_id"]),
+        )
+    worker.join(timeout=10)
+    assert outcome == {"deleted": True}  # after the store committed: no deadlock
+    assert scalar(session, "SELECT count(*) FROM pgbars.ohlc_bars_v2") == 0  # its bars went with it
+    assert scalar(session, "SELECT count(*) FROM pgbars.live_refreshes") == 0
