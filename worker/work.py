@@ -130,6 +130,21 @@ class WorkSummary:
         return sum(r.bars_rejected for r in self.reports)
 
 
+def _record_stored(
+    report: ChunkReport | LiveReport, stored: db.StoredChunk, result: FetchResult, *, empty: str
+) -> None:
+    """What a store wrote, into the chunk's or live refresh's report."""
+    report.outcome = "done"
+    report.bars_written = stored.bars_written
+    report.bars_changed = stored.bars_changed
+    report.bars_rejected = stored.bars_rejected
+    if stored.bars_written == 0:
+        report.detail = empty
+    if stored.bars_rejected:
+        reasons = Counter(row.reason for row in result.rejected)
+        report.detail = "quarantined: " + ", ".join(f"{n} {why}" for why, n in reasons.most_common())
+
+
 class _Stopping(Exception):
     """A shutdown signal arrived while the chunk waited for its slot."""
 
@@ -508,27 +523,16 @@ class Worker:
         rejected = [(row.ts, row.raw, row.reason) for row in result.rejected]
         async with self.pool.connection() as conn:
             stored = await db.store_live(conn, refresh, result.bars, rejected, pacer.requests)
-        report.outcome = "done"
-        report.bars_written = stored.bars_written
-        report.bars_changed = stored.bars_changed
-        report.bars_rejected = stored.bars_rejected
-        if stored.bars_written == 0:
-            report.detail = "no bars yet"
-        if stored.bars_rejected:
-            reasons = Counter(row.reason for row in result.rejected)
-            report.detail = "quarantined: " + ", ".join(f"{n} {why}" for why, n in reasons.most_common())
+        _record_stored(report, stored, result, empty="no bars yet")
 
     async def _on_live_error(self, refresh: db.LiveRefresh, report: LiveReport, exc: ProviderError) -> None:
         message = str(exc)
         if isinstance(exc, RateLimited):
-            async with self.pool.connection() as conn:
-                until = await db.pause_provider(conn, refresh.provider, exc.retry_after)
+            until = await self._pause(refresh.provider, exc)
             await self._release_live(refresh, report, None)
             report.detail = f"{message}; {refresh.provider} paused until {until:%H:%M:%S} UTC"
         elif isinstance(exc, AuthError):
-            if refresh.provider not in self.summary.refused:
-                self.summary.refused[refresh.provider] = message
-                log.warning(logfmt("provider_refused", provider=refresh.provider, reason=message))
+            self._refuse(refresh.provider, message)
             await self._release_live(refresh, report, message)
         else:
             # Tradier answers an unknown symbol with nothing (store_live_bars then marks it
@@ -648,29 +652,18 @@ class Worker:
         rejected = [(row.ts, row.raw, row.reason) for row in result.rejected]
         async with self.pool.connection() as conn:
             stored = await db.store_chunk(conn, chunk, result.bars, rejected, requests)
-        report.outcome = "done"
-        report.bars_written = stored.bars_written
-        report.bars_changed = stored.bars_changed
-        report.bars_rejected = stored.bars_rejected
-        if stored.bars_written == 0:
-            report.detail = "no bars for these sessions"
-        if stored.bars_rejected:
-            reasons = Counter(row.reason for row in result.rejected)
-            report.detail = "quarantined: " + ", ".join(f"{n} {why}" for why, n in reasons.most_common())
+        _record_stored(report, stored, result, empty="no bars for these sessions")
 
     async def _on_provider_error(
         self, chunk: db.ClaimedChunk, report: ChunkReport, exc: ProviderError
     ) -> None:
         message = str(exc)
         if isinstance(exc, RateLimited):
-            async with self.pool.connection() as conn:
-                until = await db.pause_provider(conn, chunk.provider, exc.retry_after)
+            until = await self._pause(chunk.provider, exc)
             await self._release(chunk, report, message, not_before=until)
             report.detail = f"{message}; {chunk.provider} paused until {until:%H:%M:%S} UTC"
         elif isinstance(exc, AuthError):
-            if chunk.provider not in self.summary.refused:
-                self.summary.refused[chunk.provider] = message
-                log.warning(logfmt("provider_refused", provider=chunk.provider, reason=message))
+            self._refuse(chunk.provider, message)
             await self._release(chunk, report, message)
         elif isinstance(exc, NotCovered):
             async with self.pool.connection() as conn:
@@ -681,6 +674,17 @@ class Worker:
             # TransientError is worth a retry; a plain ProviderError (the request itself
             # was refused, e.g. HTTP 400) is not.
             await self._fail(chunk, report, message, retryable=isinstance(exc, TransientError))
+
+    async def _pause(self, provider: str, exc: RateLimited) -> dt.datetime:
+        """A 429: the provider is paused for every worker; returns until when."""
+        async with self.pool.connection() as conn:
+            return await db.pause_provider(conn, provider, exc.retry_after)
+
+    def _refuse(self, provider: str, why: str) -> None:
+        """A refused credential: the provider is dropped for this run, said once."""
+        if provider not in self.summary.refused:
+            self.summary.refused[provider] = why
+            log.warning(logfmt("provider_refused", provider=provider, reason=why))
 
     async def _release(
         self, chunk: db.ClaimedChunk, report: ChunkReport, reason: str, not_before: dt.datetime | None = None
