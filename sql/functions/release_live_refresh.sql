@@ -1,7 +1,4 @@
 -- End a live refresh's lease without bars: a failure, a 429, a refused credential, a stop.
--- The signature with p_no_data is gone: only store_live_bars decides that a symbol has no data.
-DROP FUNCTION IF EXISTS pgbars.release_live_refresh(uuid, text, uuid, text, boolean);
-
 CREATE OR REPLACE FUNCTION pgbars.release_live_refresh(
     p_symbol_id uuid,
     p_timeframe text,
