@@ -8,4 +8,8 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
     .venv/bin/python -m pip install --quiet --upgrade pip
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[$1]"
+# A regular (not editable) install: it builds the wheel users get, silently. An
+# editable install of a package whose folders are mapped (sql/ ships as worker.sql)
+# makes setuptools print warnings. The tests import the checkout itself (pytest puts
+# the repository first on sys.path), and this script reinstalls on every run.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check ".[$1]"

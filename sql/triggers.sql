@@ -10,25 +10,22 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pgbars, pg_temp
 AS $$
 /*
-Seeds 2 years of h1 when the symbol has no h1 job yet. A symbol already
-covered (another watchlist, another day) creates nothing new: its job
-exists, and roll-forward keeps it current. Errors are not caught: if
-seeding fails, the insert fails with the reason.
+A watched symbol is promised the last 2 years of h1, up to the last
+completed session. Seeding plans only the sessions of that window no chunk
+of the job covers yet: a new symbol gets its job; a symbol whose h1 job was
+requested shorter (--years 1) or ending in the past (--end) gets the missing
+sessions added to the same job, which then rolls forward like any open-ended
+job; a symbol already covered (another watchlist, another day) gets nothing
+new. Errors are not caught: if seeding fails, the insert fails with the reason.
 */
 BEGIN
-    IF NOT EXISTS (
-        SELECT 1
-        FROM pgbars.backfill_jobs AS j
-        WHERE j.symbol_id = new.symbol_id AND j.timeframe = 'h1'
-    ) THEN
-        PERFORM pgbars.seed_backfill_for_symbol(new.symbol_id, '{h1}');
-    END IF;
+    PERFORM pgbars.seed_backfill_for_symbol(new.symbol_id, '{h1}');
     RETURN NULL;
 END;
 $$;
 
 COMMENT ON FUNCTION pgbars._seed_watchlist_item() IS
-'Trigger function: seeds 2 years of h1 backfill for a symbol added to a watchlist, unless it has an h1 job.';
+'Trigger function: makes sure a symbol added to a watchlist has 2 years of h1 planned, extending its h1 job.';
 
 CREATE OR REPLACE TRIGGER watchlist_items_seed_backfill
 AFTER INSERT ON pgbars.watchlist_items

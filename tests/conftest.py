@@ -17,13 +17,34 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from pytest_postgresql import factories
 
-from worker import db
+from worker import clock, db
 from worker.embedded import EmbeddedPostgres
 
 _server = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="pgbars-tests-")) / "postgres", delete_on_stop=True)
+
+
+def _plan_every_session_at_pgbars_now() -> None:
+    """With PGBARS_NOW set (a whole run at a chosen instant, see docs/testing.md), make
+    it the server's default pgbars.now: every session plans at it unless the test
+    states another instant (a database or session setting, or its own PGBARS_NOW)."""
+    instant = clock.override()
+    with psycopg.connect(
+        make_conninfo(host=_server.host, port=_server.port, user="postgres", dbname="postgres"),
+        autocommit=True,
+    ) as admin:
+        if instant is None:
+            admin.execute("ALTER SYSTEM RESET pgbars.now")
+        else:
+            setting = sql.SQL("ALTER SYSTEM SET pgbars.now = {}").format(sql.Literal(instant.isoformat()))
+            admin.execute(setting)
+        admin.execute("SELECT pg_reload_conf()")
+
+
+_plan_every_session_at_pgbars_now()
 
 
 def install_schema(host: str, port: int, user: str, dbname: str, **_: Any) -> None:

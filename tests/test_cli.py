@@ -299,6 +299,87 @@ def test_schema_missing_is_one_line(server_dsn: Any) -> None:
     assert "pgbars.backfill_progress" in result.output or "schema" in result.output
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["watch", "add", "AAPL"],
+        ["watch", "remove", "AAPL"],
+        ["watch", "list"],
+        ["request", "AAPL"],
+        ["status"],
+        ["status", "AAPL"],
+        ["repair"],
+        ["work", "--max-seconds", "5"],
+    ],
+)
+def test_every_command_that_needs_the_schema_says_to_install_it(server_dsn: Any, args: list[str]) -> None:
+    result = CliRunner().invoke(cli, args, env={"DATABASE_URL": server_dsn("postgres")})
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.splitlines()
+    assert line == "pgbars: error: the pgbars schema is not installed: run `pgbars db upgrade`"
+
+
+def test_an_older_schema_is_told_to_upgrade(dsn: str, conn: psycopg.Connection[Any]) -> None:
+    conn.execute("DROP FUNCTION pgbars.repair_gaps")
+    result = CliRunner().invoke(cli, ["repair"], env={"DATABASE_URL": dsn})
+    assert result.exit_code == 1
+    assert "run `pgbars db upgrade`" in result.output and len(result.output.splitlines()) == 1
+
+
+def test_root_help_lists_whole_sentences_in_the_order_people_use_them() -> None:
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    commands = [line.split(None, 1) for line in lines[lines.index("Commands:") + 1 :] if line.strip()]
+    assert [name for name, _ in commands] == ["demo", "db", "watch", "request", "work", "status", "repair"]
+    for name, text in commands:
+        assert text.endswith(".") and not text.endswith("..."), (name, text)
+    for group in (["db"], ["watch"]):
+        sub = CliRunner().invoke(cli, [*group, "--help"]).output.splitlines()
+        for line in sub[sub.index("Commands:") + 1 :]:
+            assert line.strip().endswith(".") and not line.strip().endswith("..."), line
+
+
+def test_version_and_debug_before_or_after_the_command() -> None:
+    assert CliRunner().invoke(cli, ["--version"]).output.startswith("pgbars ")
+    for args in (["--debug", "status"], ["status", "--debug"], ["watch", "list", "--debug"]):
+        result = CliRunner().invoke(cli, args, env={"DATABASE_URL": ""})
+        assert result.exit_code == 1
+        # --debug shows the traceback: the exception escapes instead of one line
+        assert result.exception is not None and "DATABASE_URL is not set" in str(result.exception), args
+    quiet = CliRunner().invoke(cli, ["status"], env={"DATABASE_URL": ""})
+    assert quiet.output == (
+        "pgbars: error: DATABASE_URL is not set: point it at your Postgres (libpq URI),"
+        " or try `pgbars demo`, which needs none\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--years", "0"], "0 is not in the range 1<=x<=50"),
+        (["--years", "51"], "51 is not in the range 1<=x<=50"),
+        (["--years", "99999999999"], "is not in the range 1<=x<=50"),
+        (["--years", "two"], "'two' is not a valid integer"),
+        (["--start", "2024-02-30"], "'2024-02-30' is not a date like 2024-01-31"),
+        (["--end", "yesterday"], "'yesterday' is not a date like 2024-01-31"),
+        (["--years", "2", "--start", "2024-01-02"], "give --years or --start, not both"),
+    ],
+)
+def test_request_options_are_checked_before_the_database(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(cli, ["request", "AAPL", *args], env={"DATABASE_URL": ""})
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_request_years_is_a_real_range(dsn: str) -> None:
+    one = pgbars(dsn, "request", "AAPL", "--years", "1")
+    assert one.exit_code == 0, one.output
+    fifty = pgbars(dsn, "request", "MSFT", "--years", "50", "--timeframe", "d1")
+    assert fifty.exit_code == 1  # the calendar starts in 2000: a clear refusal, not a missing function
+    assert "before the trading calendar" in fifty.output
+
+
 def test_help_explains_each_command_with_an_example() -> None:
     for command in (
         ["db", "upgrade"],

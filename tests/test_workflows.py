@@ -317,7 +317,14 @@ def test_work_step_command(fake_pgbars: Path, tmp_path: Path) -> None:
     summary = tmp_path / "step summary.md"
     result = run_step("Work", {"MAX_SECONDS": "240", "GITHUB_STEP_SUMMARY": str(summary)}, fake_pgbars)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["work", "--max-seconds", "240", "--summary", str(summary)]
+    assert result.stdout.splitlines() == [
+        "work",
+        "--strict",
+        "--max-seconds",
+        "240",
+        "--summary",
+        str(summary),
+    ]
     assert cron_steps()["Work"]["env"]["MAX_SECONDS"] == "${{ inputs.max_seconds || 240 }}"
 
 

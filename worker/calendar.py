@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo
 
 import exchange_calendars
 
+from worker import clock
+
 NEW_YORK = ZoneInfo("America/New_York")
 # warnings.catch_warnings() swaps process-wide state: two threads inside it at
 # once (the emulators' handler threads) can restore each other's filters.
@@ -49,7 +51,7 @@ def _at_new_york(day: dt.date, wall: dt.time) -> dt.datetime:
 
 def calendar_end(today: dt.date | None = None) -> dt.date:
     """The last date pgbars keeps sessions for: the end of next year."""
-    today = today or dt.datetime.now(NEW_YORK).date()
+    today = today or clock.today_new_york()
     return dt.date(today.year + 1, 12, 31)
 
 

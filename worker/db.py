@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -19,11 +20,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from worker import calendar
+from worker import calendar, clock
 
 SCHEMA_LOCK = "pgbars.schema"
 ROUTINES = "routines"
@@ -107,10 +110,23 @@ def routines_checksum(routines: Sequence[SqlFile]) -> str:
     return digest.hexdigest()
 
 
+def session_kwargs(dsn: str) -> dict[str, Any]:
+    """Connection parameters every pgbars session gets: the planning clock of PGBARS_NOW
+    (worker.clock) as pgbars.now, added to the options the DSN or PGOPTIONS already carry."""
+    clock_options = clock.session_options()
+    if clock_options is None:
+        return {}
+    try:
+        given = conninfo_to_dict(dsn).get("options") or os.environ.get("PGOPTIONS", "")
+    except psycopg.ProgrammingError:
+        given = ""  # connect() reports the malformed DSN itself
+    return {"options": f"{given} {clock_options}".strip()}
+
+
 async def connect(dsn: str) -> psycopg.AsyncConnection[Any]:
     """An autocommit connection; raises PgbarsError with a one-line reason."""
     try:
-        return await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+        return await psycopg.AsyncConnection.connect(dsn, autocommit=True, **session_kwargs(dsn))
     except psycopg.OperationalError as exc:
         raise PgbarsError(f"cannot connect to the database: {_first_line(exc)}") from None
 
@@ -238,6 +254,14 @@ async def _extend_market_sessions(conn: psycopg.AsyncConnection[Any], today: dt.
                 )
             )
     return len(sessions)
+
+
+async def require_schema(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Raise SchemaError when the pgbars schema is not installed (a cheap check any role may make)."""
+    cur = await conn.execute("SELECT to_regclass('pgbars.schema_migrations') IS NOT NULL")
+    row = await cur.fetchone()
+    if not (row and row[0]):
+        raise SchemaError("the pgbars schema is not installed: run `pgbars db upgrade`")
 
 
 async def ensure_schema_current(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -378,10 +402,16 @@ async def backfill_progress_with_eta(
     return await cur.fetchall()
 
 
+# A function, table or schema of pgbars that the database lacks: an older schema.
+_SCHEMA_BEHIND = {"3F000", "42P01", "42883", "42703"}
+
+
 def describe_error(exc: psycopg.Error) -> str:
     """One line for the user from a database error: its message and hint."""
     diag = exc.diag
     message = diag.message_primary or _first_line(exc)
+    if exc.sqlstate in _SCHEMA_BEHIND and "pgbars" in message:
+        return f"{message}: the pgbars schema is older than this code, run `pgbars db upgrade`"
     return f"{message} ({diag.message_hint})" if diag.message_hint else message
 
 
@@ -451,7 +481,7 @@ async def open_worker_pool(dsn: str, size: int, *, connect_seconds: float = 15.0
         dsn,
         min_size=size,
         max_size=size,
-        kwargs={"autocommit": True, "application_name": "pgbars work"},
+        kwargs={"autocommit": True, "application_name": "pgbars work", **session_kwargs(dsn)},
         configure=_prepare_worker_connection,
         open=False,
         name="pgbars-worker",
@@ -751,6 +781,80 @@ async def set_provider_limits(conn: psycopg.AsyncConnection[Any], limits: Sequen
                 " WHERE name = %(name)s",
                 limit,
             )
+
+
+# -- the demo's database -----------------------------------------------------------
+
+DatabaseKind = Literal["empty", "demo", "in use"]
+
+
+async def database_kind(conn: psycopg.AsyncConnection[Any]) -> DatabaseKind:
+    """'empty': no pgbars schema; 'demo': a database `pgbars demo` ran in (pgbars.demo_runs
+    has a row); 'in use': a pgbars schema that is not the demo's."""
+    cur = await conn.execute(
+        "SELECT to_regclass('pgbars.schema_migrations') IS NOT NULL,"
+        " to_regclass('pgbars.demo_runs') IS NOT NULL"
+    )
+    row = await cur.fetchone()
+    installed, has_marker = row if row else (False, False)
+    if not installed:
+        return "empty"
+    if has_marker:
+        cur = await conn.execute("SELECT EXISTS (SELECT FROM pgbars.demo_runs)")
+        marked = await cur.fetchone()
+        if marked and marked[0]:
+            return "demo"
+    return "in use"
+
+
+async def require_not_demo(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Raise PgbarsError in a database that holds the demo's synthetic bars."""
+    if await database_kind(conn) == "demo":
+        raise PgbarsError(
+            "this database holds the synthetic bars of `pgbars demo` (see pgbars.demo_runs);"
+            " real bars are never fetched into it: point DATABASE_URL at another database,"
+            " or remove the demo with `pgbars demo --remove`"
+        )
+
+
+async def record_demo_run(conn: psycopg.AsyncConnection[Any], tickers: Sequence[str]) -> None:
+    await conn.execute("INSERT INTO pgbars.demo_runs (tickers) VALUES (%s)", (list(tickers),))
+
+
+async def demo_contents(conn: psycopg.AsyncConnection[Any]) -> dict[str, int]:
+    """What a demo database holds: symbols, bars, chunks."""
+    cur = await conn.execute(
+        "SELECT (SELECT count(*) FROM pgbars.symbols), (SELECT count(*) FROM pgbars.ohlc_bars_v2),"
+        " (SELECT count(*) FROM pgbars.backfill_chunks)"
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return {"symbols": row[0], "bars": row[1], "chunks": row[2]}
+
+
+async def drop_pgbars_schema(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Everything pgbars keeps in this database (the roles stay: they are the server's)."""
+    await conn.execute("DROP SCHEMA pgbars CASCADE")
+
+
+async def database_exists(conn: psycopg.AsyncConnection[Any], name: str) -> bool:
+    cur = await conn.execute("SELECT EXISTS (SELECT FROM pg_database WHERE datname = %s)", (name,))
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def create_database(conn: psycopg.AsyncConnection[Any], name: str) -> None:
+    try:
+        await conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.errors.InsufficientPrivilege:
+        raise PgbarsError(
+            f"cannot create the demo's database {name}: this role may not create databases;"
+            f" create it (CREATE DATABASE {name}) and point DATABASE_URL at it"
+        ) from None
+
+
+async def drop_database(conn: psycopg.AsyncConnection[Any], name: str) -> None:
+    await conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 async def bar_coverage(conn: psycopg.AsyncConnection[Any], tickers: Sequence[str]) -> list[dict[str, Any]]:

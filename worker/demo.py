@@ -4,6 +4,13 @@ Everything on the path is the real one (trigger, seeding, claims, the
 rate-limit ledger, HTTP, pagination, validation, COPY, progress); only the
 market is synthetic: the provider servers of worker.emulator serve
 deterministic bars on real XNYS sessions, on 127.0.0.1.
+
+The demo only writes to a database of its own: the embedded server's, a
+DATABASE_URL without a pgbars schema (or with an earlier demo), or with --yes
+a database `<name>_demo` beside one in use. It marks that database in
+pgbars.demo_runs, and `pgbars work` refuses a marked database: synthetic bars
+never sit beside real ones, and the demo's rate limit changes no setting a
+real worker obeys. `pgbars demo --remove` deletes it all.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from psycopg.conninfo import make_conninfo
 
 from worker import db, work
 from worker.emulator import PolygonServer, TradierServer, YahooServer
@@ -35,6 +44,55 @@ class DemoResult:
     progress: list[dict[str, Any]] = field(default_factory=list)
     coverage: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    database: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DemoRemoval:
+    database: str
+    symbols: int
+    bars: int
+    chunks: int
+    dropped_database: bool
+
+
+def demo_database_name(dbname: str) -> str:
+    """The database of its own that `pgbars demo --yes` uses beside a database in use."""
+    return f"{dbname[:58]}_demo"
+
+
+async def _demo_target(dsn: str, say: Callable[[str], None], allow_other_data: bool) -> str:
+    """The DSN the demo may write to: `dsn` when its database holds no pgbars schema or
+    an earlier demo; with `allow_other_data`, a database of its own beside it; else an error."""
+    conn = await db.connect(dsn)
+    try:
+        kind = await db.database_kind(conn)
+        if kind != "in use":
+            return dsn
+        name = conn.info.dbname
+        if not allow_other_data:
+            raise db.PgbarsError(
+                f"database {name} holds pgbars data that is not the demo's: the demo never writes"
+                " beside it. Unset DATABASE_URL (the demo then runs on its embedded Postgres), point"
+                f" it at an empty database, or pass --yes to run the demo in a database of its own,"
+                f" {demo_database_name(name)}, on the same server"
+            )
+        own = demo_database_name(name)
+        if not await db.database_exists(conn, own):
+            await db.create_database(conn, own)
+            say(f"created database {own} for the demo: {name} is in use and stays untouched")
+        else:
+            say(f"the demo runs in its database {own}: {name} is in use and stays untouched")
+    finally:
+        await conn.close()
+    own_dsn = make_conninfo(dsn, dbname=own)
+    conn = await db.connect(own_dsn)
+    try:
+        if await db.database_kind(conn) == "in use":
+            raise db.PgbarsError(f"database {own} holds pgbars data that is not the demo's: the demo stops")
+    finally:
+        await conn.close()
+    return own_dsn
 
 
 async def run_demo(
@@ -44,13 +102,22 @@ async def run_demo(
     tickers: Sequence[str] = DEMO_TICKERS,
     live: bool = False,
     max_seconds: float = 120.0,
+    allow_other_data: bool = False,
 ) -> DemoResult:
-    """Install, add the tickers to the demo watchlist, fetch them from the local servers."""
+    """Install, add the tickers to the demo watchlist, fetch them from the local servers.
+
+    The demo writes only to a database of its own (see _demo_target), marked in
+    pgbars.demo_runs, where `pgbars work` refuses to run: so the demo's rate limit
+    (5 calls a second) can be that database's setting, and synthetic bars never sit
+    beside real ones.
+    """
     started = time.perf_counter()
+    dsn = await _demo_target(dsn, say, allow_other_data)
     conn = await db.connect(dsn)
     try:
         report = await db.upgrade(conn)
         say(f"schema: {'installed' if report.fresh_install else 'up to date'} ({report.seconds:.2f} s)")
+        await db.record_demo_run(conn, tickers)
         with (
             PolygonServer(DEMO_POLYGON_KEY) as polygon,
             YahooServer() as yahoo,
@@ -75,35 +142,66 @@ async def run_demo(
             )
             say(
                 f"demo rate limit: {DEMO_CALLS} calls per second per provider"
-                f" (the free plan's {DEMO_CALLS} per minute, scaled 60x; restored afterwards)"
+                f" (the free plan's {DEMO_CALLS} per minute, scaled 60x; in the demo's database only)"
             )
-            try:
-                added = await db.add_to_watchlist(conn, tickers, DEMO_WATCHLIST)
-                new = [r["ticker"] for r in added if r["added"]]
-                say(
-                    f"watchlist {DEMO_WATCHLIST}: {', '.join(tickers)}"
-                    + (
-                        f"; the trigger seeded 2 years of h1 for {len(new)} of them"
-                        if new
-                        else "; already there (nothing new to seed)"
-                    )
+            added = await db.add_to_watchlist(conn, tickers, DEMO_WATCHLIST)
+            new = [r["ticker"] for r in added if r["added"]]
+            say(
+                f"watchlist {DEMO_WATCHLIST}: {', '.join(tickers)}"
+                + (
+                    f"; the trigger seeded 2 years of h1 for {len(new)} of them"
+                    if new
+                    else "; already there (nothing new to seed)"
                 )
-                env = {
-                    "POLYGON_API_KEY": DEMO_POLYGON_KEY,
-                    "POLYGON_BASE_URL": polygon.base_url,
-                    "YAHOO_BASE_URL": yahoo.base_url,
-                    "TRADIER_TOKEN": DEMO_TRADIER_TOKEN,
-                    "TRADIER_BASE_URL": tradier.base_url,
-                }
-                config = work.WorkConfig(max_seconds=max_seconds, concurrency=8, tickers=tuple(tickers))
-                summary = await _work(dsn, env, config, tickers, live)
-            finally:
-                await db.set_provider_limits(conn, saved)
+            )
+            env = {
+                "POLYGON_API_KEY": DEMO_POLYGON_KEY,
+                "POLYGON_BASE_URL": polygon.base_url,
+                "YAHOO_BASE_URL": yahoo.base_url,
+                "TRADIER_TOKEN": DEMO_TRADIER_TOKEN,
+                "TRADIER_BASE_URL": tradier.base_url,
+            }
+            config = work.WorkConfig(
+                max_seconds=max_seconds, concurrency=8, tickers=tuple(tickers), allow_demo_database=True
+            )
+            summary = await _work(dsn, env, config, tickers, live)
         progress = await db.backfill_progress(conn, tickers=tickers)
         coverage = await db.bar_coverage(conn, tickers)
+        database = conn.info.dbname
     finally:
         await conn.close()
-    return DemoResult(summary, progress, coverage, time.perf_counter() - started)
+    return DemoResult(summary, progress, coverage, time.perf_counter() - started, database)
+
+
+async def remove_demo(dsn: str) -> DemoRemoval:
+    """Delete what the demo wrote: the pgbars schema of a demo database (the one `dsn`
+    names, or the database of its own beside it that --yes created, which is dropped)."""
+    conn = await db.connect(dsn)
+    try:
+        name = conn.info.dbname
+        if await db.database_kind(conn) == "demo":
+            held = await db.demo_contents(conn)
+            await db.drop_pgbars_schema(conn)
+            return DemoRemoval(name, held["symbols"], held["bars"], held["chunks"], dropped_database=False)
+        own = demo_database_name(name)
+        if not await db.database_exists(conn, own):
+            raise db.PgbarsError(
+                f"no demo to remove: database {name} is not a demo's and {own} does not exist"
+            )
+        own_conn = await db.connect(make_conninfo(dsn, dbname=own))
+        try:
+            kind = await db.database_kind(own_conn)
+            held = (
+                await db.demo_contents(own_conn) if kind == "demo" else {"symbols": 0, "bars": 0, "chunks": 0}
+            )
+        finally:
+            await own_conn.close()
+        if kind == "in use":
+            raise db.PgbarsError(f"database {own} holds pgbars data that is not the demo's: not removed")
+        await db.drop_database(conn, own)
+        return DemoRemoval(own, held["symbols"], held["bars"], held["chunks"], dropped_database=True)
+    finally:
+        await conn.close()
 
 
 async def _work(

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 import psycopg
 
-from worker import db, work
+from worker import clock, db, work
 from worker.live import LiveProgress, use_live_display
 from worker.report import progress_bar
 
@@ -33,21 +33,30 @@ def _database_url() -> str:
     return dsn
 
 
+def _debug(ctx: click.Context) -> bool:
+    """--debug was given, before the command or after it."""
+    return bool(ctx.meta.get(DEBUG_KEY))
+
+
 def _run(ctx: click.Context, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine; turn expected failures into one line and exit code 1."""
     try:
         return asyncio.run(work())
-    except (db.PgbarsError, psycopg.Error) as exc:
-        if ctx.find_root().params.get("debug"):
+    except (db.PgbarsError, clock.ClockError, psycopg.Error) as exc:
+        if _debug(ctx):
             raise
         message = db.describe_error(exc) if isinstance(exc, psycopg.Error) else str(exc)
         click.echo(f"pgbars: error: {message}", err=True)
         sys.exit(1)
 
 
-async def _with_connection(dsn: str, action: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
+async def _with_connection(
+    dsn: str, action: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]], *, needs_schema: bool = True
+) -> T:
     conn = await db.connect(dsn)
     try:
+        if needs_schema:
+            await db.require_schema(conn)
         return await action(conn)
     finally:
         await conn.close()
@@ -84,9 +93,62 @@ PROGRESS_COLUMNS = (
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
-def cli(debug: bool) -> None:
+DEBUG_KEY = "pgbars.debug"
+# `pgbars --help` lists the commands in the order a new user meets them.
+COMMAND_ORDER = ("demo", "db", "watch", "add", "remove", "list", "request", "work", "status", "repair")
+# `pgbars work --strict`: the run ran, and a chunk failed or a credential was refused.
+STRICT_EXIT = 3
+
+
+def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.meta[DEBUG_KEY] = True  # meta is shared by the whole command chain
+    return value
+
+
+def _debug_option() -> click.Option:
+    return click.Option(
+        ["--debug"],
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_debug,
+        help="Show tracebacks instead of one-line errors.",
+    )
+
+
+class _Command(click.Command):
+    """A command that takes --debug after its name too (`pgbars work --debug`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.append(_debug_option())
+
+
+class _Group(click.Group):
+    """Commands listed in the order people use them, not alphabetically."""
+
+    command_class = _Command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        order = {name: i for i, name in enumerate(COMMAND_ORDER)}
+        return sorted(self.commands, key=lambda name: order.get(name, len(order)))
+
+
+_Group.group_class = _Group
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pgbars-pipeline", prog_name="pgbars", message="%(prog)s %(version)s")
+@click.option(
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_set_debug,
+    help="Show tracebacks instead of one-line errors.",
+)
+def cli() -> None:
     """pgbars keeps years of OHLC bars in Postgres and keeps them current.
 
     Configuration comes from the environment: DATABASE_URL (libpq URI),
@@ -94,19 +156,104 @@ def cli(debug: bool) -> None:
     """
 
 
-@cli.group("db")
+@cli.command("demo", short_help="Run the whole pipeline offline on synthetic bars.")
+@click.option(
+    "--ticker", "tickers", multiple=True, help="Demo these tickers instead of the ten (repeat for several)."
+)
+@click.option(
+    "--yes",
+    is_flag=True,
+    help="Run beside other data: DATABASE_URL holds more than an earlier demo (see below).",
+)
+@click.option("--remove", is_flag=True, help="Delete everything an earlier demo wrote, then stop.")
+@click.pass_context
+def demo(ctx: click.Context, tickers: tuple[str, ...], yes: bool, remove: bool) -> None:
+    """Run the whole pipeline offline, in under a minute: an embedded Postgres (no
+    DATABASE_URL needed), local provider servers serving synthetic bars, ten
+    watchlist tickers seeded by the trigger and fetched by the real worker under
+    a demo rate limit of 5 calls per second, with live progress.
+
+    With DATABASE_URL set, the demo runs in that database only if it holds no
+    pgbars data or only an earlier demo's; otherwise it refuses unless --yes.
+    Its bars carry the provider names demo_polygon, demo_yahoo and demo_tradier
+    (never a real provider's), its watchlist is 'demo', and its rate limit lives
+    on those demo providers, so no setting a real worker obeys is changed and
+    real pending chunks are never claimed. `pgbars demo --remove` deletes it all.
+    Running it again is quick: the bars are there already.
+
+    Example: pgbars demo
+    """
+    from worker import demo as demo_module
+
+    _log_to_stderr(_debug(ctx))
+    dsn = os.environ.get("DATABASE_URL", "").strip()
+    server = None
+    if dsn:
+        click.echo("using DATABASE_URL: the demo's synthetic bars go there under the demo_* providers")
+    else:
+        from worker.embedded import EmbeddedPostgres, default_data_dir
+
+        data_dir = default_data_dir()
+        click.echo(f"embedded Postgres in {data_dir} (kept between runs)")
+        server = EmbeddedPostgres(data_dir)
+        dsn = server.dsn()
+    try:
+        if remove:
+            removed = _run(ctx, lambda: demo_module.remove_demo(dsn))
+            click.echo(
+                f"removed the demo: {removed.symbols} symbols, {removed.bars:,} bars,"
+                f" {removed.chunks} chunks, the demo watchlist and the demo providers"
+            )
+            return
+        result = _run(
+            ctx,
+            lambda: demo_module.run_demo(
+                dsn,
+                click.echo,
+                tickers=tickers or demo_module.DEMO_TICKERS,
+                live=use_live_display(),
+                allow_other_data=yes,
+            ),
+        )
+    finally:
+        if server is not None:
+            server.stop()
+    click.echo("")
+    click.echo(_format_table(result.progress, PROGRESS_COLUMNS))
+    click.echo("")
+    click.echo("coverage (sessions with bars of the sessions planned):")
+    click.echo(_format_table(result.coverage, COVERAGE_COLUMNS))
+    summary = result.summary
+    if summary is not None:
+        requests = sum(r.requests for r in summary.reports)
+        click.echo(
+            f"\n{len(summary.reports)} chunks fetched with {requests} requests,"
+            f" {summary.bars_written:,} bars written, {summary.bars_rejected} rejected;"
+            f" demo finished in {result.seconds:.1f} s"
+        )
+        if summary.live:
+            # Only while a session trades (04:00-20:00 New York): today's bars from the Tradier server.
+            click.echo(
+                f"today's bars: {len(summary.live)} live refreshes with"
+                f" {sum(r.requests for r in summary.live)} requests,"
+                f" {sum(r.bars_written for r in summary.live):,} provisional bars"
+            )
+    click.echo("remove everything the demo wrote with: pgbars demo --remove")
+
+
+@cli.group("db", short_help="Install or upgrade the pgbars schema.")
 def db_group() -> None:
     """Manage the pgbars schema."""
 
 
-@db_group.command("upgrade")
+@db_group.command("upgrade", short_help="Install or upgrade the schema (idempotent).")
 @click.pass_context
 def db_upgrade(ctx: click.Context) -> None:
     """Install or upgrade the schema (idempotent; safe to run twice at once).
 
     Example: DATABASE_URL=postgresql://... pgbars db upgrade
     """
-    report = _run(ctx, lambda: _with_connection(_database_url(), db.upgrade))
+    report = _run(ctx, lambda: _with_connection(_database_url(), db.upgrade, needs_schema=False))
     _print_upgrade(report)
 
 
@@ -126,7 +273,7 @@ def _print_upgrade(report: db.UpgradeReport) -> None:
     click.echo("; ".join(parts) + f" ({report.seconds:.2f} s)")
 
 
-@cli.group("watch")
+@cli.group("watch", short_help="Add, remove and list watchlist tickers.")
 def watch_group() -> None:
     """Add, remove and list watchlist tickers (adding one seeds 2 years of h1)."""
 
@@ -134,7 +281,7 @@ def watch_group() -> None:
 WATCHLIST_OPTION = click.option("--watchlist", default="default", show_default=True, help="Watchlist name.")
 
 
-@watch_group.command("add")
+@watch_group.command("add", short_help="Add tickers to a watchlist (seeds 2 years of h1).")
 @click.argument("tickers", nargs=-1, required=True)
 @WATCHLIST_OPTION
 @click.pass_context
@@ -152,7 +299,7 @@ def watch_add(ctx: click.Context, tickers: tuple[str, ...], watchlist: str) -> N
         click.echo(f"{r['ticker']} {state} watchlist {r['watchlist']}")
 
 
-@watch_group.command("remove")
+@watch_group.command("remove", short_help="Remove tickers from a watchlist (bars are kept).")
 @click.argument("tickers", nargs=-1, required=True)
 @WATCHLIST_OPTION
 @click.pass_context
@@ -170,7 +317,7 @@ def watch_remove(ctx: click.Context, tickers: tuple[str, ...], watchlist: str) -
         click.echo(f"{ticker} {state} watchlist {watchlist}")
 
 
-@watch_group.command("list")
+@watch_group.command("list", short_help="List watchlist tickers.")
 @click.option("--watchlist", default=None, help="Only this watchlist.")
 @click.pass_context
 def watch_list(ctx: click.Context, watchlist: str | None) -> None:
@@ -185,16 +332,27 @@ def watch_list(ctx: click.Context, watchlist: str | None) -> None:
     click.echo(_format_table(rows, ("watchlist", "ticker", "added_at")))
 
 
-def _parse_date(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date like 2024-01-31") from None
+class _Date(click.ParamType[dt.date]):
+    """A calendar date, YYYY-MM-DD."""
+
+    name = "date"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return "YYYY-MM-DD"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> dt.date:
+        if isinstance(value, dt.date):
+            return value
+        try:
+            return dt.date.fromisoformat(str(value).strip())
+        except ValueError:
+            self.fail(f"{value!r} is not a date like 2024-01-31", param, ctx)
 
 
-@cli.command("request")
+DATE = _Date()
+
+
+@cli.command("request", short_help="Backfill tickers at any timeframe and window.")
 @click.argument("tickers", nargs=-1, required=True)
 @click.option(
     "--timeframe",
@@ -204,9 +362,14 @@ def _parse_date(ctx: click.Context, param: click.Parameter, value: str | None) -
     show_default=True,
     help="Timeframe to backfill (m1 m5 m15 m30 h1 h4 d1 w1); repeat for several.",
 )
-@click.option("--years", type=int, default=None, help="Years back from the last session [2].")
-@click.option("--start", callback=_parse_date, help="First session date (YYYY-MM-DD).")
-@click.option("--end", callback=_parse_date, help="Last session date (YYYY-MM-DD).")
+@click.option(
+    "--years",
+    type=click.IntRange(1, 50),
+    default=None,
+    help="Years back from the last completed session  [default: 2]",
+)
+@click.option("--start", type=DATE, help="First session date.")
+@click.option("--end", type=DATE, help="Last session date (default: the last completed session).")
 @click.pass_context
 def request(
     ctx: click.Context,
@@ -226,7 +389,7 @@ def request(
         ctx,
         lambda: _with_connection(
             _database_url(),
-            lambda c: db.request_backfill(c, tickers, timeframes, start, end, years or 2),
+            lambda c: db.request_backfill(c, tickers, timeframes, start, end, 2 if years is None else years),
         ),
     )
     for r in results:
@@ -314,7 +477,7 @@ def _status_json(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@cli.command("status")
+@cli.command("status", short_help="Show backfill progress, bars and ETA per job.")
 @click.argument("ticker", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per job, for scripts.")
 @click.pass_context
@@ -362,7 +525,7 @@ def _log_to_stderr(debug: bool) -> None:
     logger.propagate = False
 
 
-@cli.command("work")
+@cli.command("work", short_help="Fetch and store due chunks within a time budget.")
 @click.option(
     "--max-seconds",
     type=click.FloatRange(min=1),
@@ -393,6 +556,11 @@ def _log_to_stderr(debug: bool) -> None:
     help="Seconds per request.",
 )
 @click.option(
+    "--strict",
+    is_flag=True,
+    help="Exit 3 when a chunk ended failed or a provider refused its credentials in this run.",
+)
+@click.option(
     "--summary",
     "summary_file",
     type=click.Path(dir_okay=False, writable=True),
@@ -407,17 +575,22 @@ def work_command(
     tickers: tuple[str, ...],
     lease_seconds: float,
     http_timeout: float,
+    strict: bool,
     summary_file: str | None,
 ) -> None:
     """Fetch and store due backfill chunks until the queue or the time budget is spent.
 
     Uses every provider it has credentials for (Yahoo needs none) under the
-    rate limits in pgbars.providers, shared with every other worker. Exits 0
-    when it ran, whatever the chunks' outcomes; 1 when it cannot run.
+    rate limits in pgbars.providers, shared with every other worker.
+
+    Exit codes: 0 when it ran, whatever the chunks' outcomes (failed chunks are
+    data, shown in status); 1 when it cannot run (database unreachable, schema
+    missing, no usable provider); 2 on a usage error; 3 with --strict when a
+    chunk ended failed or a provider refused its credentials in this run.
 
     Example: pgbars work --max-seconds 240 --summary "$GITHUB_STEP_SUMMARY"
     """
-    _log_to_stderr(bool(ctx.find_root().params.get("debug")))
+    _log_to_stderr(_debug(ctx))
     config = work.WorkConfig(
         max_seconds=max_seconds,
         concurrency=concurrency,
@@ -437,7 +610,10 @@ def work_command(
         from worker.report import summary_markdown
 
         with open(summary_file, "a", encoding="utf-8") as out:
-            out.write(summary_markdown(summary))
+            out.write(summary_markdown(summary, strict=strict))
+    if strict and summary.strict_failures:
+        click.echo("pgbars: --strict: " + "; ".join(summary.strict_failures), err=True)
+        sys.exit(STRICT_EXIT)
 
 
 COVERAGE_COLUMNS = (
@@ -472,7 +648,7 @@ def _repair_line(row: dict[str, Any]) -> str:
     return f"{row['symbol']} {row['timeframe']}: {what}"
 
 
-@cli.command("repair")
+@cli.command("repair", short_help="Re-queue sessions that came back empty, once.")
 @click.argument("ticker", required=False)
 @click.pass_context
 def repair(ctx: click.Context, ticker: str | None) -> None:
@@ -497,55 +673,3 @@ def repair(ctx: click.Context, ticker: str | None) -> None:
         )
     elif not rows:
         click.echo("nothing to repair: no fetched session without bars, no failed chunk")
-
-
-@cli.command("demo")
-@click.option(
-    "--ticker", "tickers", multiple=True, help="Demo these tickers instead of the ten (repeat for several)."
-)
-@click.pass_context
-def demo(ctx: click.Context, tickers: tuple[str, ...]) -> None:
-    """Run the whole pipeline offline, in under a minute: an embedded Postgres (no
-    DATABASE_URL needed), local provider servers serving synthetic bars, ten
-    watchlist tickers seeded by the trigger and fetched by the real worker under
-    a demo rate limit of 5 calls per second, with live progress.
-
-    With DATABASE_URL set, that database is used instead (it then holds the
-    synthetic bars and a 'demo' watchlist). Running it again is quick: the
-    bars are there already.
-
-    Example: pgbars demo
-    """
-    from worker.demo import DEMO_TICKERS, run_demo
-
-    _log_to_stderr(bool(ctx.find_root().params.get("debug")))
-    dsn = os.environ.get("DATABASE_URL", "").strip()
-    server = None
-    if dsn:
-        click.echo("using DATABASE_URL: the demo writes synthetic bars and a 'demo' watchlist there")
-    else:
-        from worker.embedded import EmbeddedPostgres, default_data_dir
-
-        data_dir = default_data_dir()
-        click.echo(f"embedded Postgres in {data_dir} (kept between runs)")
-        server = EmbeddedPostgres(data_dir)
-        dsn = server.dsn()
-    try:
-        result = _run(
-            ctx, lambda: run_demo(dsn, click.echo, tickers=tickers or DEMO_TICKERS, live=use_live_display())
-        )
-    finally:
-        if server is not None:
-            server.stop()
-    click.echo("")
-    click.echo(_format_table(result.progress, PROGRESS_COLUMNS))
-    click.echo("")
-    click.echo("coverage (sessions with bars of the sessions planned):")
-    click.echo(_format_table(result.coverage, COVERAGE_COLUMNS))
-    summary = result.summary
-    if summary is not None:
-        click.echo(
-            f"\n{len(summary.reports)} chunks fetched with {sum(summary.calls.values())} requests,"
-            f" {summary.bars_written:,} bars written, {summary.bars_rejected} rejected;"
-            f" demo finished in {result.seconds:.1f} s"
-        )

@@ -47,8 +47,9 @@ def _live_section(summary: WorkSummary) -> list[str]:
     return lines
 
 
-def summary_markdown(summary: WorkSummary) -> str:
-    """Chunks by outcome, bars, requests and 429s per provider, then the progress table."""
+def summary_markdown(summary: WorkSummary, *, strict: bool = False) -> str:
+    """Chunks by outcome, bars, requests and 429s per provider, then the progress table;
+    with `strict`, why the run failed (`pgbars work --strict`)."""
     progress = summary.progress
     lines = [
         "## pgbars work",
@@ -98,6 +99,9 @@ def summary_markdown(summary: WorkSummary) -> str:
         ],
     )
     lines += _live_section(summary)
+    if strict and summary.strict_failures:
+        lines += ["", "### Why this run failed (--strict)", ""]
+        lines += [f"- {reason}" for reason in summary.strict_failures]
     problems = [r for r in summary.reports if r.outcome in ("failed", "lost")]
     if problems:
         lines += ["", "### Chunks that need a look", ""]

@@ -70,6 +70,7 @@ class WorkConfig:
     tickers: tuple[str, ...] = ()
     lease_seconds: float = 300.0
     worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    allow_demo_database: bool = False  # only `pgbars demo` works in a database marked as the demo's
 
 
 @dataclass(slots=True)
@@ -120,6 +121,16 @@ class WorkSummary:
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for r in self.reports if r.outcome == outcome)
+
+    @property
+    def strict_failures(self) -> list[str]:
+        """Why `pgbars work --strict` fails this run: chunks that ended failed, refused credentials."""
+        reasons = []
+        failed = self.count("failed")
+        if failed:
+            reasons.append(f"{failed} chunk{'' if failed == 1 else 's'} ended failed")
+        reasons += [f"{provider}: {why}" for provider, why in sorted(self.refused.items())]
+        return reasons
 
     @property
     def bars_written(self) -> int:
@@ -760,13 +771,18 @@ class Worker:
             )
 
 
-async def prepare(pool: AsyncConnectionPool, configured: Sequence[str]) -> list[str]:
+async def prepare(
+    pool: AsyncConnectionPool, configured: Sequence[str], *, allow_demo_database: bool = False
+) -> list[str]:
     """Check the schema and return the configured providers the database has enabled.
 
-    Raises PgbarsError (one line) when the worker cannot run at all.
+    Raises PgbarsError (one line) when the worker cannot run at all, or when the
+    database is the demo's (its synthetic bars never meet real ones).
     """
     async with pool.connection() as conn:
         await db.ensure_schema_current(conn)
+        if not allow_demo_database:
+            await db.require_not_demo(conn)
         usable = await db.enabled_providers(conn, configured)
     if not usable:
         raise db.PgbarsError(
@@ -827,7 +843,7 @@ async def run(
         # One connection per chunk in flight, one for claiming.
         pool = await db.open_worker_pool(dsn, config.concurrency + 1)
         try:
-            usable = await prepare(pool, sorted(configured))
+            usable = await prepare(pool, sorted(configured), allow_demo_database=config.allow_demo_database)
             rolled = await _roll_forward(pool)
             deleted = await _clean_up(pool)
             unavailable = {

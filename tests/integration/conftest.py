@@ -15,6 +15,7 @@ from psycopg import sql
 
 from tests.integration.helpers import CLOCK, POLYGON_KEY, SERVER_NOW, TRADIER_TOKEN
 from tests.providers.helpers import serving
+from worker import clock
 from worker.emulator import PolygonServer, TradierServer, YahooServer
 
 
@@ -46,10 +47,12 @@ def env(polygon: PolygonServer, yahoo: YahooServer, tradier: TradierServer) -> d
 
 
 @pytest.fixture
-def db(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+def db(conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch) -> psycopg.Connection[Any]:
     """The test database with the planning clock at CLOCK for every session (the
-    worker's too, so reroutes judge lookbacks as the seeding did) and fast rate
+    worker's too, through PGBARS_NOW, so reroutes judge lookbacks as the seeding
+    did; the database default covers sessions opened without it) and fast rate
     limits: 5 calls per rolling second per provider."""
+    monkeypatch.setenv(clock.ENV, CLOCK)
     conn.execute(
         sql.SQL("ALTER DATABASE {} SET pgbars.now = {}").format(
             sql.Identifier(conn.info.dbname), sql.Literal(CLOCK)

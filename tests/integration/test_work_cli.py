@@ -73,6 +73,53 @@ def test_chunk_failures_still_exit_zero(dsn: str, db: psycopg.Connection[Any], y
     assert "outcome=failed" in result.output
 
 
+def test_strict_exits_3_when_a_chunk_failed_and_the_summary_says_why(
+    dsn: str, db: psycopg.Connection[Any], yahoo: YahooServer, tmp_path: Path
+) -> None:
+    request(db, "SPY", "d1", dt.date(2024, 11, 25), dt.date(2024, 11, 29))
+    request(db, "QQQ", "d1", dt.date(2024, 11, 25), dt.date(2024, 11, 29))
+    db.execute("DELETE FROM pgbars.provider_routes WHERE provider = 'polygon'")
+    yahoo.inject(Fault.unknown_ticker(), path_prefix="/v8/finance/chart/QQQ")
+    summary = tmp_path / "summary.md"
+
+    result = pgbars_work(dsn, {"YAHOO_BASE_URL": yahoo.base_url}, "--strict", "--summary", str(summary))
+
+    assert result.exit_code == 3, result.output
+    assert "pgbars: --strict: 1 chunk ended failed" in result.output
+    text = summary.read_text()
+    assert "### Why this run failed (--strict)\n\n- 1 chunk ended failed\n" in text
+    assert [c["status"] for c in chunk_rows(db, "SPY", "d1")] == ["done"]  # the rest of the run still ran
+
+
+def test_strict_exits_3_when_a_credential_was_refused(
+    dsn: str, db: psycopg.Connection[Any], polygon: Any, yahoo: YahooServer
+) -> None:
+    request(db, "AAPL", "h1", dt.date(2024, 12, 2), dt.date(2024, 12, 6))
+    env = {
+        "POLYGON_API_KEY": "wrong-key",
+        "POLYGON_BASE_URL": polygon.base_url,
+        "YAHOO_BASE_URL": yahoo.base_url,
+    }
+
+    result = pgbars_work(dsn, env, "--strict")
+
+    assert result.exit_code == 3, result.output
+    assert "pgbars: --strict: polygon: polygon refused POLYGON_API_KEY" in result.output
+    assert "wrong-key" not in result.output
+    assert [c["status"] for c in chunk_rows(db, "AAPL", "h1")] == ["pending"]  # given back unspent
+    # Without --strict the same run is a success: failures are data, shown in status.
+    assert pgbars_work(dsn, env).exit_code == 0
+
+
+def test_strict_exits_0_when_every_chunk_is_done(
+    dsn: str, db: psycopg.Connection[Any], yahoo: YahooServer
+) -> None:
+    request(db, "SPY", "d1", dt.date(2024, 11, 25), dt.date(2024, 11, 29))
+    result = pgbars_work(dsn, {"YAHOO_BASE_URL": yahoo.base_url}, "--strict")
+    assert result.exit_code == 0, result.output
+    assert "--strict" not in result.output
+
+
 def test_unreachable_database(dsn: str) -> None:
     line = _one_error_line(pgbars_work("postgresql://pgbars@127.0.0.1:1/nothing?connect_timeout=2", {}))
     assert "cannot connect to the database" in line

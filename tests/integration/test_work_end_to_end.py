@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from tests.integration.helpers import (
     POLYGON_KEY,
@@ -22,7 +22,7 @@ from tests.integration.helpers import (
     watch,
     work_log,
 )
-from worker import work
+from worker import clock, work
 from worker.calendar import NEW_YORK
 from worker.emulator import PolygonServer, RecordedRequest
 
@@ -177,11 +177,7 @@ async def test_each_run_first_rolls_finished_jobs_forward(
     assert [c["last_session"] for c in chunk_rows(db, "AAPL")] == [dt.date(2024, 12, 31)]
 
     # Monday 2025-01-06 at noon: Thursday 2 and Friday 3 January have closed since.
-    db.execute(
-        sql.SQL("ALTER DATABASE {} SET pgbars.now = '2025-01-06 12:00 America/New_York'").format(
-            sql.Identifier(db.info.dbname)
-        )
-    )
+    os.environ[clock.ENV] = "2025-01-06 12:00 America/New_York"  # restored by the db fixture
     summary = await work.run(dsn, env, config())
 
     assert summary.rolled["chunks_added"] == 1 and summary.rolled["sessions_added"] == 2

@@ -8,6 +8,7 @@ session in progress. Polygon is left unconfigured so that these runs do only the
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from collections import defaultdict
 from typing import Any
@@ -27,7 +28,7 @@ from tests.integration.helpers import (
     watch,
     work_log,
 )
-from worker import work
+from worker import clock, work
 from worker.calendar import NEW_YORK
 from worker.emulator import PolygonServer, TradierServer
 
@@ -172,7 +173,9 @@ async def test_a_symbol_tradier_does_not_know_is_reported_once_per_run_and_not_a
 
 
 def move_clock(db: psycopg.Connection[Any], at: str) -> None:
-    """The planning clock of every new session (the worker's pool) and of this one."""
+    """The planning clock of every new session (the worker's pool) and of this one.
+    The db fixture's monkeypatch restores PGBARS_NOW after the test."""
+    os.environ[clock.ENV] = at
     db.execute(
         sql.SQL("ALTER DATABASE {} SET pgbars.now = {}").format(
             sql.Identifier(db.info.dbname), sql.Literal(at)

@@ -1,9 +1,10 @@
+import datetime as dt
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests.sql.helpers import chunks, scalar, set_clock
+from tests.sql.helpers import chunks, scalar, seed, set_clock
 
 
 def add(conn: psycopg.Connection[Any], ticker: str, watchlist: str = "default") -> dict[str, Any]:
@@ -31,11 +32,72 @@ def test_symbol_already_covered_creates_nothing_new(conn: psycopg.Connection[Any
     assert add(conn, "AAPL")["added"] is True
     assert add(conn, "AAPL")["added"] is False
     add(conn, "aapl", "second list")
-    set_clock(conn, "2025-01-15 12:00 America/New_York")  # another day
-    add(conn, "AAPL", "third list")
     assert scalar(conn, "SELECT count(*) FROM pgbars.backfill_jobs") == 1
     assert scalar(conn, "SELECT count(*) FROM pgbars.backfill_chunks") == 10
+    set_clock(conn, "2025-01-15 12:00 America/New_York")  # another day
+    add(conn, "AAPL", "third list")
+    # Only the sessions completed since (as roll-forward would add them), in the same job.
+    assert scalar(conn, "SELECT count(*) FROM pgbars.backfill_jobs") == 1
+    planned = chunks(conn, "AAPL")
+    assert len(planned) == 11
+    assert (planned[-1]["first_session"].isoformat(), planned[-1]["last_session"].isoformat()) == (
+        "2025-01-02",
+        "2025-01-14",
+    )
     assert scalar(conn, "SELECT count(*) FROM pgbars.watchlist_items") == 3
+
+
+def _sessions(planned: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(c["first_session"].isoformat(), c["last_session"].isoformat()) for c in planned]
+
+
+def test_watching_extends_a_shorter_h1_job_to_two_years(conn: psycopg.Connection[Any]) -> None:
+    set_clock(conn)
+    seed(conn, "AAPL", years=1)
+    job_id = scalar(conn, "SELECT id FROM pgbars.backfill_jobs")
+    one_year = _sessions(chunks(conn, "AAPL"))
+    assert one_year[0][0] == "2024-01-02" and one_year[-1][1] == "2024-12-31"
+
+    add(conn, "AAPL")
+
+    planned = chunks(conn, "AAPL")
+    assert scalar(conn, "SELECT count(*) FROM pgbars.backfill_jobs") == 1
+    assert {c["job_id"] for c in planned} == {job_id}
+    assert planned[0]["first_session"].isoformat() == "2023-01-03"
+    assert set(one_year) <= set(_sessions(planned))  # the year already planned is kept as it was
+    assert _no_session_twice(conn)
+    assert sum(c["session_count"] for c in planned) == 502  # 2023-01-03 .. 2024-12-31
+
+
+def test_watching_extends_a_job_that_ended_in_the_past_and_it_then_rolls_forward(
+    conn: psycopg.Connection[Any],
+) -> None:
+    set_clock(conn)
+    seed(conn, "AAPL", start=dt.date(2023, 1, 3), end=dt.date(2024, 6, 28))
+    assert chunks(conn, "AAPL")[-1]["last_session"].isoformat() == "2024-06-28"
+
+    add(conn, "AAPL")
+
+    planned = chunks(conn, "AAPL")
+    assert planned[-1]["last_session"].isoformat() == "2024-12-31"
+    assert sum(c["session_count"] for c in planned) == 502
+    assert _no_session_twice(conn)
+    # Watched means kept current: the job now rolls forward like any open-ended one.
+    set_clock(conn, "2025-01-06 12:00 America/New_York")
+    rolled = scalar(conn, "SELECT pgbars.roll_forward_backfills()")
+    assert rolled["sessions_added"] == 2  # 2 and 3 January
+    assert chunks(conn, "AAPL")[-1]["last_session"].isoformat() == "2025-01-03"
+
+
+def _no_session_twice(conn: psycopg.Connection[Any]) -> bool:
+    return bool(
+        scalar(
+            conn,
+            "SELECT count(*) = count(DISTINCT ms.session_date) FROM pgbars.backfill_chunks AS c"
+            " JOIN pgbars.market_sessions AS ms"
+            " ON ms.session_date BETWEEN c.first_session AND c.last_session",
+        )
+    )
 
 
 def test_a_failing_seed_fails_the_insert(conn: psycopg.Connection[Any]) -> None:

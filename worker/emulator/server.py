@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Self
 from urllib.parse import parse_qs, urlsplit
 
+from worker import clock
 from worker.emulator.faults import Fault
 
 # Faults that replace the answer before any provider logic runs.
@@ -206,7 +207,7 @@ class EmulatorServer:
             return sum(armed.remaining for armed in self._faults)
 
     def clock(self) -> dt.datetime:
-        return self.now or dt.datetime.now(dt.UTC)
+        return self.now or clock.now()
 
     # --- for subclasses ---
 
