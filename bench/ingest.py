@@ -80,7 +80,7 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 UPSERT = """
 INSERT INTO pgbars.ohlc_bars_v2 AS b (
     symbol_id, timeframe, ts, provider, is_forecast, open, high, low, close,
-    volume, vwap, trade_count, is_intraday, adjustment, fetched_at
+    volume, vwap, trade_count, is_provisional, adjustment, fetched_at
 )
 VALUES (%s, 'm1', %s, 'polygon', FALSE, %s, %s, %s, %s, %s, %s, %s, FALSE, 'raw', now())
 ON CONFLICT (symbol_id, timeframe, ts, provider, is_forecast) DO UPDATE
@@ -92,15 +92,15 @@ ON CONFLICT (symbol_id, timeframe, ts, provider, is_forecast) DO UPDATE
         volume = excluded.volume,
         vwap = excluded.vwap,
         trade_count = excluded.trade_count,
-        is_intraday = excluded.is_intraday,
+        is_provisional = excluded.is_provisional,
         adjustment = excluded.adjustment,
         fetched_at = excluded.fetched_at
     WHERE
-        (b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count, b.is_intraday, b.adjustment)
+        (b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count, b.is_provisional, b.adjustment)
         IS DISTINCT FROM
         (
             excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume,
-            excluded.vwap, excluded.trade_count, excluded.is_intraday, excluded.adjustment
+            excluded.vwap, excluded.trade_count, excluded.is_provisional, excluded.adjustment
         )
 """
 RAW_TABLE = "bench_raw_copy"
@@ -117,7 +117,7 @@ RAW_COLUMNS = (
     "volume",
     "vwap",
     "trade_count",
-    "is_intraday",
+    "is_provisional",
     "adjustment",
 )
 RAW_TYPES = (

@@ -102,12 +102,12 @@ COPY_COLUMNS = (
     "volume",
     "vwap",
     "trade_count",
-    "is_intraday",
+    "is_provisional",
     "adjustment",
     "fetched_at",
 )
 READ_COLUMNS = (
-    "ts, open, high, low, close, volume, vwap, trade_count, provider, is_intraday, adjustment, fetched_at"
+    "ts, open, high, low, close, volume, vwap, trade_count, provider, is_provisional, adjustment, fetched_at"
 )
 GET_BARS = "SELECT * FROM pgbars.get_bars(%s, %s, %s, %s)"
 # A disabled yahoo history route for h1 (priority 2), enabled around the "yahoo h1 route on" calls:
@@ -149,7 +149,7 @@ class Grid:
     timeframe: str
     ts: npt.NDArray[np.int64]
     chunk: npt.NDArray[np.int64]
-    is_intraday: bool
+    is_provisional: bool
 
 
 def build_grid(timeframe: str, years: int, today: dt.date) -> Grid:
@@ -205,7 +205,7 @@ def _row_dtype(timeframe: str) -> np.dtype[Any]:
         ("volume", ">i8"),
         ("vwap", ">f8"),
         ("trade_count", ">i8"),
-        ("is_intraday", "u1"),
+        ("is_provisional", "u1"),
         ("adjustment", "S3"),
         ("fetched_at", ">i8"),
     ]
@@ -251,7 +251,7 @@ def copy_block(
         ("volume", 8),
         ("vwap", 8),
         ("trade_count", 8),
-        ("is_intraday", 1),
+        ("is_provisional", 1),
         ("adjustment", 3),
         ("fetched_at", 8),
     ):
@@ -268,8 +268,8 @@ def copy_block(
     rows["volume"] = rng.integers(100, 1_000_000, n)
     rows["vwap"] = (high + low + close) / 3.0
     rows["trade_count"] = rng.integers(1, 5_000, n)
-    # as store_chunk_bars writes it: the timeframe's is_intraday
-    rows["is_intraday"] = 1 if grid.is_intraday else 0
+    # history, as store_chunk_bars writes it: never provisional
+    rows["is_provisional"] = 0
     rows["adjustment"] = b"raw"
     rows["fetched_at"] = fetched_at
     return rows.tobytes(), n
@@ -552,10 +552,10 @@ def add_layouts(conn: psycopg.Connection[Any], source_ticker: str) -> None:
             f" ON b.symbol_id = s.id WHERE s.ticker = %s AND b.timeframe = '{READ_TIMEFRAME}'),"
             " symbol AS (INSERT INTO pgbars.symbols (ticker) VALUES (%s) RETURNING id)"
             " INSERT INTO pgbars.ohlc_bars_v2 (symbol_id, timeframe, ts, provider, open, high, low, close,"
-            " volume, vwap, trade_count, is_intraday, adjustment)"
+            " volume, vwap, trade_count, is_provisional, adjustment)"
             f" SELECT (SELECT id FROM symbol), '{READ_TIMEFRAME}', l.ts, l.provider, s.open, s.high, s.low,"
-            " s.close, s.volume, s.vwap, s.trade_count, l.is_intraday, s.adjustment"
-            f" FROM ({layout}) AS l (ts, provider, is_intraday)"
+            " s.close, s.volume, s.vwap, s.trade_count, l.is_provisional, s.adjustment"
+            f" FROM ({layout}) AS l (ts, provider, is_provisional)"
             " INNER JOIN source AS s ON s.ts = l.ts - CASE WHEN l.ts > (SELECT max(ts) FROM source)"
             " THEN interval '1 day' ELSE interval '0' END",
             (source_ticker, ticker),

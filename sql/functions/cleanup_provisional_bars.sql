@@ -7,7 +7,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pgbars, pg_temp
 AS $$
 /*
-A provisional bar (is_intraday: stored by a live refresh; history bars,
+A provisional bar (is_provisional: stored by a live refresh; history bars,
 derived ones included, never have it) is deleted once its start is older
 than live_settings.keep_provisional (by the planning clock) and history has
 replaced its session: a done chunk of the symbol's job for that timeframe,
@@ -25,14 +25,14 @@ BEGIN
     IF NOT EXISTS (
         SELECT
         FROM pgbars.ohlc_bars_v2 AS b
-        WHERE b.is_intraday AND b.ts < pgbars._now() - (SELECT cfg.keep_provisional FROM pgbars.live_settings AS cfg)
+        WHERE b.is_provisional AND b.ts < pgbars._now() - (SELECT cfg.keep_provisional FROM pgbars.live_settings AS cfg)
     ) THEN
         RETURN 0;
     END IF;
     DELETE FROM pgbars.ohlc_bars_v2 AS b
     USING pgbars.live_settings AS cfg
     WHERE
-        b.is_intraday
+        b.is_provisional
         AND b.ts < pgbars._now() - cfg.keep_provisional
         AND EXISTS (
             SELECT
@@ -56,7 +56,7 @@ BEGIN
             WHERE
                 h.symbol_id = b.symbol_id
                 AND h.timeframe = b.timeframe
-                AND NOT h.is_intraday
+                AND NOT h.is_provisional
                 AND NOT h.is_forecast
                 AND h.ts >= ((b.ts AT TIME ZONE 'America/New_York')::date)::timestamp AT TIME ZONE 'America/New_York'
                 AND h.ts < ((b.ts AT TIME ZONE 'America/New_York')::date + 1)::timestamp AT TIME ZONE 'America/New_York'

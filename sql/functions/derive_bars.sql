@@ -30,12 +30,12 @@ neighbouring chunks included).
 
 Per source ts the bar of the best provider is used, in get_bars' order
 (enabled history routes of the source timeframe by priority, then any other
-by name); forecasts and provisional bars (is_intraday: today's live bars,
+by name); forecasts and provisional bars (is_provisional: today's live bars,
 which store_live_bars rolls up itself) are skipped and only raw bars read,
 so derived bars are history and cleanup_provisional_bars never touches them. A bucket is: open of its first bar, close of its last, high/low
 extremes, volume and trade_count summed (trade_count NULL when every one
 is), vwap = sum(vwap * volume) / sum(volume) over the bars with a vwap and
-volume > 0 (NULL when there is none); is_intraday false.
+volume > 0 (NULL when there is none); is_provisional false.
 
 It is stored under every provider with source bars in the bucket: normally
 the one provider that served them, so get_bars' provider order applies to
@@ -130,7 +130,7 @@ BEGIN
                 AND s.ts >= v_from
                 AND s.ts < v_to
                 AND NOT s.is_forecast
-                AND NOT s.is_intraday
+                AND NOT s.is_provisional
                 AND s.adjustment = 'raw'
         ),
 
@@ -146,7 +146,7 @@ BEGIN
                 / (sum(sb.volume) FILTER (WHERE sb.vwap IS NOT NULL AND sb.volume > 0))::double precision
                 AS vwap,
                 sum(sb.trade_count)::bigint AS trade_count,
-                FALSE AS is_intraday
+                FALSE AS is_provisional
             FROM source_bars AS sb
             WHERE sb.pick = 1
             GROUP BY sb.bucket
@@ -161,7 +161,7 @@ BEGIN
 
         INSERT INTO pgbars.ohlc_bars_v2 AS b (
             symbol_id, timeframe, ts, provider, is_forecast, open, high, low, close,
-            volume, vwap, trade_count, is_intraday, adjustment, fetched_at
+            volume, vwap, trade_count, is_provisional, adjustment, fetched_at
         )
         SELECT
             p_symbol_id,
@@ -176,7 +176,7 @@ BEGIN
             d.volume,
             d.vwap,
             d.trade_count,
-            d.is_intraday,
+            d.is_provisional,
             'raw',
             now()
         FROM derived AS d
@@ -190,15 +190,15 @@ BEGIN
                 volume = excluded.volume,
                 vwap = excluded.vwap,
                 trade_count = excluded.trade_count,
-                is_intraday = excluded.is_intraday,
+                is_provisional = excluded.is_provisional,
                 adjustment = excluded.adjustment,
                 fetched_at = excluded.fetched_at
             WHERE
-                (b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count, b.is_intraday, b.adjustment)
+                (b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count, b.is_provisional, b.adjustment)
                 IS DISTINCT FROM
                 (
                     excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume,
-                    excluded.vwap, excluded.trade_count, excluded.is_intraday, excluded.adjustment
+                    excluded.vwap, excluded.trade_count, excluded.is_provisional, excluded.adjustment
                 );
         GET DIAGNOSTICS v_changed = ROW_COUNT;
         v_total := v_total + v_changed;

@@ -15,7 +15,7 @@ RETURNS TABLE (
     vwap double precision,
     trade_count bigint,
     provider text,
-    is_intraday boolean,
+    is_provisional boolean,
     adjustment text,
     fetched_at timestamptz
 )
@@ -81,7 +81,7 @@ AS $$
         b.vwap,
         b.trade_count,
         b.provider,
-        b.is_intraday,
+        b.is_provisional,
         b.adjustment,
         b.fetched_at
     FROM pgbars.ohlc_bars_v2 AS b

@@ -8,7 +8,7 @@ SET search_path = pg_catalog, pgbars, pg_temp
 AS $$
     /*
     Bars, not a job: a seeded but unfetched backfill is false. History bars
-    only: today's provisional bars (is_intraday) are no backfill.
+    only: today's provisional bars (is_provisional) are no backfill.
     */
     SELECT EXISTS (
         SELECT 1
@@ -17,7 +17,7 @@ AS $$
         WHERE
             s.ticker = pgbars.normalize_ticker(p_ticker)
             AND b.timeframe = (pgbars._validate_timeframes(ARRAY[p_timeframe]))[1]
-            AND NOT b.is_intraday
+            AND NOT b.is_provisional
     );
 $$;
 

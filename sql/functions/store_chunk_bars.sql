@@ -24,7 +24,7 @@ is not rewritten (no dead tuple, fetched_at kept), so re-fetching a range
 costs reads only. The chunk's quarantine is replaced by this fetch's.
 Timeframes derived from this one (the job's derived_jobs: h4 from h1) are
 recomputed by derive_bars for the chunk's sessions, in this transaction.
-Backfill bars are history (is_intraday false): a chunk never holds the
+Backfill bars are history (is_provisional false): a chunk never holds the
 session in progress. bars_written counts the valid bars of the answer (stored or already
 there); bars_changed those inserted or updated.
 */
@@ -77,7 +77,7 @@ BEGIN
             AND b.ts = s.ts
             AND b.ts BETWEEN v_first_ts AND v_last_ts
     WHEN MATCHED AND (
-        b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count, b.is_intraday, b.adjustment
+        b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count, b.is_provisional, b.adjustment
     ) IS DISTINCT FROM (
         s.open, s.high, s.low, s.close, s.volume, s.vwap, s.trade_count, FALSE, 'raw'
     ) THEN
@@ -89,13 +89,13 @@ BEGIN
             volume = s.volume,
             vwap = s.vwap,
             trade_count = s.trade_count,
-            is_intraday = FALSE,
+            is_provisional = FALSE,
             adjustment = 'raw',
             fetched_at = now()
     WHEN NOT MATCHED THEN
         INSERT (
             symbol_id, timeframe, ts, provider, is_forecast, open, high, low, close,
-            volume, vwap, trade_count, is_intraday, adjustment, fetched_at
+            volume, vwap, trade_count, is_provisional, adjustment, fetched_at
         )
         VALUES (
             v_chunk.symbol_id, v_chunk.timeframe, s.ts, v_chunk.provider, FALSE, s.open, s.high,

@@ -16,7 +16,7 @@ The write half of a live refresh, inside the worker's transaction, like
 store_chunk_bars: the worker has COPYed today's bars of p_timeframe into
 pg_temp.pgbars_staged_bars and refused rows into pg_temp.pgbars_staged_rejects.
 Every timeframe in the refresh's targets is stored under the live provider
-with is_intraday = TRUE (provisional): the fetched timeframe as it came, the
+with is_provisional = TRUE (provisional): the fetched timeframe as it came, the
 others rolled up from it on the pgbars grid (buckets of their bar length
 counted from 00:00 New York: h4 buckets start 04:00, 08:00, 12:00, 16:00, so
 none crosses a session) with open = first open, close = last close,
@@ -74,7 +74,7 @@ BEGIN
             AND b.provider = v_refresh.provider
             AND NOT b.is_forecast
     WHEN MATCHED AND (
-        b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count, b.is_intraday, b.adjustment
+        b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count, b.is_provisional, b.adjustment
     ) IS DISTINCT FROM (
         a.open, a.high, a.low, a.close, a.volume, a.vwap, a.trade_count, TRUE, 'raw'
     ) THEN
@@ -86,13 +86,13 @@ BEGIN
             volume = a.volume,
             vwap = a.vwap,
             trade_count = a.trade_count,
-            is_intraday = TRUE,
+            is_provisional = TRUE,
             adjustment = 'raw',
             fetched_at = now()
     WHEN NOT MATCHED THEN
         INSERT (
             symbol_id, timeframe, ts, provider, is_forecast, open, high, low, close,
-            volume, vwap, trade_count, is_intraday, adjustment, fetched_at
+            volume, vwap, trade_count, is_provisional, adjustment, fetched_at
         )
         VALUES (
             p_symbol_id, a.timeframe, a.ts, v_refresh.provider, FALSE, a.open, a.high, a.low, a.close,
@@ -148,6 +148,6 @@ END;
 $$;
 
 COMMENT ON FUNCTION pgbars.store_live_bars(uuid, text, uuid, integer) IS
-'Stores the live refresh''s staged bars as provisional bars (provider of the live route, is_intraday) '
+'Stores the live refresh''s staged bars as provisional bars (provider of the live route, is_provisional) '
 'for each of its target timeframes (rolled up from the fetched one), quarantines refused rows and '
 'ends the lease. Returns bars written, changed and rejected; raises PB001 without the lease.';

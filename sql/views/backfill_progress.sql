@@ -50,7 +50,7 @@ SELECT
                 b.symbol_id = j.symbol_id
                 AND b.timeframe = j.timeframe
                 AND NOT b.is_forecast
-                AND NOT b.is_intraday
+                AND NOT b.is_provisional
         )
     END AS bars_written,
     CASE WHEN j.derived_from IS NULL THEN k.bars_rejected ELSE 0 END AS bars_rejected,

@@ -5,7 +5,7 @@
 -- York on Monday), one per week holding at least one planned session.
 -- units_with_bars probes the bars' primary key once per planned unit, so it
 -- costs the same for m1 and d1; bars (a count) reads the job's index range.
--- Forecast bars (is_forecast) are not data and provisional bars (is_intraday:
+-- Forecast bars (is_forecast) are not data and provisional bars (is_provisional:
 -- today's, from a live refresh) are not history: both are left out everywhere.
 -- Units are planned per job (LATERAL), so filtering by symbol reads only
 -- that symbol's chunks and bars.
@@ -19,21 +19,21 @@ SELECT
         FROM pgbars.ohlc_bars_v2 AS b
         WHERE
             b.symbol_id = j.symbol_id AND b.timeframe = j.timeframe AND NOT b.is_forecast
-            AND NOT b.is_intraday
+            AND NOT b.is_provisional
     ) AS first_bar,
     (
         SELECT max(b.ts)
         FROM pgbars.ohlc_bars_v2 AS b
         WHERE
             b.symbol_id = j.symbol_id AND b.timeframe = j.timeframe AND NOT b.is_forecast
-            AND NOT b.is_intraday
+            AND NOT b.is_provisional
     ) AS last_bar,
     (
         SELECT count(*)
         FROM pgbars.ohlc_bars_v2 AS b
         WHERE
             b.symbol_id = j.symbol_id AND b.timeframe = j.timeframe AND NOT b.is_forecast
-            AND NOT b.is_intraday
+            AND NOT b.is_provisional
     ) AS bars,
     min(u.first_session) AS first_session,
     max(u.last_session) AS last_session,
@@ -75,7 +75,7 @@ LEFT JOIN LATERAL (
         AND b.ts < (u.unit_start + CASE WHEN j.timeframe = 'w1' THEN 7 ELSE 1 END)::timestamp
         AT TIME ZONE 'America/New_York'
         AND NOT b.is_forecast
-        AND NOT b.is_intraday
+        AND NOT b.is_provisional
     ORDER BY b.ts
     LIMIT 1
 ) AS h ON TRUE

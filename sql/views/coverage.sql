@@ -77,7 +77,7 @@ probed AS (
             AND b.ts >= p.bars_from
             AND b.ts < p.bars_until
             AND NOT b.is_forecast
-            AND NOT b.is_intraday
+            AND NOT b.is_provisional
         ORDER BY b.ts
         LIMIT 1
     ) AS h ON TRUE
@@ -135,21 +135,21 @@ SELECT
             FROM pgbars.ohlc_bars_v2 AS b
             WHERE
                 b.symbol_id = k.symbol_id AND b.timeframe = k.timeframe AND NOT b.is_forecast
-                AND NOT b.is_intraday
+                AND NOT b.is_provisional
         ) THEN 'empty twice, and no bars at all: does the provider know this ticker?'
         WHEN k.bars_from < (
             SELECT min(b.ts)
             FROM pgbars.ohlc_bars_v2 AS b
             WHERE
                 b.symbol_id = k.symbol_id AND b.timeframe = k.timeframe AND NOT b.is_forecast
-                AND NOT b.is_intraday
+                AND NOT b.is_provisional
         ) THEN 'empty twice, before the first bar: not listed yet?'
         WHEN k.bars_until > (
             SELECT max(b.ts)
             FROM pgbars.ohlc_bars_v2 AS b
             WHERE
                 b.symbol_id = k.symbol_id AND b.timeframe = k.timeframe AND NOT b.is_forecast
-                AND NOT b.is_intraday
+                AND NOT b.is_provisional
         ) THEN 'empty twice, after the last bar: delisted?'
         ELSE 'empty twice, between bars: a trading halt?'
     END AS reason,
@@ -179,14 +179,14 @@ SELECT
         FROM pgbars.ohlc_bars_v2 AS b
         WHERE
             b.symbol_id = j.symbol_id AND b.timeframe = j.timeframe AND NOT b.is_forecast
-            AND NOT b.is_intraday
+            AND NOT b.is_provisional
     ) AS first_bar,
     (
         SELECT max(b.ts)
         FROM pgbars.ohlc_bars_v2 AS b
         WHERE
             b.symbol_id = j.symbol_id AND b.timeframe = j.timeframe AND NOT b.is_forecast
-            AND NOT b.is_intraday
+            AND NOT b.is_provisional
     ) AS last_bar,
     k.sessions_expected,
     k.sessions_with_bars,

@@ -113,7 +113,7 @@ def test_demo_during_a_session_also_shows_todays_bars(
         assert (
             scalar(conn, "SELECT max(last_session) FROM pgbars.backfill_chunks").isoformat() == "2026-12-01"
         )
-        provisional = scalar(conn, "SELECT count(*) FROM pgbars.ohlc_bars_v2 WHERE is_intraday")
+        provisional = scalar(conn, "SELECT count(*) FROM pgbars.ohlc_bars_v2 WHERE is_provisional")
         assert provisional > 0
 
 

@@ -94,7 +94,7 @@ async def test_todays_bars_appear_during_the_session_one_request_per_symbol(
         assert [r[6] for r in rows] == pytest.approx([e[6] for e in expected], rel=1e-12)
     assert [r[0].astimezone(NEW_YORK).hour for r in stored(db, "MSFT", "h4", "tradier")] == [4, 8, 12]
     assert stored(db, "AAPL", "m15") == []  # fetched to roll up, not wanted, not stored
-    assert scalar(db, "SELECT bool_and(is_intraday) FROM pgbars.ohlc_bars_v2") is True
+    assert scalar(db, "SELECT bool_and(is_provisional) FROM pgbars.ohlc_bars_v2") is True
     assert polygon.requests == []
     # every request went through the ledger
     assert scalar(db, "SELECT count(*) FROM pgbars.provider_calls WHERE provider = 'tradier'") == 2

@@ -36,7 +36,7 @@ def complete(
 def insert_bar(conn: psycopg.Connection[Any], symbol_id: uuid.UUID) -> None:
     conn.execute(
         "INSERT INTO pgbars.ohlc_bars_v2"
-        " (symbol_id, timeframe, ts, provider, open, high, low, close, volume, is_intraday)"
+        " (symbol_id, timeframe, ts, provider, open, high, low, close, volume, is_provisional)"
         " VALUES (%s, 'h1', '2024-12-31 14:00+00', 'polygon', 10, 11, 9, 10.5, 1000, true)",
         (symbol_id,),
     )

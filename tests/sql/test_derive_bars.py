@@ -222,8 +222,8 @@ def test_h4_derived_from_stored_h1_equals_python_and_the_synthetic_h4(conn: psyc
     rows = stored(conn, "h4")
     got = as_bars(rows)
     assert_same_bars(got, aggregate(h1, h4_start))
-    assert {(r["provider"], r["is_forecast"], r["is_intraday"], r["adjustment"]) for r in rows} == {
-        ("polygon", False, False, "raw")  # history: is_intraday only marks provisional bars
+    assert {(r["provider"], r["is_forecast"], r["is_provisional"], r["adjustment"]) for r in rows} == {
+        ("polygon", False, False, "raw")  # history: is_provisional only marks provisional bars
     }
     assert all(is_on_grid(b.ts, "h4") for b in got)
     local_hours = {b.ts.astimezone(NEW_YORK).hour for b in got}
@@ -265,7 +265,7 @@ def test_w1_derived_from_stored_d1_equals_python_and_the_synthetic_w1(conn: psyc
     rows = stored(conn, "w1")
     got = as_bars(rows)
     assert_same_bars(got, aggregate(d1, w1_start))
-    assert {(r["provider"], r["is_intraday"]) for r in rows} == {("yahoo", False)}
+    assert {(r["provider"], r["is_provisional"]) for r in rows} == {("yahoo", False)}
     assert all(is_on_grid(b.ts, "w1") for b in got)
     assert [b.ts.astimezone(NEW_YORK).date() for b in got] == [
         dt.date(2024, 3, 4),

@@ -24,7 +24,7 @@ COLUMNS = [
     "vwap",
     "trade_count",
     "provider",
-    "is_intraday",
+    "is_provisional",
     "adjustment",
     "fetched_at",
 ]
@@ -48,11 +48,11 @@ def add_bar(
     close: float = 10.0,
     *,
     is_forecast: bool = False,
-    is_intraday: bool = False,
+    is_provisional: bool = False,
 ) -> None:
     conn.execute(
         "INSERT INTO pgbars.ohlc_bars_v2 (symbol_id, timeframe, ts, provider, is_forecast, open, high, low,"
-        " close, volume, vwap, trade_count, is_intraday)"
+        " close, volume, vwap, trade_count, is_provisional)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 1000, %s, 7, %s)",
         (
             symbol_id,
@@ -65,7 +65,7 @@ def add_bar(
             close / 2,
             close,
             close,
-            is_intraday,
+            is_provisional,
         ),
     )
 
@@ -160,13 +160,13 @@ def test_daily_prefers_yahoo_then_polygon(conn: psycopg.Connection[Any]) -> None
 
 def test_live_provider_only_where_no_history_bar(conn: psycopg.Connection[Any]) -> None:
     aapl = add_symbol(conn, "AAPL")
-    add_bar(conn, aapl, "m5", T0, "tradier", is_intraday=True)
+    add_bar(conn, aapl, "m5", T0, "tradier", is_provisional=True)
     add_bar(conn, aapl, "m5", T0, "polygon")
-    add_bar(conn, aapl, "m5", T0 + FIVE, "tradier", is_intraday=True)
+    add_bar(conn, aapl, "m5", T0 + FIVE, "tradier", is_provisional=True)
     add_bar(conn, aapl, "m5", T0 + FIVE, "yahoo")
-    add_bar(conn, aapl, "m5", T0 + 2 * FIVE, "tradier", is_intraday=True)
+    add_bar(conn, aapl, "m5", T0 + 2 * FIVE, "tradier", is_provisional=True)
     assert winners(conn, "AAPL", "m5") == ["polygon", "yahoo", "tradier"]
-    flags = conn.execute("SELECT is_intraday FROM pgbars.get_bars('AAPL', 'm5', '-infinity', 'infinity')")
+    flags = conn.execute("SELECT is_provisional FROM pgbars.get_bars('AAPL', 'm5', '-infinity', 'infinity')")
     assert [flag for (flag,) in flags.fetchall()] == [False, False, True]
 
 

@@ -256,7 +256,7 @@ def test_stored_bars_are_provisional_and_roll_ups_equal_an_independent_aggregati
             assert (r["open"], r["high"], r["low"], r["close"], r["volume"]) == (o, h, low, c, v)
             assert r["vwap"] == pytest.approx(vwap, rel=1e-12)
     every = stored(session, "m15") + stored(session, "h1") + stored(session, "h4")
-    assert all(r["is_intraday"] and r["provider"] == "tradier" for r in every)
+    assert all(r["is_provisional"] and r["provider"] == "tradier" for r in every)
     assert changed == len(every)
     # h4 buckets start 04:00, 08:00, 12:00 New York: the 12:00 one holds the 12:00 bar only so far
     assert [r["ts"].astimezone(NEW_YORK).hour for r in stored(session, "h4")] == [4, 8, 12]
@@ -410,7 +410,7 @@ def test_reads_prefer_history_to_provisional_bars(session: psycopg.Connection[An
     _history_bar(session, symbol, ten, 1.5)
 
     rows = session.execute(
-        "SELECT ts, provider, is_intraday FROM pgbars.get_bars('AAPL', 'h1', %s, %s)",
+        "SELECT ts, provider, is_provisional FROM pgbars.get_bars('AAPL', 'h1', %s, %s)",
         (dt.datetime(2025, 1, 2, 9, tzinfo=NEW_YORK), dt.datetime(2025, 1, 2, 12, tzinfo=NEW_YORK)),
     ).fetchall()
     assert [(r[0].astimezone(NEW_YORK).hour, r[1], r[2]) for r in rows] == [
@@ -455,7 +455,7 @@ def test_history_replaces_provisional_bars_and_cleanup_deletes_only_those(
     conn.execute("SELECT pgbars.request_backfill('AAPL', '{h4}')")
     (refresh,) = claim(conn)
     store(conn, refresh, m15_until("AAPL", dt.datetime(2025, 1, 2, 12, tzinfo=NEW_YORK)))
-    provisional = "SELECT count(*) FROM pgbars.ohlc_bars_v2 WHERE provider = 'tradier' AND is_intraday"
+    provisional = "SELECT count(*) FROM pgbars.ohlc_bars_v2 WHERE provider = 'tradier' AND is_provisional"
     assert scalar(conn, provisional) == 10  # h1 04:00 .. 11:00, h4 04:00 and 08:00
 
     # the day after: the roll-forward planned 2025-01-02, but its chunk is not stored yet
@@ -466,7 +466,7 @@ def test_history_replaces_provisional_bars_and_cleanup_deletes_only_those(
     # history arrives without the 04:00 hour Tradier had; its h4 is derived from history alone
     store_history(conn, SESSION, drop_hours=[4])
     h4 = conn.execute(
-        "SELECT provider, is_intraday, count(*) FROM pgbars.ohlc_bars_v2 WHERE timeframe = 'h4'"
+        "SELECT provider, is_provisional, count(*) FROM pgbars.ohlc_bars_v2 WHERE timeframe = 'h4'"
         " AND ts >= '2025-01-02 04:00 America/New_York' AND ts < '2025-01-03 00:00 America/New_York'"
         " GROUP BY 1, 2 ORDER BY 1"
     ).fetchall()
@@ -490,13 +490,13 @@ def test_history_replaces_provisional_bars_and_cleanup_deletes_only_those(
     )
     conn.execute(
         "INSERT INTO pgbars.ohlc_bars_v2 (symbol_id, timeframe, ts, provider, open, high, low, close, volume,"
-        " is_intraday) SELECT id, 'h1', %s, 'tradier', 1, 1, 1, 1, 1, true FROM pgbars.symbols",
+        " is_provisional) SELECT id, 'h1', %s, 'tradier', 1, 1, 1, 1, 1, true FROM pgbars.symbols",
         (orphan,),
     )
 
     set_clock(conn, "2025-01-06 12:00 America/New_York")  # 3 days and 8 hours after the last bar
     assert scalar(conn, "SELECT pgbars.cleanup_provisional_bars()") == 10
-    assert conn.execute("SELECT ts FROM pgbars.ohlc_bars_v2 WHERE is_intraday").fetchall() == [(orphan,)]
+    assert conn.execute("SELECT ts FROM pgbars.ohlc_bars_v2 WHERE is_provisional").fetchall() == [(orphan,)]
     assert (
         scalar(conn, "SELECT count(*) FROM pgbars.ohlc_bars_v2 WHERE timeframe = 'h4'") == 4
     )  # history kept
@@ -519,7 +519,7 @@ def test_provisional_bars_do_not_hide_a_history_gap(conn: psycopg.Connection[Any
         (SESSION,),
     )
     assert state == "fetched_empty"  # a gap repair re-fetches, though the live bars are still kept
-    assert scalar(conn, "SELECT count(*) FROM pgbars.ohlc_bars_v2 WHERE is_intraday") == 8
+    assert scalar(conn, "SELECT count(*) FROM pgbars.ohlc_bars_v2 WHERE is_provisional") == 8
 
 
 def test_a_symbol_deleted_while_its_live_bars_are_stored_waits_and_does_not_deadlock(

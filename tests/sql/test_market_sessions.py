@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from tests.sql.helpers import scalar
+from worker import clock
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -74,7 +75,7 @@ def test_calendar_reaches_from_2000_to_the_end_of_next_year(conn: psycopg.Connec
         "SELECT min(session_date), max(session_date) FROM pgbars.market_sessions"
     ).fetchone() or (None, None)
     assert first == dt.date(2000, 1, 3)
-    assert last is not None and last.year == dt.date.today().year + 1 and last.month == 12
+    assert last is not None and last.year == clock.today_new_york().year + 1 and last.month == 12
 
 
 def test_calendar_module_handles_one_day_ranges() -> None:

@@ -127,11 +127,11 @@ def as_role(conn: psycopg.Connection[Any], role: str) -> Iterator[None]:
 
 
 @pytest.mark.parametrize(
-    ("timeframe", "provider", "is_intraday"),
+    ("timeframe", "provider", "is_provisional"),
     [("h1", "polygon", False), ("d1", "yahoo", False)],  # history, not today's provisional bars
 )
 def test_bars_are_stored_for_the_chunks_symbol_timeframe_and_provider_and_the_chunk_is_done(
-    conn: psycopg.Connection[Any], timeframe: str, provider: str, is_intraday: bool
+    conn: psycopg.Connection[Any], timeframe: str, provider: str, is_provisional: bool
 ) -> None:
     set_clock(conn)
     seed(conn, "AAPL", [timeframe], start=dt.date(2024, 12, 2), end=dt.date(2024, 12, 31))
@@ -152,7 +152,7 @@ def test_bars_are_stored_for_the_chunks_symbol_timeframe_and_provider_and_the_ch
         assert b["timeframe"] == timeframe
         assert b["provider"] == provider
         assert b["is_forecast"] is False
-        assert b["is_intraday"] is is_intraday
+        assert b["is_provisional"] is is_provisional
         assert b["adjustment"] == "raw"
         assert b["fetched_at"] >= before
 
