@@ -62,6 +62,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from worker import db
 from worker.calendar import SessionHours
+from worker.errors import PgbarsError
 from worker.providers.base import Bar, BarSieve, FetchRequest, FetchResult
 from worker.providers.grid import sessions_between
 from worker.providers.polygon import PolygonProvider
@@ -741,7 +742,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         server_dsn = server.dsn("postgres")
     try:
         results = asyncio.run(run(server_dsn, workload, args.keep, args.in_flight))
-    except (BenchError, db.PgbarsError) as exc:
+    except (BenchError, PgbarsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -73,6 +73,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from worker import db
+from worker.errors import PgbarsError
 from worker.providers.grid import (
     INTRADAY_MINUTES,
     TIMEFRAMES,
@@ -782,7 +783,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             series, loads = measure(dsn, tickers, args.iterations, args.years, args.seed)
             layouts = measure_layouts(dsn, max(20, args.iterations // 5), args.years)
             plans = explain(dsn, tickers[len(tickers) // 2], args.years)
-    except (BenchError, db.PgbarsError) as exc:
+    except (BenchError, PgbarsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:

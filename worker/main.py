@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 import click
 import psycopg
 
-from worker import clock, db, work
+from worker import db, work
+from worker.errors import PgbarsError
 from worker.live import LiveProgress, use_live_display
 from worker.report import progress_bar
 
@@ -26,7 +27,7 @@ T = TypeVar("T")
 def _database_url() -> str:
     dsn = os.environ.get("DATABASE_URL", "").strip()
     if not dsn:
-        raise db.PgbarsError(
+        raise PgbarsError(
             "DATABASE_URL is not set: point it at your Postgres (libpq URI),"
             " or try `pgbars demo`, which needs none"
         )
@@ -42,7 +43,7 @@ def _run(ctx: click.Context, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine; turn expected failures into one line and exit code 1."""
     try:
         return asyncio.run(work())
-    except (db.PgbarsError, clock.ClockError, psycopg.Error) as exc:
+    except (PgbarsError, psycopg.Error) as exc:
         if _debug(ctx):
             raise
         message = db.describe_error(exc) if isinstance(exc, psycopg.Error) else str(exc)
@@ -498,7 +499,7 @@ def status(ctx: click.Context, ticker: str | None, as_json: bool) -> None:
         rows = await db.backfill_progress_with_eta(conn, ticker)
         if ticker is not None and not rows:
             name = ticker.strip().upper()
-            raise db.PgbarsError(f"no backfill for {name}: request one with `pgbars request {name}`")
+            raise PgbarsError(f"no backfill for {name}: request one with `pgbars request {name}`")
         return rows
 
     rows = _run(ctx, lambda: _with_connection(_database_url(), fetch))

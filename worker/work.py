@@ -34,6 +34,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from worker import db
+from worker.errors import PgbarsError
 from worker.providers import (
     CREDENTIALS,
     AuthError,
@@ -785,7 +786,7 @@ async def prepare(
             await db.require_not_demo(conn)
         usable = await db.enabled_providers(conn, configured)
     if not usable:
-        raise db.PgbarsError(
+        raise PgbarsError(
             "no usable provider: configured "
             + (", ".join(configured) or "none")
             + ", enabled in pgbars.providers: none of them"
