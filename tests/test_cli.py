@@ -14,7 +14,8 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from tests.sql.helpers import seed
-from worker.main import _duration_text, _progress_bar, cli
+from worker.main import cli
+from worker.render import duration_text, progress_cell
 
 
 def pgbars(dsn: str | None, *args: str) -> Result:
@@ -248,7 +249,7 @@ def test_status_needs_only_the_reader_role(dsn: str, conn: psycopg.Connection[An
     ],
 )
 def test_eta_reads_like_a_person_would_say_it(seconds: float, text: str) -> None:
-    assert _duration_text(seconds) == text
+    assert duration_text(seconds) == text
 
 
 @pytest.mark.parametrize(
@@ -262,7 +263,7 @@ def test_eta_reads_like_a_person_would_say_it(seconds: float, text: str) -> None
     ],
 )
 def test_progress_bar_rounds_down_so_full_means_done(percent: float, bar: str) -> None:
-    assert _progress_bar(percent) == bar
+    assert progress_cell(percent) == bar
 
 
 @pytest.mark.parametrize(

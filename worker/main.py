@@ -2,151 +2,31 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
-import logging
 import os
 import sys
-import time
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
-from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import psycopg
 
-from worker import db, work
+from worker import cli_kit, db, logs, render, work
 from worker.errors import PgbarsError
 from worker.live import LiveProgress, use_live_display
-from worker.report import progress_bar
 
-T = TypeVar("T")
-
-
-def _database_url() -> str:
-    dsn = os.environ.get("DATABASE_URL", "").strip()
-    if not dsn:
-        raise PgbarsError(
-            "DATABASE_URL is not set: point it at your Postgres (libpq URI),"
-            " or try `pgbars demo`, which needs none"
-        )
-    return dsn
-
-
-def _debug(ctx: click.Context) -> bool:
-    """--debug was given, before the command or after it."""
-    return bool(ctx.meta.get(DEBUG_KEY))
-
-
-def _run(ctx: click.Context, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine; turn expected failures into one line and exit code 1."""
-    try:
-        return asyncio.run(work())
-    except (PgbarsError, psycopg.Error) as exc:
-        if _debug(ctx):
-            raise
-        message = db.describe_error(exc) if isinstance(exc, psycopg.Error) else str(exc)
-        click.echo(f"pgbars: error: {message}", err=True)
-        sys.exit(1)
-
-
-async def _with_connection(
-    dsn: str, action: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]], *, needs_schema: bool = True
-) -> T:
-    conn = await db.connect(dsn)
-    try:
-        if needs_schema:
-            await db.require_schema(conn)
-        return await action(conn)
-    finally:
-        await conn.close()
-
-
-def _format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], right: Collection[str] = ()) -> str:
-    """A plain-text table; columns named in `right` are right-aligned (numbers)."""
-    cells = [[("" if r[c] is None else str(r[c])) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-
-    def line(values: Sequence[str]) -> str:
-        return "  ".join(
-            v.rjust(w) if c in right else v.ljust(w) for c, v, w in zip(columns, values, widths, strict=True)
-        )
-
-    lines = [line(columns), "  ".join("-" * w for w in widths)]
-    lines += [line(row) for row in cells]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-PROGRESS_COLUMNS = (
-    "symbol",
-    "timeframe",
-    "status",
-    "progress",
-    "done",
-    "pending",
-    "running",
-    "failed",
-    "total",
-    "bars_written",
-    "first_session",
-    "last_session",
-)
-
-
-DEBUG_KEY = "pgbars.debug"
-# `pgbars --help` lists the commands in the order a new user meets them.
-COMMAND_ORDER = ("demo", "db", "watch", "add", "remove", "list", "request", "work", "status", "repair")
 # `pgbars work --strict`: the run ran, and a chunk failed or a credential was refused.
 STRICT_EXIT = 3
 
 
-def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
-    if value:
-        ctx.meta[DEBUG_KEY] = True  # meta is shared by the whole command chain
-    return value
-
-
-def _debug_option() -> click.Option:
-    return click.Option(
-        ["--debug"],
-        is_flag=True,
-        expose_value=False,
-        is_eager=True,
-        callback=_set_debug,
-        help="Show tracebacks instead of one-line errors.",
-    )
-
-
-class _Command(click.Command):
-    """A command that takes --debug after its name too (`pgbars work --debug`)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.params.append(_debug_option())
-
-
-class _Group(click.Group):
-    """Commands listed in the order people use them, not alphabetically."""
-
-    command_class = _Command
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        order = {name: i for i, name in enumerate(COMMAND_ORDER)}
-        return sorted(self.commands, key=lambda name: order.get(name, len(order)))
-
-
-_Group.group_class = _Group
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=cli_kit.Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pgbars-pipeline", prog_name="pgbars", message="%(prog)s %(version)s")
 @click.option(
     "--debug",
     is_flag=True,
     expose_value=False,
     is_eager=True,
-    callback=_set_debug,
+    callback=cli_kit.set_debug,
     help="Show tracebacks instead of one-line errors.",
 )
 def cli() -> None:
@@ -164,7 +44,7 @@ def cli() -> None:
 @click.option(
     "--yes",
     is_flag=True,
-    help="Run beside other data: DATABASE_URL holds more than an earlier demo (see below).",
+    help="With a DATABASE_URL in use: run in a database `<name>_demo` beside it.",
 )
 @click.option("--remove", is_flag=True, help="Delete everything an earlier demo wrote, then stop.")
 @click.pass_context
@@ -174,23 +54,22 @@ def demo(ctx: click.Context, tickers: tuple[str, ...], yes: bool, remove: bool) 
     watchlist tickers seeded by the trigger and fetched by the real worker under
     a demo rate limit of 5 calls per second, with live progress.
 
-    With DATABASE_URL set, the demo runs in that database only if it holds no
-    pgbars data or only an earlier demo's; otherwise it refuses unless --yes.
-    Its bars carry the provider names demo_polygon, demo_yahoo and demo_tradier
-    (never a real provider's), its watchlist is 'demo', and its rate limit lives
-    on those demo providers, so no setting a real worker obeys is changed and
-    real pending chunks are never claimed. `pgbars demo --remove` deletes it all.
+    The demo writes only to a database of its own, marked as the demo's (where
+    `pgbars work` then refuses to run): the embedded one, or DATABASE_URL's if
+    it holds no pgbars schema or an earlier demo. A database in use makes it
+    refuse, unless --yes, which runs it in a database `<name>_demo` beside it,
+    leaving the one in use untouched. `pgbars demo --remove` deletes it all.
     Running it again is quick: the bars are there already.
 
     Example: pgbars demo
     """
     from worker import demo as demo_module
 
-    _log_to_stderr(_debug(ctx))
+    logs.to_stderr(cli_kit.debug(ctx))
     dsn = os.environ.get("DATABASE_URL", "").strip()
     server = None
     if dsn:
-        click.echo("using DATABASE_URL: the demo's synthetic bars go there under the demo_* providers")
+        click.echo("using DATABASE_URL's server: the demo writes only to a database of its own")
     else:
         from worker.embedded import EmbeddedPostgres, default_data_dir
 
@@ -200,13 +79,13 @@ def demo(ctx: click.Context, tickers: tuple[str, ...], yes: bool, remove: bool) 
         dsn = server.dsn()
     try:
         if remove:
-            removed = _run(ctx, lambda: demo_module.remove_demo(dsn))
+            removed = cli_kit.run(ctx, lambda: demo_module.remove_demo(dsn))
             click.echo(
                 f"removed the demo: {removed.symbols} symbols, {removed.bars:,} bars,"
                 f" {removed.chunks} chunks, the demo watchlist and the demo providers"
             )
             return
-        result = _run(
+        result = cli_kit.run(
             ctx,
             lambda: demo_module.run_demo(
                 dsn,
@@ -219,27 +98,7 @@ def demo(ctx: click.Context, tickers: tuple[str, ...], yes: bool, remove: bool) 
     finally:
         if server is not None:
             server.stop()
-    click.echo("")
-    click.echo(_format_table(result.progress, PROGRESS_COLUMNS))
-    click.echo("")
-    click.echo("coverage (sessions with bars of the sessions planned):")
-    click.echo(_format_table(result.coverage, COVERAGE_COLUMNS))
-    summary = result.summary
-    if summary is not None:
-        requests = sum(r.requests for r in summary.reports)
-        click.echo(
-            f"\n{len(summary.reports)} chunks fetched with {requests} requests,"
-            f" {summary.bars_written:,} bars written, {summary.bars_rejected} rejected;"
-            f" demo finished in {result.seconds:.1f} s"
-        )
-        if summary.live:
-            # Only while a session trades (04:00-20:00 New York): today's bars from the Tradier server.
-            click.echo(
-                f"today's bars: {len(summary.live)} live refreshes with"
-                f" {sum(r.requests for r in summary.live)} requests,"
-                f" {sum(r.bars_written for r in summary.live):,} provisional bars"
-            )
-    click.echo("remove everything the demo wrote with: pgbars demo --remove")
+    click.echo(render.demo_report(result))
 
 
 @cli.group("db", short_help="Install or upgrade the pgbars schema.")
@@ -254,24 +113,10 @@ def db_upgrade(ctx: click.Context) -> None:
 
     Example: DATABASE_URL=postgresql://... pgbars db upgrade
     """
-    report = _run(ctx, lambda: _with_connection(_database_url(), db.upgrade, needs_schema=False))
-    _print_upgrade(report)
-
-
-def _print_upgrade(report: db.UpgradeReport) -> None:
-    if not report.changed:
-        click.echo(f"schema is up to date ({report.seconds:.2f} s)")
-        return
-    parts = []
-    if report.fresh_install:
-        parts.append("installed the schema")
-    if report.migrations_applied:
-        parts.append("applied " + ", ".join(report.migrations_applied))
-    if report.routines_applied:
-        parts.append("updated functions, views and triggers")
-    if report.sessions_added:
-        parts.append(f"loaded {report.sessions_added} market sessions")
-    click.echo("; ".join(parts) + f" ({report.seconds:.2f} s)")
+    report = cli_kit.run(
+        ctx, lambda: cli_kit.with_connection(cli_kit.database_url(), db.upgrade, needs_schema=False)
+    )
+    click.echo(render.upgrade_text(report))
 
 
 @cli.group("watch", short_help="Add, remove and list watchlist tickers.")
@@ -291,9 +136,11 @@ def watch_add(ctx: click.Context, tickers: tuple[str, ...], watchlist: str) -> N
 
     Example: pgbars watch add AAPL MSFT --watchlist tech
     """
-    results = _run(
+    results = cli_kit.run(
         ctx,
-        lambda: _with_connection(_database_url(), lambda c: db.add_to_watchlist(c, tickers, watchlist)),
+        lambda: cli_kit.with_connection(
+            cli_kit.database_url(), lambda c: db.add_to_watchlist(c, tickers, watchlist)
+        ),
     )
     for r in results:
         state = "added to" if r["added"] else "already in"
@@ -309,9 +156,11 @@ def watch_remove(ctx: click.Context, tickers: tuple[str, ...], watchlist: str) -
 
     Example: pgbars watch remove MSFT --watchlist tech
     """
-    removed = _run(
+    removed = cli_kit.run(
         ctx,
-        lambda: _with_connection(_database_url(), lambda c: db.remove_from_watchlist(c, tickers, watchlist)),
+        lambda: cli_kit.with_connection(
+            cli_kit.database_url(), lambda c: db.remove_from_watchlist(c, tickers, watchlist)
+        ),
     )
     for ticker, was_there in removed.items():
         state = "removed from" if was_there else "was not in"
@@ -326,31 +175,11 @@ def watch_list(ctx: click.Context, watchlist: str | None) -> None:
 
     Example: pgbars watch list --watchlist tech
     """
-    rows = _run(
+    rows = cli_kit.run(
         ctx,
-        lambda: _with_connection(_database_url(), lambda c: db.list_watchlists(c, watchlist)),
+        lambda: cli_kit.with_connection(cli_kit.database_url(), lambda c: db.list_watchlists(c, watchlist)),
     )
-    click.echo(_format_table(rows, ("watchlist", "ticker", "added_at")))
-
-
-class _Date(click.ParamType[dt.date]):
-    """A calendar date, YYYY-MM-DD."""
-
-    name = "date"
-
-    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
-        return "YYYY-MM-DD"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> dt.date:
-        if isinstance(value, dt.date):
-            return value
-        try:
-            return dt.date.fromisoformat(str(value).strip())
-        except ValueError:
-            self.fail(f"{value!r} is not a date like 2024-01-31", param, ctx)
-
-
-DATE = _Date()
+    click.echo(render.format_table(rows, ("watchlist", "ticker", "added_at")))
 
 
 @cli.command("request", short_help="Backfill tickers at any timeframe and window.")
@@ -369,8 +198,8 @@ DATE = _Date()
     default=None,
     help="Years back from the last completed session  [default: 2]",
 )
-@click.option("--start", type=DATE, help="First session date.")
-@click.option("--end", type=DATE, help="Last session date (default: the last completed session).")
+@click.option("--start", type=cli_kit.DATE, help="First session date.")
+@click.option("--end", type=cli_kit.DATE, help="Last session date (default: the last completed session).")
 @click.pass_context
 def request(
     ctx: click.Context,
@@ -386,10 +215,10 @@ def request(
     """
     if years is not None and start is not None:
         raise click.UsageError("give --years or --start, not both")
-    results = _run(
+    results = cli_kit.run(
         ctx,
-        lambda: _with_connection(
-            _database_url(),
+        lambda: cli_kit.with_connection(
+            cli_kit.database_url(),
             lambda c: db.request_backfill(c, tickers, timeframes, start, end, 2 if years is None else years),
         ),
     )
@@ -405,77 +234,6 @@ def request(
                 f"{r['ticker']} {derived['timeframe']}: derived from {derived['source_timeframe']}"
                 f" in SQL, no requests of its own ({derived['bars_derived']} bars derived so far)"
             )
-
-
-STATUS_COLUMNS = ("symbol", "timeframe", "status", "progress", "chunks", "failed", "bars", "eta")
-BAR_CELLS = 10
-
-
-def _progress_bar(percent: float) -> str:
-    return progress_bar(percent, BAR_CELLS)
-
-
-def _duration_text(seconds: float) -> str:
-    """`now` (under a minute), `~3 min`, `~2 h 10 min`, `~1 d 4 h`."""
-    if seconds < 60:
-        return "now"
-    minutes = round(seconds / 60)
-    if minutes < 60:
-        return f"~{minutes} min"
-    if minutes < 24 * 60:
-        hours, minutes = divmod(minutes, 60)
-        return f"~{hours} h" + (f" {minutes} min" if minutes else "")
-    days, hours = divmod(round(seconds / 3600), 24)
-    return f"~{days} d" + (f" {hours} h" if hours else "")
-
-
-def _eta_text(row: dict[str, Any]) -> str:
-    if not row["remaining_requests"]:
-        return "—"  # done, or only failed chunks left: they need a person, not time
-    if row["eta_seconds"] is None:
-        return f"— ({row['provider']} disabled)"
-    text = _duration_text(row["eta_seconds"])
-    if row["paused_until"] is not None:
-        text += f" (paused until {row['paused_until'].astimezone():%H:%M})"
-    return text
-
-
-def _status_cells(row: dict[str, Any]) -> dict[str, Any]:
-    """A row of backfill_progress_with_eta as the cells of the status table."""
-    return {
-        "symbol": row["symbol"],
-        "timeframe": (
-            f"{row['timeframe']} (from {row['derived_from']})"
-            if row.get("derived_from")
-            else row["timeframe"]
-        ),
-        "status": row["status"],
-        # progress is rounded to 0.1: 99.96 % must not show a full bar while work is left
-        "progress": _progress_bar(
-            min(float(row["progress"]), 99.9) if row["status"] in ("pending", "running") else row["progress"]
-        ),
-        "chunks": f"{row['done']}/{row['total']}",
-        "failed": row["failed"],
-        "bars": f"{row['bars']:,}",
-        "eta": _eta_text(row),
-    }
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat(timespec="seconds")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return value
-
-
-def _status_json(row: dict[str, Any]) -> dict[str, Any]:
-    out = {key: _json_value(value) for key, value in row.items()}
-    if row["eta_seconds"] is not None:
-        out["eta_seconds"] = round(row["eta_seconds"])
-    return out
 
 
 @cli.command("status", short_help="Show backfill progress, bars and ETA per job.")
@@ -502,28 +260,14 @@ def status(ctx: click.Context, ticker: str | None, as_json: bool) -> None:
             raise PgbarsError(f"no backfill for {name}: request one with `pgbars request {name}`")
         return rows
 
-    rows = _run(ctx, lambda: _with_connection(_database_url(), fetch))
+    rows = cli_kit.run(ctx, lambda: cli_kit.with_connection(cli_kit.database_url(), fetch))
     if as_json:
-        click.echo(json.dumps([_status_json(r) for r in rows], indent=2))
+        click.echo(json.dumps([render.status_json(r) for r in rows], indent=2))
     elif not rows:
         click.echo("no backfill jobs yet: add a ticker with `pgbars watch add AAPL`")
     else:
-        cells = [_status_cells(r) for r in rows]
-        click.echo(_format_table(cells, STATUS_COLUMNS, right=("chunks", "failed", "bars")))
-
-
-class _UtcFormatter(logging.Formatter):
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
-
-
-def _log_to_stderr(debug: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_UtcFormatter("%(asctime)s %(levelname)s %(message)s"))
-    logger = logging.getLogger("pgbars")
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.DEBUG if debug else logging.INFO)
-    logger.propagate = False
+        cells = [render.status_cells(r) for r in rows]
+        click.echo(render.format_table(cells, render.STATUS_COLUMNS, right=("chunks", "failed", "bars")))
 
 
 @cli.command("work", short_help="Fetch and store due chunks within a time budget.")
@@ -591,7 +335,7 @@ def work_command(
 
     Example: pgbars work --max-seconds 240 --summary "$GITHUB_STEP_SUMMARY"
     """
-    _log_to_stderr(_debug(ctx))
+    logs.to_stderr(cli_kit.debug(ctx))
     config = work.WorkConfig(
         max_seconds=max_seconds,
         concurrency=concurrency,
@@ -600,13 +344,13 @@ def work_command(
     )
 
     async def run_work() -> work.WorkSummary:
-        dsn = _database_url()
+        dsn = cli_kit.database_url()
         if not use_live_display():
             return await work.run(dsn, os.environ, config, http_timeout=http_timeout)
         async with LiveProgress(dsn, config.tickers or None):
             return await work.run(dsn, os.environ, config, http_timeout=http_timeout)
 
-    summary = _run(ctx, run_work)
+    summary = cli_kit.run(ctx, run_work)
     if summary_file:
         from worker.report import summary_markdown
 
@@ -615,38 +359,6 @@ def work_command(
     if strict and summary.strict_failures:
         click.echo("pgbars: --strict: " + "; ".join(summary.strict_failures), err=True)
         sys.exit(STRICT_EXIT)
-
-
-COVERAGE_COLUMNS = (
-    "symbol",
-    "timeframe",
-    "bars",
-    "first_bar",
-    "last_bar",
-    "units_planned",
-    "units_with_bars",
-    "units_missing",
-    "coverage",
-)
-
-
-def _dates_text(dates: Sequence[dt.date], shown: int = 5) -> str:
-    """`2024-12-04, 2024-12-24`, or the first `shown` and `and 7 more`."""
-    text = ", ".join(d.isoformat() for d in dates[:shown])
-    return text + (f" and {len(dates) - shown} more" if len(dates) > shown else "")
-
-
-def _repair_line(row: dict[str, Any]) -> str:
-    sessions = row["sessions"]
-    count = f"{len(sessions)} session{'' if len(sessions) == 1 else 's'}"
-    chunk = f"chunk {row['first_session']} .. {row['last_session']}"
-    what = {
-        "requeued_empty": f"re-queued {chunk} for {count} answered without bars: {_dates_text(sessions)}",
-        "requeued_failed": f"re-queued failed {chunk} ({count} missing) with fresh attempts",
-        "confirmed_empty": f"{count} empty again after the re-fetch, now confirmed empty"
-        f" (never fetched again): {_dates_text(sessions)}",
-    }[row["action"]]
-    return f"{row['symbol']} {row['timeframe']}: {what}"
 
 
 @cli.command("repair", short_help="Re-queue sessions that came back empty, once.")
@@ -664,9 +376,11 @@ def repair(ctx: click.Context, ticker: str | None) -> None:
 
     Example: pgbars repair AAPL
     """
-    rows = _run(ctx, lambda: _with_connection(_database_url(), lambda c: db.repair_gaps(c, ticker)))
+    rows = cli_kit.run(
+        ctx, lambda: cli_kit.with_connection(cli_kit.database_url(), lambda c: db.repair_gaps(c, ticker))
+    )
     for row in rows:
-        click.echo(_repair_line(row))
+        click.echo(render.repair_line(row))
     requeued = sum(1 for r in rows if r["action"] != "confirmed_empty")
     if requeued:
         click.echo(

@@ -22,7 +22,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from tests.sql.helpers import chunks, scalar, seed, set_clock
-from worker.db import _STAGING_DDL
+from worker.db.queue import _STAGING_DDL
 from worker.emulator import synthetic
 from worker.providers.grid import is_on_grid
 

@@ -22,7 +22,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from tests.sql.helpers import scalar, set_clock
-from worker.db import _STAGING_DDL
+from worker.db.queue import _STAGING_DDL
 from worker.emulator import synthetic
 
 NEW_YORK = ZoneInfo("America/New_York")

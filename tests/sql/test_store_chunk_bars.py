@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from tests.sql.helpers import chunk, chunks, scalar, seed, set_clock
-from worker.db import _STAGING_DDL
+from worker.db.queue import _STAGING_DDL
 
 # ts, open, high, low, close, volume, vwap, trade_count
 Bar = tuple[dt.datetime, float, float, float, float, float, float | None, int | None]

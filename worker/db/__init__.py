@@ -1,0 +1,135 @@
+"""Every call pgbars makes into Postgres lives in this package.
+
+The database owns the rules (sql/); these modules only send statements and
+shape their results. All access is asyncio (psycopg 3 async connections).
+Callers use this package's names (`from worker import db; db.claim_chunks`);
+the modules behind it are split by concern:
+
+- `connection`: connecting (with the planning clock), one-line errors;
+- `installer`: `pgbars db upgrade`, the calendar load, the schema checks;
+- `queue`: the worker's claims, leases, ledger calls, stores and settlements;
+- `reads`: what the CLI asks and shows (watchlists, requests, progress, repair);
+- `demo`: the demo's database.
+"""
+
+from worker.db.connection import connect, describe_error, session_kwargs
+from worker.db.demo import (
+    DatabaseKind,
+    create_database,
+    database_exists,
+    database_kind,
+    demo_contents,
+    drop_database,
+    drop_pgbars_schema,
+    provider_limits,
+    record_demo_run,
+    require_not_demo,
+    set_provider_limits,
+)
+from worker.db.installer import (
+    ROUTINES,
+    SCHEMA_LOCK,
+    SqlFile,
+    UpgradeReport,
+    ensure_schema_current,
+    migration_files,
+    require_schema,
+    routine_files,
+    routines_checksum,
+    schema_file,
+    upgrade,
+)
+from worker.db.queue import (
+    ClaimedChunk,
+    LiveRefresh,
+    LiveState,
+    Reservation,
+    StoredChunk,
+    cancel_call,
+    claim_chunks,
+    claim_live,
+    cleanup_provisional,
+    complete_call,
+    enabled_providers,
+    fail_chunk,
+    live_state,
+    open_worker_pool,
+    pause_provider,
+    release_chunk,
+    release_live,
+    reroute_chunk,
+    reserve_call,
+    roll_forward,
+    seconds_until_claimable,
+    store_chunk,
+    store_live,
+)
+from worker.db.reads import (
+    add_to_watchlist,
+    backfill_progress,
+    backfill_progress_with_eta,
+    bar_coverage,
+    list_watchlists,
+    remove_from_watchlist,
+    repair_gaps,
+    request_backfill,
+)
+
+__all__ = [
+    "ROUTINES",
+    "SCHEMA_LOCK",
+    "ClaimedChunk",
+    "DatabaseKind",
+    "LiveRefresh",
+    "LiveState",
+    "Reservation",
+    "SqlFile",
+    "StoredChunk",
+    "UpgradeReport",
+    "add_to_watchlist",
+    "backfill_progress",
+    "backfill_progress_with_eta",
+    "bar_coverage",
+    "cancel_call",
+    "claim_chunks",
+    "claim_live",
+    "cleanup_provisional",
+    "complete_call",
+    "connect",
+    "create_database",
+    "database_exists",
+    "database_kind",
+    "demo_contents",
+    "describe_error",
+    "drop_database",
+    "drop_pgbars_schema",
+    "enabled_providers",
+    "ensure_schema_current",
+    "fail_chunk",
+    "list_watchlists",
+    "live_state",
+    "migration_files",
+    "open_worker_pool",
+    "pause_provider",
+    "provider_limits",
+    "record_demo_run",
+    "release_chunk",
+    "release_live",
+    "remove_from_watchlist",
+    "repair_gaps",
+    "request_backfill",
+    "require_not_demo",
+    "require_schema",
+    "reroute_chunk",
+    "reserve_call",
+    "roll_forward",
+    "routine_files",
+    "routines_checksum",
+    "schema_file",
+    "seconds_until_claimable",
+    "session_kwargs",
+    "set_provider_limits",
+    "store_chunk",
+    "store_live",
+    "upgrade",
+]

@@ -1,0 +1,372 @@
+"""The worker's calls: the pool, claims and leases, the rate-limit ledger, stores and settlements.
+
+Session-private staging tables receive a chunk's (or a live refresh's) bars
+by binary COPY inside the transaction that stores them; the SQL functions
+decide what each outcome means.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from worker.db.connection import connect, session_kwargs
+from worker.errors import PgbarsError
+
+# Session-private staging for pgbars.store_chunk_bars: the worker COPYs a
+# chunk's bars and refused rows here inside the chunk's transaction; commit
+# empties them. Column order is that of worker.providers.Bar.
+_STAGING_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS pgbars_staged_bars ("
+    " ts timestamptz NOT NULL, open float8 NOT NULL, high float8 NOT NULL, low float8 NOT NULL,"
+    " close float8 NOT NULL, volume float8 NOT NULL, vwap float8, trade_count int8"
+    ") ON COMMIT DELETE ROWS",
+    "CREATE TEMP TABLE IF NOT EXISTS pgbars_staged_rejects ("
+    " ts timestamptz, raw jsonb NOT NULL, reason text NOT NULL"
+    ") ON COMMIT DELETE ROWS",
+)
+_BAR_TYPES = ("timestamptz", "float8", "float8", "float8", "float8", "float8", "float8", "int8")
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedChunk:
+    """A chunk leased to this worker (a row of pgbars.claim_backfill_chunks)."""
+
+    chunk_id: int
+    lease_id: uuid.UUID
+    job_id: int
+    symbol_id: uuid.UUID
+    ticker: str
+    timeframe: str
+    provider: str
+    first_session: dt.date
+    last_session: dt.date
+    session_count: int
+    range_start: dt.datetime
+    range_end: dt.datetime
+    attempt: int
+    lease_expires_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    call_id: int | None  # None: the slot would start after the caller's limit; nothing reserved
+    starts_at: dt.datetime
+    wait_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChunk:
+    bars_written: int
+    bars_changed: int
+    bars_rejected: int
+
+
+async def _prepare_worker_connection(conn: psycopg.AsyncConnection[Any]) -> None:
+    for statement in _STAGING_DDL:
+        await conn.execute(statement)
+
+
+async def open_worker_pool(dsn: str, size: int, *, connect_seconds: float = 15.0) -> AsyncConnectionPool:
+    """A pool of `size` autocommit connections with the staging tables; PgbarsError if unreachable."""
+    # One direct connection first: it fails at once, with libpq's reason, where
+    # the pool would retry in silence until its timeout.
+    probe = await connect(dsn)
+    await probe.close()
+    pool = AsyncConnectionPool(
+        dsn,
+        min_size=size,
+        max_size=size,
+        kwargs={"autocommit": True, "application_name": "pgbars work", **session_kwargs(dsn)},
+        configure=_prepare_worker_connection,
+        open=False,
+        name="pgbars-worker",
+    )
+    try:
+        await pool.open(wait=True, timeout=connect_seconds)
+    except PoolTimeout:
+        await pool.close()
+        raise PgbarsError(
+            f"cannot connect to the database: no connection within {connect_seconds:.0f} s"
+        ) from None
+    return pool
+
+
+async def enabled_providers(conn: psycopg.AsyncConnection[Any], names: Sequence[str]) -> list[str]:
+    """Those of `names` that pgbars.providers has enabled."""
+    cur = await conn.execute(
+        "SELECT name FROM pgbars.providers WHERE enabled AND name = ANY(%s) ORDER BY name", (list(names),)
+    )
+    return [name for (name,) in await cur.fetchall()]
+
+
+async def claim_chunks(
+    conn: psycopg.AsyncConnection[Any],
+    worker: str,
+    providers: Sequence[str],
+    limit: int,
+    lease_seconds: float,
+    tickers: Sequence[str] | None,
+) -> list[ClaimedChunk]:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT * FROM pgbars.claim_backfill_chunks(%s, %s, %s, make_interval(secs => %s), %s)",
+        (worker, list(providers), limit, lease_seconds, list(tickers) if tickers else None),
+    )
+    return [ClaimedChunk(**row) for row in await cur.fetchall()]
+
+
+async def seconds_until_claimable(
+    conn: psycopg.AsyncConnection[Any], providers: Sequence[str], tickers: Sequence[str] | None
+) -> float | None:
+    """Seconds until a chunk of these providers can be claimed (0: now); None when none is left."""
+    cur = await conn.execute(
+        "SELECT extract(EPOCH FROM pgbars.next_claimable_at(%s, %s) - clock_timestamp())",
+        (list(providers), list(tickers) if tickers else None),
+    )
+    row = await cur.fetchone()
+    return None if row is None or row[0] is None else max(0.0, float(row[0]))
+
+
+async def reserve_call(
+    conn: psycopg.AsyncConnection[Any],
+    provider: str,
+    worker: str,
+    chunk_id: int | None,
+    not_after: dt.datetime,
+) -> Reservation:
+    cur = await conn.execute(
+        "SELECT call_id, starts_at, wait_seconds FROM pgbars.reserve_provider_call(%s, %s, %s, %s)",
+        (provider, worker, chunk_id, not_after),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return Reservation(row[0], row[1], max(0.0, float(row[2])))
+
+
+async def complete_call(
+    conn: psycopg.AsyncConnection[Any],
+    call_id: int,
+    http_status: int | None,
+    duration_ms: int | None,
+    error: str | None,
+) -> None:
+    await conn.execute(
+        "SELECT pgbars.complete_provider_call(%s, %s, NULL, %s, %s)",
+        (call_id, http_status, duration_ms, error),
+    )
+
+
+async def cancel_call(conn: psycopg.AsyncConnection[Any], call_id: int) -> None:
+    await conn.execute("SELECT pgbars.cancel_provider_call(%s)", (call_id,))
+
+
+async def pause_provider(
+    conn: psycopg.AsyncConnection[Any], provider: str, seconds: float | None
+) -> dt.datetime:
+    """Pause for `seconds` (None: one rate-limit window); returns the pause's end."""
+    cur = await conn.execute(
+        "SELECT pgbars.pause_provider(%s, now() + make_interval(secs => %s))", (provider, seconds)
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row[0]  # type: ignore[no-any-return]
+
+
+async def release_chunk(
+    conn: psycopg.AsyncConnection[Any],
+    chunk: ClaimedChunk,
+    reason: str,
+    not_before: dt.datetime | None = None,
+) -> None:
+    await conn.execute(
+        "SELECT pgbars.release_backfill_chunk(%s, %s, %s, %s)",
+        (chunk.chunk_id, chunk.lease_id, not_before, reason),
+    )
+
+
+async def fail_chunk(
+    conn: psycopg.AsyncConnection[Any], chunk: ClaimedChunk, error: str, *, retryable: bool
+) -> str:
+    """Record a failed attempt; returns the chunk's new status (pending or failed)."""
+    cur = await conn.execute(
+        "SELECT pgbars.fail_backfill_chunk(%s, %s, %s, %s)",
+        (chunk.chunk_id, chunk.lease_id, error, retryable),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+async def reroute_chunk(conn: psycopg.AsyncConnection[Any], chunk: ClaimedChunk, error: str) -> str | None:
+    """Move the chunk to its next route; returns that provider, or None when it failed."""
+    cur = await conn.execute(
+        "SELECT pgbars.reroute_backfill_chunk(%s, %s, %s)", (chunk.chunk_id, chunk.lease_id, error)
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return None if row[0] is None else str(row[0])
+
+
+async def _stage(
+    cur: psycopg.AsyncCursor[Any],
+    bars: Iterable[Sequence[Any]],
+    rejected: Iterable[tuple[dt.datetime | None, dict[str, object], str]],
+) -> None:
+    """COPY bars (binary) and refused rows into this session's staging tables."""
+    async with cur.copy(
+        "COPY pgbars_staged_bars (ts, open, high, low, close, volume, vwap, trade_count)"
+        " FROM STDIN (FORMAT BINARY)"
+    ) as copy:
+        copy.set_types(_BAR_TYPES)
+        for bar in bars:
+            await copy.write_row(bar)
+    async with cur.copy("COPY pgbars_staged_rejects (ts, raw, reason) FROM STDIN") as copy:
+        for ts, raw, reason in rejected:
+            await copy.write_row((ts, Jsonb(raw), reason))
+
+
+async def store_chunk(
+    conn: psycopg.AsyncConnection[Any],
+    chunk: ClaimedChunk,
+    bars: Iterable[Sequence[Any]],
+    rejected: Iterable[tuple[dt.datetime | None, dict[str, object], str]],
+    requests: int,
+) -> StoredChunk:
+    """One transaction: COPY bars and refused rows into staging, then pgbars.store_chunk_bars.
+
+    `bars` are rows in worker.providers.Bar order; `rejected` are (ts, raw, reason).
+    """
+    async with conn.transaction():
+        cur = conn.cursor()
+        await _stage(cur, bars, rejected)
+        await cur.execute(
+            "SELECT bars_written, bars_changed, bars_rejected FROM pgbars.store_chunk_bars(%s, %s, %s)",
+            (chunk.chunk_id, chunk.lease_id, requests),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return StoredChunk(*row)
+
+
+# -- today's bars (live refreshes) -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRefresh:
+    """Today's bars of one symbol and fetched timeframe, leased (a row of claim_live_refreshes)."""
+
+    symbol_id: uuid.UUID
+    ticker: str
+    timeframe: str
+    provider: str
+    session_date: dt.date
+    range_start: dt.datetime
+    range_end: dt.datetime
+    targets: list[str]
+    lease_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class LiveState:
+    """What the live refreshes look like now, for the run's report (pgbars.live_refreshes)."""
+
+    session: dt.date | None  # the session trading now, if any
+    wanted: dict[str, int]  # provider -> live_plan rows (symbol, timeframe) while a session trades
+    no_data: list[tuple[str, str, str, str]]  # (ticker, timeframe, provider, why) this session
+
+
+async def claim_live(
+    conn: psycopg.AsyncConnection[Any],
+    worker: str,
+    providers: Sequence[str],
+    limit: int,
+    lease_seconds: float,
+    tickers: Sequence[str] | None,
+) -> list[LiveRefresh]:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT * FROM pgbars.claim_live_refreshes(%s, %s, %s, make_interval(secs => %s), %s)",
+        (worker, list(providers), limit, lease_seconds, list(tickers) if tickers else None),
+    )
+    return [LiveRefresh(**row) for row in await cur.fetchall()]
+
+
+async def store_live(
+    conn: psycopg.AsyncConnection[Any],
+    refresh: LiveRefresh,
+    bars: Iterable[Sequence[Any]],
+    rejected: Iterable[tuple[dt.datetime | None, dict[str, object], str]],
+    requests: int,
+) -> StoredChunk:
+    """One transaction: COPY into staging, then pgbars.store_live_bars (provisional bars, roll-ups)."""
+    async with conn.transaction():
+        cur = conn.cursor()
+        await _stage(cur, bars, rejected)
+        await cur.execute(
+            "SELECT bars_written, bars_changed, bars_rejected FROM pgbars.store_live_bars(%s, %s, %s, %s)",
+            (refresh.symbol_id, refresh.timeframe, refresh.lease_id, requests),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return StoredChunk(*row)
+
+
+async def release_live(conn: psycopg.AsyncConnection[Any], refresh: LiveRefresh, error: str | None) -> None:
+    await conn.execute(
+        "SELECT pgbars.release_live_refresh(%s, %s, %s, %s)",
+        (refresh.symbol_id, refresh.timeframe, refresh.lease_id, error),
+    )
+
+
+async def live_state(conn: psycopg.AsyncConnection[Any], tickers: Sequence[str] | None) -> LiveState:
+    """The session trading now, the live refreshes it wants per provider, and the symbols without data."""
+    params = (list(tickers) if tickers else None,)
+    cur = await conn.execute("SELECT pgbars._live_session(pgbars._now())")
+    row = await cur.fetchone()
+    session = None if row is None else row[0]
+    if session is None:
+        return LiveState(None, {}, [])
+    cur = await conn.execute(
+        "SELECT provider, count(*) FROM pgbars.live_plan"
+        " WHERE %s::text[] IS NULL"
+        " OR ticker IN (SELECT pgbars.normalize_ticker(t) FROM unnest(%s::text[]) AS t)"
+        " GROUP BY provider ORDER BY provider",
+        params * 2,
+    )
+    wanted = {str(name): int(n) for name, n in await cur.fetchall()}
+    cur = await conn.execute(
+        "SELECT s.ticker::text, r.timeframe, r.provider, r.no_data FROM pgbars.live_refreshes AS r"
+        " JOIN pgbars.symbols AS s ON s.id = r.symbol_id"
+        " WHERE r.session_date = %s AND r.no_data IS NOT NULL"
+        " AND (%s::text[] IS NULL"
+        " OR s.ticker::text IN (SELECT pgbars.normalize_ticker(t) FROM unnest(%s::text[]) AS t))"
+        " ORDER BY 1, 2",
+        (session, *params, *params),
+    )
+    no_data = [(str(t), str(tf), str(p), str(why)) for t, tf, p, why in await cur.fetchall()]
+    return LiveState(session, wanted, no_data)
+
+
+async def cleanup_provisional(conn: psycopg.AsyncConnection[Any]) -> int:
+    """Delete provisional bars that history has replaced (pgbars.cleanup_provisional_bars)."""
+    cur = await conn.execute("SELECT pgbars.cleanup_provisional_bars()")
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def roll_forward(conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
+    """Extend every open-ended job to the last completed session (pgbars.roll_forward_backfills)."""
+    cur = await conn.execute("SELECT pgbars.roll_forward_backfills()")
+    row = await cur.fetchone()
+    assert row is not None
+    return dict(row[0])

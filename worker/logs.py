@@ -1,0 +1,22 @@
+"""The log lines of `pgbars work` and `pgbars demo`: one line each, UTC timestamps, on stderr."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+
+class _UtcFormatter(logging.Formatter):
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+
+
+def to_stderr(debug: bool) -> None:
+    """Send the `pgbars` loggers to stderr, at DEBUG with --debug, else INFO."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_UtcFormatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("pgbars")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    logger.propagate = False
