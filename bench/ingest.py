@@ -63,9 +63,10 @@ from psycopg_pool import AsyncConnectionPool
 from worker import db
 from worker.calendar import SessionHours
 from worker.errors import PgbarsError
-from worker.providers.base import Bar, BarSieve, FetchRequest, FetchResult
+from worker.providers import Bar, FetchRequest, FetchResult
 from worker.providers.grid import sessions_between
 from worker.providers.polygon import PolygonProvider
+from worker.providers.sieve import BarSieve
 
 PROVIDER = "polygon"
 TIMEFRAME = "m1"

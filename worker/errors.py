@@ -19,3 +19,34 @@ class SchemaError(PgbarsError):
 
 class ClockError(PgbarsError, ValueError):
     """PGBARS_NOW does not name an instant."""
+
+
+# --- provider failures: what a provider's answer means for the work --------------------
+
+
+class ProviderError(Exception):
+    """Base of every provider failure. Its text never contains a credential.
+
+    Raised as-is (not a subclass) when the provider refused the request as
+    malformed (e.g. HTTP 400): retrying the same request cannot help.
+    """
+
+
+class RateLimited(ProviderError):
+    """HTTP 429: wait `retry_after` seconds (None when the provider did not say)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AuthError(ProviderError):
+    """The credential is missing or refused (401/403); the message names it, never its value."""
+
+
+class NotCovered(ProviderError):
+    """Not retryable: the plan does not cover the range, or the ticker is unknown."""
+
+
+class TransientError(ProviderError):
+    """Retryable: 5xx, timeouts, dropped connections, broken JSON, error bodies."""

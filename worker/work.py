@@ -11,7 +11,7 @@ outcome back:
 A chunk that could not be started or finished through no fault of its own
 (budget spent, shutdown, a 429, a refused credential) is released without
 spending an attempt. Only expected failures are classified here; the
-mapping from HTTP to error class lives in worker.providers.base.
+mapping from HTTP to error class lives in worker.providers.classify.
 """
 
 from __future__ import annotations

@@ -21,8 +21,9 @@ from worker.providers import (
     YahooProvider,
     build_providers,
 )
-from worker.providers.base import BarSieve, ErrorReply, classify_failure, parse_retry_after
+from worker.providers.classify import ErrorReply, classify_failure, parse_retry_after
 from worker.providers.grid import day_start, is_on_grid, trading_week_monday
+from worker.providers.sieve import BarSieve
 
 D = dt.date
 _POLYGON_ERROR = {"status": "ERROR", "request_id": "x", "error": "boom"}

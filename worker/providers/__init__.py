@@ -6,23 +6,11 @@ from collections.abc import Mapping
 
 import httpx
 
+from worker.errors import AuthError, NotCovered, ProviderError, RateLimited, TransientError
 from worker.providers import polygon, tradier, yahoo
-from worker.providers.base import (
-    TIMEFRAMES,
-    AuthError,
-    Bar,
-    FetchRequest,
-    FetchResult,
-    NotCovered,
-    Pace,
-    Provider,
-    ProviderError,
-    RateLimited,
-    RawRow,
-    TransientError,
-)
 from worker.providers.polygon import PolygonProvider
 from worker.providers.tradier import TradierProvider
+from worker.providers.types import TIMEFRAMES, Bar, FetchRequest, FetchResult, Pace, Provider, RawRow
 from worker.providers.yahoo import YahooProvider
 
 __all__ = [

@@ -12,15 +12,11 @@ from bisect import bisect_right
 from urllib.parse import quote
 
 from worker.calendar import SessionHours
-from worker.providers.base import (
-    BarSieve,
-    ErrorReply,
-    FetchRequest,
-    FetchResult,
-    HttpProvider,
-    Pace,
-)
+from worker.providers.classify import ErrorReply
 from worker.providers.grid import day_start, new_york_date, sessions_between, trading_week_monday
+from worker.providers.http import HttpProvider
+from worker.providers.sieve import BarSieve
+from worker.providers.types import FetchRequest, FetchResult, Pace
 
 DEFAULT_BASE_URL = "https://query1.finance.yahoo.com"
 

@@ -1,0 +1,112 @@
+"""The plain data every provider and the worker pass between them: bars, requests, results.
+
+Kept apart from any HTTP or checking code so that the worker, the tests and the
+benchmarks can name a Bar or a FetchRequest without pulling in more. A provider
+turns a `FetchRequest` (one chunk: ticker, timeframe, sessions) into a
+`FetchResult`: bars already on the pgbars grid plus the rows it could not use,
+kept for quarantine. Providers do HTTP and parsing only; they never touch the
+database (the worker owns that) and never decide what to fetch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+from worker.providers.grid import TIMEFRAMES, sessions_between
+
+__all__ = [
+    "TIMEFRAMES",
+    "Bar",
+    "FetchRequest",
+    "FetchResult",
+    "Pace",
+    "Provider",
+    "RawRow",
+]
+
+
+class Bar(NamedTuple):
+    """One bar already mapped onto the pgbars grid (see worker.providers.grid).
+
+    A tuple in the column order of the worker's staging table, so COPY writes
+    it as it is.
+    """
+
+    ts: dt.datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    vwap: float | None
+    trade_count: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RawRow:
+    """A provider row that could not become a Bar, kept verbatim for quarantine."""
+
+    raw: dict[str, object]
+    reason: str
+    ts: dt.datetime | None = None  # where the row claimed to be, when that was readable
+
+
+@dataclass(frozen=True, slots=True)
+class FetchRequest:
+    """One chunk: bars with start in [start, end) for the sessions first..last."""
+
+    ticker: str
+    timeframe: str
+    start: dt.datetime
+    end: dt.datetime
+    first_session: dt.date
+    last_session: dt.date
+
+    @classmethod
+    def for_sessions(
+        cls, ticker: str, timeframe: str, first_session: dt.date, last_session: dt.date
+    ) -> FetchRequest:
+        """The request covering pre-market of `first_session` to after-hours of `last_session`."""
+        sessions = sessions_between(first_session, last_session)
+        if not sessions:
+            raise ValueError(f"no XNYS session between {first_session} and {last_session}")
+        return cls(
+            ticker=ticker,
+            timeframe=timeframe,
+            start=sessions[0].premarket_open,
+            end=sessions[-1].after_hours_close,
+            first_session=first_session,
+            last_session=last_session,
+        )
+
+
+@dataclass(slots=True)
+class FetchResult:
+    provider: str
+    bars: list[Bar]
+    rejected: list[RawRow]
+    requests: int  # HTTP requests made, every page counted
+
+
+class Pace(Protocol):
+    """Brackets every HTTP request of a fetch, pagination pages included.
+
+    The worker's implementation reserves a rate-limit slot in the database
+    and sleeps until it, then records the answer in the call ledger.
+    """
+
+    async def __call__(self) -> None:
+        """Before the request: wait for its slot."""
+
+    def answered(self, status: int | None) -> None:
+        """After it: the HTTP status, or None when no response arrived."""
+
+
+class Provider(Protocol):
+    name: str
+
+    def supports(self, timeframe: str) -> bool: ...
+
+    async def fetch(self, request: FetchRequest, pace: Pace) -> FetchResult: ...
