@@ -34,17 +34,14 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from worker import db
-from worker.errors import PgbarsError
+from worker.errors import FailureKind, PgbarsError
 from worker.providers import (
     CREDENTIALS,
-    AuthError,
     FetchRequest,
     FetchResult,
-    NotCovered,
     Provider,
     ProviderError,
     RateLimited,
-    TransientError,
     build_providers,
 )
 
@@ -481,17 +478,15 @@ class Worker:
             if task is not None:
                 task.uncancel()
             await pacer.abandon()
-            await self._release_live(refresh, report, "the worker stopped before the bars were written")
+            await self._settle(
+                refresh.lease_id,
+                refresh.provider,
+                report,
+                "unfinished",
+                "the worker stopped before the bars were written",
+            )
         except psycopg.Error as exc:
-            if exc.sqlstate == LEASE_LOST:
-                report.outcome, report.detail = "lost", db.describe_error(exc)
-            else:
-                report.outcome, report.detail = "failed", f"database: {db.describe_error(exc)}"
-                try:
-                    await self._release_live(refresh, report, report.detail)
-                    report.outcome = "failed"
-                except psycopg.Error:
-                    pass  # the lease runs out; the next run refreshes it
+            await self._database_error(refresh.lease_id, refresh.provider, report, exc)
         report.requests = pacer.requests
         report.seconds = time.monotonic() - started
         self._log_live(report)
@@ -501,7 +496,7 @@ class Worker:
         provider = refresh.provider
         if self.stopping or provider in self.summary.refused or provider in self._spent:
             why = self.summary.refused.get(provider) or ("stopping" if self.stopping else "budget spent")
-            await self._release_live(refresh, report, why)
+            await self._settle(refresh.lease_id, provider, report, "unfinished", why)
             return
         request = FetchRequest(
             ticker=refresh.ticker,
@@ -512,21 +507,8 @@ class Worker:
             last_session=refresh.session_date,
         )
         fetched = await self._fetch(provider, request, pacer)
-        if isinstance(fetched, _BudgetSpent):
-            await pacer.cancel()
-            self._spent.add(provider)
-            await self._release_live(refresh, report, f"budget: {fetched}")
-            return
-        if isinstance(fetched, ProviderError):
-            await pacer.close(str(fetched))
-            await self._on_live_error(refresh, report, fetched)
-            return
-        if isinstance(fetched, Exception):
-            # The type only: an unexpected exception's text is not known to be free of secrets.
-            what = f"{provider}: unexpected {type(fetched).__name__}"
-            await pacer.close(what)
-            await self._release_live(refresh, report, what)
-            report.outcome = "failed"
+        if not isinstance(fetched, FetchResult):
+            await self._settle_failure(refresh.lease_id, provider, pacer, report, fetched)
             return
         result = fetched
         # From here a stop waits: the outcome is being recorded.
@@ -536,27 +518,6 @@ class Worker:
         async with self.pool.connection() as conn:
             stored = await db.store_live(conn, refresh, result.bars, rejected, pacer.requests)
         _record_stored(report, stored, result, empty="no bars yet")
-
-    async def _on_live_error(self, refresh: db.LiveRefresh, report: LiveReport, exc: ProviderError) -> None:
-        message = str(exc)
-        if isinstance(exc, RateLimited):
-            until = await self._pause(refresh.provider, exc)
-            await self._release_live(refresh, report, None)
-            report.detail = f"{message}; {refresh.provider} paused until {until:%H:%M:%S} UTC"
-        elif isinstance(exc, AuthError):
-            self._refuse(refresh.provider, message)
-            await self._release_live(refresh, report, message)
-        else:
-            # Tradier answers an unknown symbol with nothing (store_live_bars then marks it
-            # no_data); an error, NotCovered included (a wrong base URL answers 404), is
-            # retried by the next run and shows in live_status.last_error.
-            await self._release_live(refresh, report, message)
-            report.outcome = "failed"
-
-    async def _release_live(self, refresh: db.LiveRefresh, report: LiveReport, reason: str | None) -> None:
-        async with self.pool.connection() as conn:
-            await db.release_live(conn, refresh, reason)
-        report.outcome, report.detail = "released", reason or ""
 
     def _log_live(self, report: LiveReport) -> None:
         refresh = report.refresh
@@ -602,7 +563,13 @@ class Worker:
                 if task is not None:
                     task.uncancel()
                 await pacer.abandon()
-                await self._release(chunk, report, "the worker stopped before the chunk was written")
+                await self._settle(
+                    chunk.lease_id,
+                    chunk.provider,
+                    report,
+                    "unfinished",
+                    "the worker stopped before the chunk was written",
+                )
             else:
                 # From here a stop waits for this chunk: its outcome is being recorded.
                 self._running[chunk.chunk_id].phase = "settle"
@@ -610,9 +577,9 @@ class Worker:
                     await pacer.close(None)
                     await self._store(chunk, fetched, pacer.requests, report)
                 else:
-                    await self._settle_failure(chunk, pacer, report, fetched)
+                    await self._settle_failure(chunk.lease_id, chunk.provider, pacer, report, fetched)
         except psycopg.Error as exc:
-            await self._database_error(chunk, report, exc)
+            await self._database_error(chunk.lease_id, chunk.provider, report, exc)
         report.requests = pacer.requests
         report.seconds = time.monotonic() - started
         self._log_chunk(report)
@@ -630,33 +597,68 @@ class Worker:
             log.exception("unexpected error while fetching %s %s", request.ticker, request.timeframe)
             return exc
 
+    # --- a lease that ended without bars: Python names the failure, SQL settles it -------
+
     async def _settle_failure(
-        self, chunk: db.ClaimedChunk, pacer: _Pacer, report: ChunkReport, exc: Exception
+        self,
+        lease_id: uuid.UUID,
+        provider: str,
+        pacer: _Pacer,
+        report: ChunkReport | LiveReport,
+        exc: Exception,
     ) -> None:
+        """Reduce what the fetch raised to a failure kind, close its ledger call, settle the lease."""
         if isinstance(exc, _BudgetSpent):
             await pacer.cancel()
-            self._spent.add(chunk.provider)
-            await self._release(chunk, report, f"budget: {exc}")
+            self._spent.add(provider)
+            await self._settle(lease_id, provider, report, "unfinished", f"budget: {exc}")
         elif isinstance(exc, ProviderError):
             await pacer.close(str(exc))
-            await self._on_provider_error(chunk, report, exc)
+            retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+            await self._settle(lease_id, provider, report, exc.kind, str(exc), retry_after)
         else:
             # The type only: an unexpected exception's text is not known to be free of secrets.
-            what = f"{chunk.provider}: unexpected {type(exc).__name__}"
+            what = f"{provider}: unexpected {type(exc).__name__}"
             await pacer.close(what)
-            await self._fail(chunk, report, what, retryable=True)
+            await self._settle(lease_id, provider, report, "transient", what)
 
-    async def _database_error(self, chunk: db.ClaimedChunk, report: ChunkReport, exc: psycopg.Error) -> None:
-        """A statement of this chunk failed: a lost lease, or the database itself."""
+    async def _database_error(
+        self, lease_id: uuid.UUID, provider: str, report: ChunkReport | LiveReport, exc: psycopg.Error
+    ) -> None:
+        """A statement of this lease failed: a lost lease, or the database itself."""
         if exc.sqlstate == LEASE_LOST:
             report.outcome, report.detail = "lost", db.describe_error(exc)
             return
         try:
-            await self._fail(chunk, report, f"database: {db.describe_error(exc)}", retryable=True)
+            await self._settle(lease_id, provider, report, "transient", f"database: {db.describe_error(exc)}")
         except psycopg.Error as again:
-            # Not even the failure could be recorded: the lease runs out and the chunk returns.
-            log.error(logfmt("unrecorded", chunk=chunk.chunk_id, error=db.describe_error(again)))
+            # Not even the failure could be recorded: the lease runs out and the work returns.
+            log.error(logfmt("unrecorded", lease=lease_id, error=db.describe_error(again)))
             report.outcome, report.detail = "lost", f"outcome not recorded: {db.describe_error(exc)}"
+
+    async def _settle(
+        self,
+        lease_id: uuid.UUID,
+        provider: str,
+        report: ChunkReport | LiveReport,
+        kind: FailureKind,
+        error: str,
+        retry_after: float | None = None,
+    ) -> None:
+        """pgbars.settle_lease decides; the run only stops using a provider that refused its credential."""
+        async with self.pool.connection() as conn:
+            settled = await db.settle(conn, lease_id, kind, error, retry_after)
+        if kind == "refused":
+            self._refuse(provider, error)
+        report.outcome = settled.outcome  # type: ignore[assignment]
+        if settled.paused_until is not None:
+            report.detail = f"{error}; {provider} paused until {settled.paused_until:%H:%M:%S} UTC"
+        elif settled.outcome == "rerouted":
+            report.detail = f"{error}; moved to {settled.moved_to}"
+        elif kind == "not_covered" and isinstance(report, ChunkReport):
+            report.detail = f"{error}; no other route"
+        else:
+            report.detail = error
 
     async def _store(
         self, chunk: db.ClaimedChunk, result: FetchResult, requests: int, report: ChunkReport
@@ -666,52 +668,11 @@ class Worker:
             stored = await db.store_chunk(conn, chunk, result.bars, rejected, requests)
         _record_stored(report, stored, result, empty="no bars for these sessions")
 
-    async def _on_provider_error(
-        self, chunk: db.ClaimedChunk, report: ChunkReport, exc: ProviderError
-    ) -> None:
-        message = str(exc)
-        if isinstance(exc, RateLimited):
-            until = await self._pause(chunk.provider, exc)
-            await self._release(chunk, report, message, not_before=until)
-            report.detail = f"{message}; {chunk.provider} paused until {until:%H:%M:%S} UTC"
-        elif isinstance(exc, AuthError):
-            self._refuse(chunk.provider, message)
-            await self._release(chunk, report, message)
-        elif isinstance(exc, NotCovered):
-            async with self.pool.connection() as conn:
-                moved_to = await db.reroute_chunk(conn, chunk, message)
-            report.outcome = "rerouted" if moved_to else "failed"
-            report.detail = f"{message}; moved to {moved_to}" if moved_to else f"{message}; no other route"
-        else:
-            # TransientError is worth a retry; a plain ProviderError (the request itself
-            # was refused, e.g. HTTP 400) is not.
-            await self._fail(chunk, report, message, retryable=isinstance(exc, TransientError))
-
-    async def _pause(self, provider: str, exc: RateLimited) -> dt.datetime:
-        """A 429: the provider is paused for every worker; returns until when."""
-        async with self.pool.connection() as conn:
-            return await db.pause_provider(conn, provider, exc.retry_after)
-
     def _refuse(self, provider: str, why: str) -> None:
         """A refused credential: the provider is dropped for this run, said once."""
         if provider not in self.summary.refused:
             self.summary.refused[provider] = why
             log.warning(logfmt("provider_refused", provider=provider, reason=why))
-
-    async def _release(
-        self, chunk: db.ClaimedChunk, report: ChunkReport, reason: str, not_before: dt.datetime | None = None
-    ) -> None:
-        async with self.pool.connection() as conn:
-            await db.release_chunk(conn, chunk, reason, not_before)
-        report.outcome, report.detail = "released", reason
-
-    async def _fail(
-        self, chunk: db.ClaimedChunk, report: ChunkReport, error: str, *, retryable: bool
-    ) -> None:
-        async with self.pool.connection() as conn:
-            status = await db.fail_chunk(conn, chunk, error, retryable=retryable)
-        report.outcome = "retry" if status == "pending" else "failed"
-        report.detail = error
 
     # --- logging -------------------------------------------------------------------
 

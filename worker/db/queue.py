@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from worker.db.connection import connect, session_kwargs
-from worker.errors import PgbarsError
+from worker.errors import FailureKind, PgbarsError
 
 # Session-private staging for pgbars.store_chunk_bars: the worker COPYs a
 # chunk's bars and refused rows here inside the chunk's transaction; commit
@@ -179,6 +179,33 @@ async def pause_provider(
     row = await cur.fetchone()
     assert row is not None
     return row[0]  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What pgbars.settle_lease made of a failed lease."""
+
+    outcome: str  # released, retry, failed, rerouted
+    paused_until: dt.datetime | None
+    moved_to: str | None
+
+
+async def settle(
+    conn: psycopg.AsyncConnection[Any],
+    lease_id: uuid.UUID,
+    kind: FailureKind,
+    error: str | None,
+    retry_after: float | None = None,
+) -> Settlement:
+    """Settle a chunk's or a live refresh's lease by the kind of its failure (pgbars.settle_lease)."""
+    cur = await conn.execute(
+        "SELECT outcome, paused_until, moved_to"
+        " FROM pgbars.settle_lease(%s, %s, %s, make_interval(secs => %s))",
+        (lease_id, kind, error, retry_after),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return Settlement(*row)
 
 
 async def release_chunk(

@@ -1,0 +1,108 @@
+-- Settle a lease that ended without bars: what a failure of this kind means for its work.
+CREATE OR REPLACE FUNCTION pgbars.settle_lease(
+    p_lease_id uuid,
+    p_kind text,
+    p_error text DEFAULT NULL,
+    p_retry_after interval DEFAULT NULL
+)
+RETURNS TABLE (outcome text, paused_until timestamptz, moved_to text)
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pgbars, pg_temp
+AS $$
+/*
+The one home of the failure policy. The worker reduces a failed fetch to a
+kind and names the lease (a history chunk's or a live refresh's: lease ids
+are unique across both); this function decides.
+
+kind          history chunk                         live refresh
+------------  ------------------------------------  ----------------------------------
+rate_limited  provider paused for every worker      provider paused; released without
+              (p_retry_after, else one window);      an error, due again when the claim
+              released until the pause ends, no     finds the provider running
+              attempt spent
+refused       released, no attempt spent            released with the error
+not_covered   moved to the next route that reaches  released with the error: retried
+              its sessions, else failed             by the next run (a wrong base URL
+                                                    answers 404 too)
+transient     retried after a growing backoff,      released with the error
+              failed after the last attempt
+permanent     failed                                released with the error
+unfinished    released, no attempt spent (budget    released with p_error
+              spent, the worker stopping)
+
+outcome: released, retry, failed or rerouted for a chunk; released or
+failed (released with an error) for a live refresh. p_error is stored with
+secrets redacted. A lease no longer held raises PB001.
+*/
+DECLARE
+    v_chunk_id bigint;
+    v_provider text;
+    v_symbol_id uuid;
+    v_timeframe text;
+    v_until timestamptz;
+    v_status text;
+BEGIN
+    IF p_kind IS NULL OR p_kind NOT IN (
+        'rate_limited', 'refused', 'not_covered', 'transient', 'permanent', 'unfinished'
+    ) THEN
+        RAISE EXCEPTION 'unknown failure kind %', coalesce(quote_literal(p_kind), 'NULL')
+            USING ERRCODE = '22023',
+            HINT = 'rate_limited, refused, not_covered, transient, permanent or unfinished';
+    END IF;
+
+    SELECT c.id, c.provider INTO v_chunk_id, v_provider
+    FROM pgbars.backfill_chunks AS c
+    WHERE c.lease_id = p_lease_id AND c.status = 'running';
+    IF FOUND THEN
+        IF p_kind = 'rate_limited' THEN
+            v_until := pgbars.pause_provider(v_provider, now() + p_retry_after);
+            PERFORM pgbars.release_backfill_chunk(v_chunk_id, p_lease_id, v_until, p_error);
+            RETURN QUERY SELECT 'released'::text, v_until, NULL::text;
+        ELSIF p_kind IN ('refused', 'unfinished') THEN
+            PERFORM pgbars.release_backfill_chunk(v_chunk_id, p_lease_id, NULL, p_error);
+            RETURN QUERY SELECT 'released'::text, NULL::timestamptz, NULL::text;
+        ELSIF p_kind = 'not_covered' THEN
+            v_provider := pgbars.reroute_backfill_chunk(v_chunk_id, p_lease_id, p_error);
+            RETURN QUERY SELECT
+                CASE WHEN v_provider IS NULL THEN 'failed' ELSE 'rerouted' END,
+                NULL::timestamptz,
+                v_provider;
+        ELSE
+            v_status := pgbars.fail_backfill_chunk(v_chunk_id, p_lease_id, p_error, p_kind = 'transient');
+            RETURN QUERY SELECT
+                CASE WHEN v_status = 'pending' THEN 'retry' ELSE 'failed' END,
+                NULL::timestamptz,
+                NULL::text;
+        END IF;
+        RETURN;
+    END IF;
+
+    SELECT r.symbol_id, r.timeframe, r.provider INTO v_symbol_id, v_timeframe, v_provider
+    FROM pgbars.live_refreshes AS r
+    WHERE r.lease_id = p_lease_id;
+    IF FOUND THEN
+        IF p_kind = 'rate_limited' THEN
+            v_until := pgbars.pause_provider(v_provider, now() + p_retry_after);
+            PERFORM pgbars.release_live_refresh(v_symbol_id, v_timeframe, p_lease_id, NULL);
+        ELSE
+            PERFORM pgbars.release_live_refresh(v_symbol_id, v_timeframe, p_lease_id, p_error);
+        END IF;
+        RETURN QUERY SELECT
+            CASE WHEN p_kind IN ('rate_limited', 'refused', 'unfinished') THEN 'released' ELSE 'failed' END,
+            v_until,
+            NULL::text;
+        RETURN;
+    END IF;
+
+    RAISE EXCEPTION 'lease % is no longer held: outcome not recorded', p_lease_id
+        USING ERRCODE = 'PB001',
+        HINT = 'The lease expired and the work was claimed again, or it was already finished.';
+END;
+$$;
+
+COMMENT ON FUNCTION pgbars.settle_lease(uuid, text, text, interval) IS
+'Settles a lease (history chunk or live refresh) that ended without bars, by the kind of failure: '
+'pause and release, release, reroute, retry with backoff or fail. Returns the outcome; raises PB001 '
+'when the lease is no longer held.';
