@@ -28,23 +28,19 @@ Only buckets touched by the sessions are recomputed: their dates for h4,
 their whole weeks for w1, using every source bar of the week (bars of
 neighbouring chunks included).
 
-Per source ts the bar of the best provider is used, in get_bars' order
-(enabled history routes of the source timeframe by priority, then any other
-by name); forecasts and provisional bars (is_provisional: today's live bars,
-which store_live_bars rolls up itself) are skipped and only raw bars read,
-so derived bars are history and cleanup_provisional_bars never touches them. A bucket is: open of its first bar, close of its last, high/low
-extremes, volume and trade_count summed (trade_count NULL when every one
-is), vwap = sum(vwap * volume) / sum(volume) over the bars with a vwap and
-volume > 0 (NULL when there is none); is_provisional false.
-
-It is stored under every provider with source bars in the bucket: normally
+The roll-up itself is _roll_up_bars, shared with today's live bars: per
+source ts the bar of the best provider, in get_bars' order (enabled history
+routes of the source timeframe by priority, then any other by name);
+forecasts and provisional bars (is_provisional: today's live bars, which
+store_live_bars rolls up itself) are skipped and only raw bars read, so
+derived bars are history and cleanup_provisional_bars never touches them.
+Each bucket is stored under every provider with source bars in it: normally
 the one provider that served them, so get_bars' provider order applies to
 derived bars too. Should two providers have served a bucket (a chunk
 rerouted mid-week), each gets the same bar, so whichever get_bars prefers
 is whole and none is left stale (pgbars never deletes source bars).
 
-Upserts like store_chunk_bars: unchanged bars are not rewritten, so a
-second call returns 0. Returns the bars inserted or updated. Calls for one
+Unchanged bars are not rewritten, so a second call returns 0. Returns the bars inserted or updated. Calls for one
 (symbol, source timeframe) are serialised by an advisory lock: a week whose
 days two chunks store at once is recomputed by the second after the first
 commits, so it sees both. SECURITY INVOKER: the worker role needs only
@@ -98,109 +94,27 @@ BEGIN
             AT TIME ZONE 'America/New_York';
         END IF;
 
-        WITH source_bars AS (
-            SELECT
-                s.ts,
-                s.provider,
-                s.open,
-                s.high,
-                s.low,
-                s.close,
-                s.volume,
-                s.vwap,
-                s.trade_count,
-                (
-                    CASE
-                        WHEN v_target.is_intraday
-                            THEN date_bin(
-                                v_target.bar_length, s.ts AT TIME ZONE 'America/New_York',
-                                TIMESTAMP '2000-01-01 00:00'
-                            )
-                        ELSE date_trunc('week', s.ts AT TIME ZONE 'America/New_York')
-                    END
-                ) AT TIME ZONE 'America/New_York' AS bucket,
-                row_number() OVER (
-                    PARTITION BY s.ts
-                    ORDER BY array_position(v_ranked, s.provider)
-                ) AS pick
-            FROM pgbars.ohlc_bars_v2 AS s
-            WHERE
-                s.symbol_id = p_symbol_id
-                AND s.timeframe = p_source_timeframe
-                AND s.ts >= v_from
-                AND s.ts < v_to
-                AND NOT s.is_forecast
-                AND NOT s.is_provisional
-                AND s.adjustment = 'raw'
-        ),
-
-        derived AS (
-            SELECT
-                sb.bucket,
-                (array_agg(sb.open ORDER BY sb.ts))[1] AS open,
-                max(sb.high) AS high,
-                min(sb.low) AS low,
-                (array_agg(sb.close ORDER BY sb.ts DESC))[1] AS close,
-                sum(sb.volume)::bigint AS volume,
-                sum(sb.vwap * sb.volume) FILTER (WHERE sb.vwap IS NOT NULL AND sb.volume > 0)
-                / (sum(sb.volume) FILTER (WHERE sb.vwap IS NOT NULL AND sb.volume > 0))::double precision
-                AS vwap,
-                sum(sb.trade_count)::bigint AS trade_count,
-                FALSE AS is_provisional
-            FROM source_bars AS sb
-            WHERE sb.pick = 1
-            GROUP BY sb.bucket
-        ),
-
-        served AS (
-            SELECT DISTINCT
-                sb.bucket,
-                sb.provider
-            FROM source_bars AS sb
-        )
-
-        INSERT INTO pgbars.ohlc_bars_v2 AS b (
-            symbol_id, timeframe, ts, provider, is_forecast, open, high, low, close,
-            volume, vwap, trade_count, is_provisional, adjustment, fetched_at
-        )
-        SELECT
+        v_changed := pgbars._roll_up_bars(
             p_symbol_id,
             v_target.timeframe,
-            d.bucket,
-            sv.provider,
-            FALSE,
-            d.open,
-            d.high,
-            d.low,
-            d.close,
-            d.volume,
-            d.vwap,
-            d.trade_count,
-            d.is_provisional,
-            'raw',
-            now()
-        FROM derived AS d
-        INNER JOIN served AS sv ON d.bucket = sv.bucket
-        ON CONFLICT (symbol_id, timeframe, ts, provider, is_forecast) DO UPDATE
-            SET
-                open = excluded.open,
-                high = excluded.high,
-                low = excluded.low,
-                close = excluded.close,
-                volume = excluded.volume,
-                vwap = excluded.vwap,
-                trade_count = excluded.trade_count,
-                is_provisional = excluded.is_provisional,
-                adjustment = excluded.adjustment,
-                fetched_at = excluded.fetched_at
-            WHERE
-                (b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count, b.is_provisional, b.adjustment)
-                IS DISTINCT FROM
-                (
-                    excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume,
-                    excluded.vwap, excluded.trade_count, excluded.is_provisional, excluded.adjustment
-                );
-        GET DIAGNOSTICS v_changed = ROW_COUNT;
+            ARRAY(
+                SELECT
+                    ROW(
+                        s.ts, s.provider, s.open, s.high, s.low, s.close, s.volume, s.vwap, s.trade_count
+                    )::pgbars.source_bar
+                FROM pgbars.ohlc_bars_v2 AS s
+                WHERE
+                    s.symbol_id = p_symbol_id
+                    AND s.timeframe = p_source_timeframe
+                    AND s.ts >= v_from
+                    AND s.ts < v_to
+                    AND NOT s.is_forecast
+                    AND NOT s.is_provisional
+                    AND s.adjustment = 'raw'
+            ),
+            v_ranked,
+            FALSE
+        );
         v_total := v_total + v_changed;
     END LOOP;
     RETURN v_total;

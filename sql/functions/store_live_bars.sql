@@ -16,13 +16,12 @@ The write half of a live refresh, inside the worker's transaction, like
 store_chunk_bars: the worker has COPYed today's bars of p_timeframe into
 pg_temp.pgbars_staged_bars and refused rows into pg_temp.pgbars_staged_rejects.
 Every timeframe in the refresh's targets is stored under the live provider
-with is_provisional = TRUE (provisional): the fetched timeframe as it came, the
-others rolled up from it on the pgbars grid (buckets of their bar length
+with is_provisional = TRUE (provisional): the fetched timeframe as it came
+(_merge_staged_bars, the one write of fetched bars), the others rolled up
+from this answer by _roll_up_bars, the roll-up derived history bars use too (buckets of their bar length
 counted from 00:00 New York: h4 buckets start 04:00, 08:00, 12:00, 16:00, so
-none crosses a session) with open = first open, close = last close,
-high/low extremes, summed volume and trade_count, volume-weighted vwap. The
-bucket still trading is partial until the next refresh rewrites it.
-Unchanged bars are not rewritten. The refresh's quarantine for the session
+none crosses a session). The bucket still trading is partial until the
+next refresh rewrites it. Unchanged bars are not rewritten. The refresh's quarantine for the session
 is replaced by this answer's. An answer without a single row once the
 regular session has been open live_settings.empty_grace, from a provider
 that has given no bar for the symbol all day, marks it no_data for the
@@ -37,68 +36,32 @@ DECLARE
     v_changed integer;
     v_rejected integer;
     v_no_data text;
+    v_bars pgbars.source_bar[];
+    v_target text;
 BEGIN
     -- Locked until commit, so no claim can hand it to another worker meanwhile.
     SELECT * INTO v_refresh FROM pgbars._lock_live_refresh(p_symbol_id, p_timeframe, p_lease_id);
 
     SELECT count(*) INTO v_written FROM pg_temp.pgbars_staged_bars;
 
-    MERGE INTO pgbars.ohlc_bars_v2 AS b
-    USING (
+    -- The fetched timeframe as it came, the other targets rolled up from the same answer.
+    v_changed := 0;
+    IF p_timeframe = ANY(v_refresh.targets) THEN
+        v_changed := pgbars._merge_staged_bars(p_symbol_id, p_timeframe, v_refresh.provider, TRUE);
+    END IF;
+    v_bars := ARRAY(
         SELECT
-            t.name AS timeframe,
-            (
-                date_bin(t.bar_length, s.ts AT TIME ZONE 'America/New_York', TIMESTAMP '2000-01-01 00:00')
-                AT TIME ZONE 'America/New_York'
-            ) AS ts,
-            (array_agg(s.open ORDER BY s.ts))[1] AS open,
-            max(s.high) AS high,
-            min(s.low) AS low,
-            (array_agg(s.close ORDER BY s.ts DESC))[1] AS close,
-            sum(s.volume)::bigint AS volume,
-            CASE
-                WHEN count(*) = 1 THEN min(s.vwap)
-                ELSE
-                    sum(s.vwap * s.volume) FILTER (WHERE s.vwap IS NOT NULL AND s.volume > 0)
-                    / (sum(s.volume) FILTER (WHERE s.vwap IS NOT NULL AND s.volume > 0))
-            END AS vwap,
-            sum(s.trade_count)::bigint AS trade_count
+            ROW(
+                s.ts, v_refresh.provider, s.open, s.high, s.low, s.close, s.volume, s.vwap, s.trade_count
+            )::pgbars.source_bar
         FROM pg_temp.pgbars_staged_bars AS s
-        INNER JOIN pgbars.timeframes AS t ON t.name = ANY(v_refresh.targets)
-        GROUP BY 1, 2
-    ) AS a
-        ON
-            b.symbol_id = p_symbol_id
-            AND b.timeframe = a.timeframe
-            AND b.ts = a.ts
-            AND b.provider = v_refresh.provider
-            AND NOT b.is_forecast
-    WHEN MATCHED AND (
-        b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count, b.is_provisional, b.adjustment
-    ) IS DISTINCT FROM (
-        a.open, a.high, a.low, a.close, a.volume, a.vwap, a.trade_count, TRUE, 'raw'
-    ) THEN
-        UPDATE SET
-            open = a.open,
-            high = a.high,
-            low = a.low,
-            close = a.close,
-            volume = a.volume,
-            vwap = a.vwap,
-            trade_count = a.trade_count,
-            is_provisional = TRUE,
-            adjustment = 'raw',
-            fetched_at = now()
-    WHEN NOT MATCHED THEN
-        INSERT (
-            symbol_id, timeframe, ts, provider, is_forecast, open, high, low, close,
-            volume, vwap, trade_count, is_provisional, adjustment, fetched_at
-        )
-        VALUES (
-            p_symbol_id, a.timeframe, a.ts, v_refresh.provider, FALSE, a.open, a.high, a.low, a.close,
-            a.volume, a.vwap, a.trade_count, TRUE, 'raw', now()
+    );
+    FOREACH v_target IN ARRAY v_refresh.targets LOOP
+        CONTINUE WHEN v_target = p_timeframe;
+        v_changed := v_changed + pgbars._roll_up_bars(
+            p_symbol_id, v_target, v_bars, ARRAY[v_refresh.provider], TRUE
         );
-    GET DIAGNOSTICS v_changed = ROW_COUNT;
+    END LOOP;
 
     DELETE FROM pgbars.rejected_bars AS rb
     WHERE

@@ -107,10 +107,9 @@ def rolled_up(bars: Sequence[synthetic.SyntheticBar], hours: int) -> dict[dt.dat
         volume = sum(b.volume for b in group)
         weighted = [b for b in group if b.vwap is not None and b.volume > 0]
         vwap = (
-            group[0].vwap
-            if len(group) == 1
-            else sum(b.vwap * b.volume for b in weighted if b.vwap is not None)
-            / sum(b.volume for b in weighted)
+            sum(b.vwap * b.volume for b in weighted if b.vwap is not None) / sum(b.volume for b in weighted)
+            if weighted
+            else None
         )
         out[start] = (
             group[0].open,
