@@ -52,8 +52,8 @@ def stage(conn: psycopg.Connection[Any], rows: list[Row]) -> None:
 
 def h4(conn: psycopg.Connection[Any], provider: str) -> list[tuple[Any, ...]]:
     return conn.execute(
-        "SELECT ts, open, high, low, close, volume, vwap, trade_count, is_provisional FROM pgbars.ohlc_bars_v2"
-        " WHERE timeframe = 'h4' AND provider = %s ORDER BY ts",
+        "SELECT ts, open, high, low, close, volume, vwap, trade_count, is_provisional"
+        " FROM pgbars.ohlc_bars_v2 WHERE timeframe = 'h4' AND provider = %s ORDER BY ts",
         (provider,),
     ).fetchall()
 
