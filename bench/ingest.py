@@ -10,7 +10,7 @@ sessions, up to 49,920 bars), one transaction per chunk:
 
 real path    what `pgbars work` does with a page that has arrived: PolygonProvider's
              page reader and BarSieve turn the raw rows into Bars, then
-             worker.db.store_chunk binary-COPYs them into the staging table and
+             worker.db.store binary-COPYs them into the staging table and
              pgbars.store_chunk_bars merges them into ohlc_bars_v2 and completes the
              chunk. As `pgbars work` runs several chunks at once, `--in-flight N`
              (2) chunks run as concurrent asyncio tasks, each storing on a connection
@@ -337,7 +337,7 @@ class RealChunk(NamedTuple):
 async def real_chunk(
     pool: AsyncConnectionPool,
     reader: PolygonProvider,
-    chunk: db.ClaimedChunk,
+    chunk: db.Lease,
     page: dict[str, object],
 ) -> RealChunk:
     """One chunk through the real path, as one task of `pgbars work` handles it."""
@@ -350,12 +350,13 @@ async def real_chunk(
         end=chunk.range_end,
         first_session=chunk.first_session,
         last_session=chunk.last_session,
+        sessions=chunk.sessions,
     )
     result = validate(reader, request, page)
     rejected = [(row.ts, row.raw, row.reason) for row in result.rejected]
     validated = time.perf_counter()
     async with pool.connection() as conn:
-        stored = await db.store_chunk(conn, chunk, result.bars, rejected, result.requests)
+        stored = await db.store(conn, chunk, result.bars, rejected, result.requests)
     done = time.perf_counter()
     if stored.bars_rejected:
         raise BenchError(f"chunk {chunk.chunk_id}: {stored.bars_rejected} rows rejected")
@@ -365,7 +366,7 @@ async def real_chunk(
 async def real_batch(
     pool: AsyncConnectionPool,
     reader: PolygonProvider,
-    chunks: Sequence[db.ClaimedChunk],
+    chunks: Sequence[db.Lease],
     pages: Sequence[dict[str, object]],
 ) -> tuple[list[RealChunk], float]:
     """The chunks through the real path as concurrent tasks; returns them and the wall seconds."""
@@ -573,10 +574,10 @@ class _Bench:
         await self._check(real_again, changed=0)
         return Results(real, real_again, executemany, executemany_again, raw_copy, len(chunks))
 
-    def _batches(self, chunks: Sequence[db.ClaimedChunk]) -> list[Sequence[db.ClaimedChunk]]:
+    def _batches(self, chunks: Sequence[db.Lease]) -> list[Sequence[db.Lease]]:
         return [chunks[i : i + self.in_flight] for i in range(0, len(chunks), self.in_flight)]
 
-    async def _real(self, timing: Timing, batch: Sequence[db.ClaimedChunk]) -> list[list[Bar]]:
+    async def _real(self, timing: Timing, batch: Sequence[db.Lease]) -> list[list[Bar]]:
         """The batch through the real path at once; adds its wall time to `timing`, returns the bars."""
         pages = [self.workload.page(c.ticker, c.first_session, c.last_session) for c in batch]
         done, seconds = await real_batch(self.pool, self.reader, batch, pages)
@@ -590,11 +591,13 @@ class _Bench:
         timing.changed += sum(one.stored.bars_changed for one in done)
         return [one.bars for one in done]
 
-    async def _claim(self, timing: Timing) -> list[db.ClaimedChunk]:
+    async def _claim(self, timing: Timing) -> list[db.Lease]:
         """Every chunk, in one claim; its seconds are kept apart from the total."""
         started = time.perf_counter()
         async with self.pool.connection() as conn:
-            chunks = await db.claim_chunks(conn, WORKER_NAME, [PROVIDER], 1_000_000, LEASE_SECONDS, None)
+            chunks = await db.claim(
+                conn, WORKER_NAME, [PROVIDER], 1_000_000, LEASE_SECONDS, None, kinds=("history",)
+            )
         timing.claim = time.perf_counter() - started
         return chunks
 

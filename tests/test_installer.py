@@ -261,3 +261,13 @@ def test_upgrade_to_0005_turns_old_intraday_history_into_history(
     with psycopg.connect(dsn, autocommit=True) as conn:
         assert conn.execute("SELECT is_provisional FROM pgbars.ohlc_bars_v2").fetchall() == [(False,)]
         assert conn.execute("SELECT pgbars.has_backfill_data('AAPL')").fetchone() == (True,)
+
+
+def test_upgrade_on_new_years_day_when_the_year_ends_on_a_weekend(new_database: Callable[[], str]) -> None:
+    """On 2027-01-01 the calendar reaches 2028-12-31, a Sunday: upgrading again must not fail
+    for want of sessions between the last one stored (Friday the 29th) and the horizon."""
+    dsn = new_database()
+    first = asyncio.run(run_upgrade(dsn, today=dt.date(2027, 1, 1)))
+    assert first.sessions_added > 0
+    again = asyncio.run(run_upgrade(dsn, today=dt.date(2027, 1, 1)))
+    assert again.sessions_added == 0 and not again.changed

@@ -63,9 +63,14 @@ def xnys_sessions(start: dt.date, end: dt.date) -> list[SessionHours]:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
         # the calendar needs start < end; the extra day is sliced off below
-        calendar = exchange_calendars.get_calendar(
-            "XNYS", start=start.isoformat(), end=(end + dt.timedelta(days=1)).isoformat()
-        )
+        try:
+            calendar = exchange_calendars.get_calendar(
+                "XNYS", start=start.isoformat(), end=(end + dt.timedelta(days=1)).isoformat()
+            )
+        except exchange_calendars.errors.NoSessionsError:
+            # A range of holidays and weekends only (the calendar refuses to exist):
+            # e.g. extending through 31 December when the year's last session was the 29th.
+            return []
         schedule = calendar.schedule.loc[start.isoformat() : end.isoformat()]
         rows = [
             (label.date(), opens.to_pydatetime(), closes.to_pydatetime())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from worker.work import WorkSummary
+from worker.outcomes import WorkSummary
 
 _BAR_WIDTH = 20
 
@@ -43,7 +43,7 @@ def _live_section(summary: WorkSummary) -> list[str]:
         lines += [f"- {ticker} {timeframe}: {why} ({provider})."]
     failed = [r for r in summary.live if r.outcome in ("failed", "lost")]
     for r in failed:
-        lines += [f"- {r.refresh.ticker} {r.refresh.timeframe}: {r.outcome}, {r.detail}."]
+        lines += [f"- {r.lease.ticker} {r.lease.timeframe}: {r.outcome}, {r.detail}."]
     return lines
 
 
@@ -109,10 +109,10 @@ def summary_markdown(summary: WorkSummary, *, strict: bool = False) -> str:
             ["symbol", "timeframe", "sessions", "provider", "outcome", "detail"],
             [
                 [
-                    r.chunk.ticker,
-                    r.chunk.timeframe,
-                    f"{r.chunk.first_session} .. {r.chunk.last_session}",
-                    r.chunk.provider,
+                    r.lease.ticker,
+                    r.lease.timeframe,
+                    f"{r.lease.first_session} .. {r.lease.last_session}",
+                    r.lease.provider,
                     r.outcome,
                     r.detail,
                 ]

@@ -1,22 +1,29 @@
-"""`pgbars work`: claim chunks, fetch them under the shared rate limit, write them.
+"""`pgbars work`: claim leases, fetch them under the shared rate limit, store or settle them.
 
-The database decides everything (sql/): which chunk comes next, when each
-HTTP call may start, what a failure means for the chunk. This module runs
-up to `concurrency` chunks at once inside a time budget and reports each
-outcome back:
+The database decides everything (sql/): which work comes next (claim_leases:
+history chunks round-robin, today's live refreshes while a session trades),
+when each HTTP call may start (the ledger, worker/pacer.py), what a failure
+means (settle_lease). This module runs up to `concurrency` chunks at once
+inside a time budget, today's refreshes beside them, and every lease of
+either kind down one path:
 
-    claim (lease) -> per request: reserve a slot, sleep until it, GET, record the call
-                  -> COPY bars and refused rows into staging -> store_chunk_bars (one transaction)
+    claim_leases -> per request: reserve a slot, sleep until it, GET, record the call
+                 -> bars: COPY into staging -> store_lease (one transaction)
+                 -> a failure: its kind -> settle_lease
 
-A chunk that could not be started or finished through no fault of its own
-(budget spent, shutdown, a 429, a refused credential) is released without
-spending an attempt. Only expected failures are classified here; the
-mapping from HTTP to error class lives in worker.providers.classify.
+The only decision kept here is to stop using a provider whose credential was
+refused, for the rest of the run. Reports and log lines are worker/outcomes.py.
+
+Why over 400 lines: Worker is one class because the claim loop, the live
+refreshes, the signal handling and the per-lease path share one run's state
+(the stop event, the budget, the providers still in use, the leases in
+flight); split up, each piece would need all of it passed around.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -35,6 +42,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from worker import db
 from worker.errors import FailureKind, PgbarsError
+from worker.outcomes import LeaseReport, WorkSummary, log_lease, log_summary, logfmt, record_stored
+from worker.pacer import BudgetSpent, Pacer, Stopping
 from worker.providers import (
     CREDENTIALS,
     FetchRequest,
@@ -45,10 +54,11 @@ from worker.providers import (
     build_providers,
 )
 
+__all__ = ["LeaseReport", "WorkConfig", "WorkSummary", "Worker", "prepare", "run"]
+
 log = logging.getLogger("pgbars.work")
 R = TypeVar("R")
 
-Outcome = Literal["done", "retry", "failed", "rerouted", "released", "lost"]
 LEASE_LOST = "PB001"
 # After the budget, fetches already under way get this long to finish before
 # they are abandoned (released); a shutdown signal does not wait at all.
@@ -59,6 +69,12 @@ MIN_WAIT_SECONDS = 0.2
 # Live refreshes are claimed in one go (each at most once a run), with a lease that
 # outlasts the run, so that none queued behind the others expires meanwhile.
 LIVE_CLAIM_LIMIT = 1000
+# What a lease's report says when the worker stopped before writing it, or the answer was empty.
+_STOPPED = {
+    "history": "the worker stopped before the chunk was written",
+    "live": "the worker stopped before the bars were written",
+}
+_EMPTY = {"history": "no bars for these sessions", "live": "no bars yet"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,175 +85,6 @@ class WorkConfig:
     lease_seconds: float = 300.0
     worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     allow_demo_database: bool = False  # only `pgbars demo` works in a database marked as the demo's
-
-
-@dataclass(slots=True)
-class ChunkReport:
-    """What happened to one claimed chunk: the per-chunk log line and the summary's input."""
-
-    chunk: db.ClaimedChunk
-    outcome: Outcome = "released"
-    requests: int = 0
-    bars_written: int = 0
-    bars_changed: int = 0
-    bars_rejected: int = 0
-    seconds: float = 0.0
-    detail: str = ""
-
-
-@dataclass(slots=True)
-class LiveReport:
-    """What happened to one live refresh (today's bars of a symbol from the live provider)."""
-
-    refresh: db.LiveRefresh
-    outcome: Literal["done", "released", "failed", "lost"] = "released"
-    requests: int = 0
-    bars_written: int = 0
-    bars_changed: int = 0
-    bars_rejected: int = 0
-    seconds: float = 0.0
-    detail: str = ""
-
-
-@dataclass(slots=True)
-class WorkSummary:
-    worker: str
-    providers: list[str]
-    progress: list[dict[str, Any]] = field(default_factory=list)  # backfill_progress after the run
-    rolled: dict[str, Any] = field(default_factory=dict)  # roll_forward_backfills() at the start
-    reports: list[ChunkReport] = field(default_factory=list)
-    calls: Counter[str] = field(default_factory=Counter)  # HTTP requests per provider
-    rate_limited: Counter[str] = field(default_factory=Counter)  # 429 answers per provider
-    refused: dict[str, str] = field(default_factory=dict)  # provider -> why it was dropped
-    live: list[LiveReport] = field(default_factory=list)  # today's bars, beside the backfill
-    live_skipped: dict[str, str] = field(default_factory=dict)  # live provider -> why it was not asked
-    live_no_data: list[tuple[str, str, str, str]] = field(default_factory=list)  # (ticker, tf, provider, why)
-    live_error: str | None = None  # the database refused the live part of the run
-    provisional_deleted: int = 0  # provisional bars cleaned up at the start
-    stopped_by: str = "queue empty"
-    seconds: float = 0.0
-
-    def count(self, outcome: Outcome) -> int:
-        return sum(1 for r in self.reports if r.outcome == outcome)
-
-    @property
-    def strict_failures(self) -> list[str]:
-        """Why `pgbars work --strict` fails this run: chunks that ended failed, refused credentials."""
-        reasons = []
-        failed = self.count("failed")
-        if failed:
-            reasons.append(f"{failed} chunk{'' if failed == 1 else 's'} ended failed")
-        reasons += [f"{provider}: {why}" for provider, why in sorted(self.refused.items())]
-        return reasons
-
-    @property
-    def bars_written(self) -> int:
-        return sum(r.bars_written for r in self.reports)
-
-    @property
-    def bars_rejected(self) -> int:
-        return sum(r.bars_rejected for r in self.reports)
-
-
-def _record_stored(
-    report: ChunkReport | LiveReport, stored: db.StoredChunk, result: FetchResult, *, empty: str
-) -> None:
-    """What a store wrote, into the chunk's or live refresh's report."""
-    report.outcome = "done"
-    report.bars_written = stored.bars_written
-    report.bars_changed = stored.bars_changed
-    report.bars_rejected = stored.bars_rejected
-    if stored.bars_written == 0:
-        report.detail = empty
-    if stored.bars_rejected:
-        reasons = Counter(row.reason for row in result.rejected)
-        report.detail = "quarantined: " + ", ".join(f"{n} {why}" for why, n in reasons.most_common())
-
-
-class _Stopping(Exception):
-    """A shutdown signal arrived while the chunk waited for its slot."""
-
-
-class _BudgetSpent(Exception):
-    """The next call of the provider would start after the run's budget."""
-
-
-def logfmt(event: str, **fields: object) -> str:
-    """`event key=value ...`, values with spaces quoted, None left out: one greppable line."""
-    parts = [event]
-    for key, value in fields.items():
-        if value is None:
-            continue
-        text = str(value)
-        if not text or any(c in text for c in ' "='):
-            text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        parts.append(f"{key}={text}")
-    return " ".join(parts)
-
-
-class _Pacer:
-    """The Pace of one chunk or live refresh: a ledger reservation before each request, its outcome after."""
-
-    def __init__(self, worker: Worker, provider: str, chunk_id: int | None) -> None:
-        self._worker = worker
-        self._provider = provider
-        self._chunk_id = chunk_id
-        self._call_id: int | None = None
-        self._sent = False
-        self._started = 0.0
-        self._status: int | None = None
-        self._answered = False
-        self.requests = 0
-
-    async def __call__(self) -> None:
-        await self.close(None)
-        worker, provider = self._worker, self._provider
-        if worker.stopping:
-            raise _Stopping
-        async with worker.pool.connection() as conn:
-            reservation = await db.reserve_call(
-                conn, provider, worker.config.worker_name, self._chunk_id, worker.not_after
-            )
-        if reservation.call_id is None:
-            raise _BudgetSpent(
-                f"next {provider} slot at {reservation.starts_at:%H:%M:%S} UTC is after the budget"
-            )
-        self._call_id, self._sent, self._answered, self._status = reservation.call_id, False, False, None
-        if reservation.wait_seconds > 0 and await worker.sleep(reservation.wait_seconds):
-            await self.cancel()
-            raise _Stopping
-        self._sent = True
-        self._started = time.monotonic()
-        self.requests += 1
-        worker.summary.calls[provider] += 1
-
-    def answered(self, status: int | None) -> None:
-        self._status, self._answered = status, True
-        if status == 429:
-            self._worker.summary.rate_limited[self._provider] += 1
-
-    async def close(self, error: str | None) -> None:
-        """Record the open call's outcome in the ledger (with `error` if the fetch failed)."""
-        call_id, self._call_id = self._call_id, None
-        if call_id is None:
-            return
-        duration = round((time.monotonic() - self._started) * 1000)
-        async with self._worker.pool.connection() as conn:
-            await db.complete_call(conn, call_id, self._status, duration, error)
-
-    async def cancel(self) -> None:
-        """Give back a reservation whose request was never sent."""
-        call_id, self._call_id = self._call_id, None
-        if call_id is not None:
-            async with self._worker.pool.connection() as conn:
-                await db.cancel_call(conn, call_id)
-
-    async def abandon(self) -> None:
-        """After a cancellation: cancel an unsent call, record a sent one as abandoned."""
-        if self._call_id is not None and not self._sent:
-            await self.cancel()
-        elif self._call_id is not None:
-            await self.close(None if self._answered else "abandoned: the worker stopped")
 
 
 @dataclass(slots=True)
@@ -266,10 +113,25 @@ class Worker:
         self._deadline = self._started + config.max_seconds
         self.not_after = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=config.max_seconds)
         self._spent: set[str] = set()  # providers whose next slot is past the budget
-        self._running: dict[int, _Running[ChunkReport]] = {}
-        self._live_running: dict[tuple[uuid.UUID, str], _Running[LiveReport]] = {}
+        # leases in flight, by lease id: history chunks (the claim loop's) and live refreshes
+        self._running: dict[uuid.UUID, _Running[LeaseReport]] = {}
+        self._live_running: dict[uuid.UUID, _Running[LeaseReport]] = {}
 
     # --- control -------------------------------------------------------------------
+
+    @property
+    def worker_name(self) -> str:
+        return self.config.worker_name
+
+    @property
+    def calls(self) -> Counter[str]:
+        """HTTP requests per provider in this run."""
+        return self.summary.calls
+
+    @property
+    def rate_limited(self) -> Counter[str]:
+        """429 answers per provider in this run."""
+        return self.summary.rate_limited
 
     @property
     def stopping(self) -> bool:
@@ -332,7 +194,7 @@ class Worker:
             for signum in installed:
                 loop.remove_signal_handler(signum)
         self.summary.seconds = time.monotonic() - self._started
-        self._log_summary()
+        log_summary(self.summary)
         return self.summary
 
     async def _claim_loop(self) -> None:
@@ -349,15 +211,21 @@ class Worker:
                 await self._wait_for_running(None)
                 continue
             free = self.config.concurrency - len(self._running)
-            claimed: list[db.ClaimedChunk] = []
+            claimed: list[db.Lease] = []
             if free > 0:
                 async with self.pool.connection() as conn:
-                    claimed = await db.claim_chunks(
-                        conn, self.config.worker_name, usable, free, self.config.lease_seconds, tickers
+                    claimed = await db.claim(
+                        conn,
+                        self.config.worker_name,
+                        usable,
+                        free,
+                        self.config.lease_seconds,
+                        tickers,
+                        kinds=("history",),
                     )
-                for chunk in claimed:
-                    task = asyncio.create_task(self._process(chunk), name=f"chunk-{chunk.chunk_id}")
-                    self._running[chunk.chunk_id] = _Running(task)
+                for lease in claimed:
+                    task = asyncio.create_task(self._run_lease(lease), name=f"chunk-{lease.chunk_id}")
+                    self._running[lease.lease_id] = _Running(task)
             if self._running:
                 # Wake when a chunk finishes; with free slots also now and then, for chunks
                 # that become due meanwhile.
@@ -389,9 +257,9 @@ class Worker:
         self._reap()
 
     def _reap(self) -> None:
-        for chunk_id, running in list(self._running.items()):
+        for lease_id, running in list(self._running.items()):
             if running.task.done():
-                del self._running[chunk_id]
+                del self._running[lease_id]
                 self.summary.reports.append(running.task.result())
 
     async def _finish(self) -> None:
@@ -439,18 +307,19 @@ class Worker:
                     why = self.unavailable.get(provider, f"{provider} is not usable")
                     self.summary.live_skipped[provider] = why
                     log.warning(logfmt("live_skipped", provider=provider, refreshes=wanted, reason=why))
-            refreshes = await db.claim_live(
+            refreshes = await db.claim(
                 conn,
                 self.config.worker_name,
                 self._usable(),
                 LIVE_CLAIM_LIMIT,
                 max(self.config.lease_seconds, self.config.max_seconds + FINISH_GRACE_SECONDS),
                 tickers,
+                kinds=("live",),
             )
         gate = asyncio.Semaphore(self.config.concurrency)
-        for refresh in refreshes:
-            task = asyncio.create_task(self._live_one(refresh, gate), name=f"live-{refresh.ticker}")
-            self._live_running[(refresh.symbol_id, refresh.timeframe)] = _Running(task)
+        for lease in refreshes:
+            task = asyncio.create_task(self._run_lease(lease, gate), name=f"live-{lease.ticker}")
+            self._live_running[lease.lease_id] = _Running(task)
         try:
             self.summary.live.extend(await asyncio.gather(*(r.task for r in self._live_running.values())))
         finally:
@@ -464,134 +333,70 @@ class Worker:
                 logfmt("live_no_data", ticker=ticker, timeframe=timeframe, provider=provider, reason=why)
             )
 
-    async def _live_one(self, refresh: db.LiveRefresh, gate: asyncio.Semaphore) -> LiveReport:
-        """Fetch and store one live refresh. Never raises: the report says what happened."""
-        report = LiveReport(refresh)
+    # --- one lease, of either kind ------------------------------------------------------
+
+    async def _run_lease(self, lease: db.Lease, gate: asyncio.Semaphore | None = None) -> LeaseReport:
+        """Fetch, validate and store (or settle) one lease. Never raises: the report says what happened.
+
+        `gate` bounds the live refreshes in flight; history chunks are bounded by the claim loop.
+        """
+        report = LeaseReport(lease)
         started = time.monotonic()
-        pacer = _Pacer(self, refresh.provider, None)
+        pacer = Pacer(self, lease.provider, lease.chunk_id)
         try:
-            async with gate:
-                await self._live_fetch_and_store(refresh, pacer, report)
+            async with gate or contextlib.nullcontext():
+                await self._fetch_and_store(lease, pacer, report)
         except asyncio.CancelledError:
-            # stop() while waiting for the gate or fetching: give the refresh back.
+            # stop() while waiting for the gate or fetching: give the lease back. Swallowed on
+            # purpose: this task was cancelled by its own worker, which collects its report.
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
             await pacer.abandon()
-            await self._settle(
-                refresh.lease_id,
-                refresh.provider,
-                report,
-                "unfinished",
-                "the worker stopped before the bars were written",
-            )
+            await self._settle(lease, report, "unfinished", _STOPPED[lease.kind])
         except psycopg.Error as exc:
-            await self._database_error(refresh.lease_id, refresh.provider, report, exc)
+            await self._database_error(lease, report, exc)
         report.requests = pacer.requests
         report.seconds = time.monotonic() - started
-        self._log_live(report)
+        log_lease(report)
         return report
 
-    async def _live_fetch_and_store(self, refresh: db.LiveRefresh, pacer: _Pacer, report: LiveReport) -> None:
-        provider = refresh.provider
+    async def _fetch_and_store(self, lease: db.Lease, pacer: Pacer, report: LeaseReport) -> None:
+        provider = lease.provider
         if self.stopping or provider in self.summary.refused or provider in self._spent:
             why = self.summary.refused.get(provider) or ("stopping" if self.stopping else "budget spent")
-            await self._settle(refresh.lease_id, provider, report, "unfinished", why)
+            await self._settle(lease, report, "unfinished", why)
             return
         request = FetchRequest(
-            ticker=refresh.ticker,
-            timeframe=refresh.timeframe,
-            start=refresh.range_start,
-            end=refresh.range_end,
-            first_session=refresh.session_date,
-            last_session=refresh.session_date,
+            ticker=lease.ticker,
+            timeframe=lease.timeframe,
+            start=lease.range_start,
+            end=lease.range_end,
+            first_session=lease.first_session,
+            last_session=lease.last_session,
+            sessions=lease.sessions,
         )
         fetched = await self._fetch(provider, request, pacer)
+        # From here a stop waits for this lease: its outcome is being recorded.
+        running = self._running.get(lease.lease_id) or self._live_running.get(lease.lease_id)
+        if running is not None:
+            running.phase = "settle"
         if not isinstance(fetched, FetchResult):
-            await self._settle_failure(refresh.lease_id, provider, pacer, report, fetched)
+            await self._settle_failure(lease, pacer, report, fetched)
             return
-        result = fetched
-        # From here a stop waits: the outcome is being recorded.
-        self._live_running[(refresh.symbol_id, refresh.timeframe)].phase = "settle"
         await pacer.close(None)
-        rejected = [(row.ts, row.raw, row.reason) for row in result.rejected]
+        rejected = [(row.ts, row.raw, row.reason) for row in fetched.rejected]
         async with self.pool.connection() as conn:
-            stored = await db.store_live(conn, refresh, result.bars, rejected, pacer.requests)
-        _record_stored(report, stored, result, empty="no bars yet")
+            stored = await db.store(conn, lease, fetched.bars, rejected, pacer.requests)
+        record_stored(report, stored, fetched, empty=_EMPTY[lease.kind])
 
-    def _log_live(self, report: LiveReport) -> None:
-        refresh = report.refresh
-        line = logfmt(
-            "live",
-            ticker=refresh.ticker,
-            timeframe=refresh.timeframe,
-            targets=",".join(refresh.targets),
-            session=refresh.session_date,
-            provider=refresh.provider,
-            requests=report.requests,
-            bars_written=report.bars_written,
-            bars_changed=report.bars_changed,
-            bars_rejected=report.bars_rejected,
-            seconds=f"{report.seconds:.2f}",
-            outcome=report.outcome,
-            detail=report.detail or None,
-        )
-        log.log(logging.WARNING if report.outcome in ("failed", "lost") else logging.INFO, line)
-
-    # --- one chunk -----------------------------------------------------------------
-
-    async def _process(self, chunk: db.ClaimedChunk) -> ChunkReport:
-        """Fetch, write and report one chunk. Never raises: the report says what happened."""
-        report = ChunkReport(chunk)
-        started = time.monotonic()
-        pacer = _Pacer(self, chunk.provider, chunk.chunk_id)
-        try:
-            try:
-                request = FetchRequest(
-                    ticker=chunk.ticker,
-                    timeframe=chunk.timeframe,
-                    start=chunk.range_start,
-                    end=chunk.range_end,
-                    first_session=chunk.first_session,
-                    last_session=chunk.last_session,
-                )
-                fetched = await self._fetch(chunk.provider, request, pacer)
-            except asyncio.CancelledError:
-                # stop() during the fetch: give the chunk back. Swallowed on purpose:
-                # this task was cancelled by its own worker, which collects its report.
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()
-                await pacer.abandon()
-                await self._settle(
-                    chunk.lease_id,
-                    chunk.provider,
-                    report,
-                    "unfinished",
-                    "the worker stopped before the chunk was written",
-                )
-            else:
-                # From here a stop waits for this chunk: its outcome is being recorded.
-                self._running[chunk.chunk_id].phase = "settle"
-                if isinstance(fetched, FetchResult):
-                    await pacer.close(None)
-                    await self._store(chunk, fetched, pacer.requests, report)
-                else:
-                    await self._settle_failure(chunk.lease_id, chunk.provider, pacer, report, fetched)
-        except psycopg.Error as exc:
-            await self._database_error(chunk.lease_id, chunk.provider, report, exc)
-        report.requests = pacer.requests
-        report.seconds = time.monotonic() - started
-        self._log_chunk(report)
-        return report
-
-    async def _fetch(self, provider: str, request: FetchRequest, pacer: _Pacer) -> FetchResult | Exception:
+    async def _fetch(self, provider: str, request: FetchRequest, pacer: Pacer) -> FetchResult | Exception:
         """The provider's answer, or the exception that stands for it (CancelledError on a stop)."""
         try:
             return await self.providers[provider].fetch(request, pacer)
-        except _Stopping:
+        except Stopping:
             raise asyncio.CancelledError from None
-        except (ProviderError, _BudgetSpent) as exc:
+        except (ProviderError, BudgetSpent) as exc:
             return exc
         except Exception as exc:  # a bug in a provider: recorded, retried, never silent
             log.exception("unexpected error while fetching %s %s", request.ticker, request.timeframe)
@@ -600,54 +405,47 @@ class Worker:
     # --- a lease that ended without bars: Python names the failure, SQL settles it -------
 
     async def _settle_failure(
-        self,
-        lease_id: uuid.UUID,
-        provider: str,
-        pacer: _Pacer,
-        report: ChunkReport | LiveReport,
-        exc: Exception,
+        self, lease: db.Lease, pacer: Pacer, report: LeaseReport, exc: Exception
     ) -> None:
         """Reduce what the fetch raised to a failure kind, close its ledger call, settle the lease."""
-        if isinstance(exc, _BudgetSpent):
+        if isinstance(exc, BudgetSpent):
             await pacer.cancel()
-            self._spent.add(provider)
-            await self._settle(lease_id, provider, report, "unfinished", f"budget: {exc}")
+            self._spent.add(lease.provider)
+            await self._settle(lease, report, "unfinished", f"budget: {exc}")
         elif isinstance(exc, ProviderError):
             await pacer.close(str(exc))
             retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
-            await self._settle(lease_id, provider, report, exc.kind, str(exc), retry_after)
+            await self._settle(lease, report, exc.kind, str(exc), retry_after)
         else:
             # The type only: an unexpected exception's text is not known to be free of secrets.
-            what = f"{provider}: unexpected {type(exc).__name__}"
+            what = f"{lease.provider}: unexpected {type(exc).__name__}"
             await pacer.close(what)
-            await self._settle(lease_id, provider, report, "transient", what)
+            await self._settle(lease, report, "transient", what)
 
-    async def _database_error(
-        self, lease_id: uuid.UUID, provider: str, report: ChunkReport | LiveReport, exc: psycopg.Error
-    ) -> None:
+    async def _database_error(self, lease: db.Lease, report: LeaseReport, exc: psycopg.Error) -> None:
         """A statement of this lease failed: a lost lease, or the database itself."""
         if exc.sqlstate == LEASE_LOST:
             report.outcome, report.detail = "lost", db.describe_error(exc)
             return
         try:
-            await self._settle(lease_id, provider, report, "transient", f"database: {db.describe_error(exc)}")
+            await self._settle(lease, report, "transient", f"database: {db.describe_error(exc)}")
         except psycopg.Error as again:
             # Not even the failure could be recorded: the lease runs out and the work returns.
-            log.error(logfmt("unrecorded", lease=lease_id, error=db.describe_error(again)))
+            log.error(logfmt("unrecorded", lease=lease.lease_id, error=db.describe_error(again)))
             report.outcome, report.detail = "lost", f"outcome not recorded: {db.describe_error(exc)}"
 
     async def _settle(
         self,
-        lease_id: uuid.UUID,
-        provider: str,
-        report: ChunkReport | LiveReport,
+        lease: db.Lease,
+        report: LeaseReport,
         kind: FailureKind,
         error: str,
         retry_after: float | None = None,
     ) -> None:
         """pgbars.settle_lease decides; the run only stops using a provider that refused its credential."""
+        provider = lease.provider
         async with self.pool.connection() as conn:
-            settled = await db.settle(conn, lease_id, kind, error, retry_after)
+            settled = await db.settle(conn, lease.lease_id, kind, error, retry_after)
         if kind == "refused":
             self._refuse(provider, error)
         report.outcome = settled.outcome  # type: ignore[assignment]
@@ -655,18 +453,10 @@ class Worker:
             report.detail = f"{error}; {provider} paused until {settled.paused_until:%H:%M:%S} UTC"
         elif settled.outcome == "rerouted":
             report.detail = f"{error}; moved to {settled.moved_to}"
-        elif kind == "not_covered" and isinstance(report, ChunkReport):
+        elif kind == "not_covered" and lease.kind == "history":
             report.detail = f"{error}; no other route"
         else:
             report.detail = error
-
-    async def _store(
-        self, chunk: db.ClaimedChunk, result: FetchResult, requests: int, report: ChunkReport
-    ) -> None:
-        rejected = [(row.ts, row.raw, row.reason) for row in result.rejected]
-        async with self.pool.connection() as conn:
-            stored = await db.store_chunk(conn, chunk, result.bars, rejected, requests)
-        _record_stored(report, stored, result, empty="no bars for these sessions")
 
     def _refuse(self, provider: str, why: str) -> None:
         """A refused credential: the provider is dropped for this run, said once."""
@@ -675,62 +465,6 @@ class Worker:
             log.warning(logfmt("provider_refused", provider=provider, reason=why))
 
     # --- logging -------------------------------------------------------------------
-
-    def _log_chunk(self, report: ChunkReport) -> None:
-        chunk = report.chunk
-        line = logfmt(
-            "chunk",
-            ticker=chunk.ticker,
-            timeframe=chunk.timeframe,
-            sessions=chunk.session_count,
-            first=chunk.first_session,
-            last=chunk.last_session,
-            provider=chunk.provider,
-            attempt=chunk.attempt,
-            requests=report.requests,
-            bars_written=report.bars_written,
-            bars_changed=report.bars_changed,
-            bars_rejected=report.bars_rejected,
-            seconds=f"{report.seconds:.2f}",
-            outcome=report.outcome,
-            detail=report.detail or None,
-        )
-        level = logging.WARNING if report.outcome in ("failed", "lost") else logging.INFO
-        log.log(level, line)
-
-    def _log_summary(self) -> None:
-        s = self.summary
-        log.info(
-            logfmt(
-                "summary",
-                worker=s.worker,
-                chunks=len(s.reports),
-                done=s.count("done"),
-                retry=s.count("retry"),
-                failed=s.count("failed"),
-                rerouted=s.count("rerouted"),
-                released=s.count("released"),
-                lost=s.count("lost"),
-                bars_written=s.bars_written,
-                bars_rejected=s.bars_rejected,
-                live=len(s.live),
-                live_bars_written=sum(r.bars_written for r in s.live),
-                requests=sum(s.calls.values()),
-                rate_limited=sum(s.rate_limited.values()),
-                seconds=f"{s.seconds:.1f}",
-                stopped_by=s.stopped_by,
-            )
-        )
-        for name in s.providers:
-            log.info(
-                logfmt(
-                    "provider",
-                    name=name,
-                    requests=s.calls[name],
-                    rate_limited=s.rate_limited[name],
-                    refused=s.refused.get(name),
-                )
-            )
 
 
 async def prepare(

@@ -108,7 +108,7 @@ def test_demo_during_a_session_also_shows_todays_bars(
 
     assert result.exit_code == 0, result.output
     assert "20 chunks fetched with 20 requests" in result.output
-    assert "today's bars: 2 live refreshes with 2 requests" in result.output
+    assert "today's bars: 2 live refreshes with 2 requests" in result.output, result.output
     with psycopg.connect(dsn) as conn:
         assert (
             scalar(conn, "SELECT max(last_session) FROM pgbars.backfill_chunks").isoformat() == "2026-12-01"

@@ -132,7 +132,7 @@ async def test_ticker_filter_leaves_other_tickers_alone(
 
     summary = await work.run(dsn, env, config(tickers=(ticker_arg,)))
 
-    assert [r.chunk.ticker for r in summary.reports] == ["MSFT"]
+    assert [r.lease.ticker for r in summary.reports] == ["MSFT"]
     assert [c["status"] for c in chunk_rows(db, "MSFT")] == ["done"]
     assert [c["status"] for c in chunk_rows(db, "AAPL")] == ["pending"]
     assert {r.path.split("/")[4] for r in polygon.requests} == {"MSFT"}
@@ -187,6 +187,33 @@ async def test_each_run_first_rolls_finished_jobs_forward(
         dt.date(2025, 1, 3),
         "done",
     )
-    assert [r.chunk.first_session for r in summary.reports] == [dt.date(2025, 1, 2)]
+    assert [r.lease.first_session for r in summary.reports] == [dt.date(2025, 1, 2)]
     assert stored(db, "AAPL", "h1") == served("AAPL", "h1", dt.date(2024, 12, 23), dt.date(2025, 1, 3))
     assert "roll_forward last_completed_session=2025-01-03 jobs_extended=1 chunks_added=1" in work_log(caplog)
+
+
+async def test_the_worker_checks_bars_against_market_sessions_not_a_calendar_of_its_own(
+    dsn: str, db: psycopg.Connection[Any], env: dict[str, str], polygon: PolygonServer
+) -> None:
+    """The database is the worker's only calendar: a session whose hours market_sessions holds
+    otherwise than exchange_calendars (an operator's fix, a newer calendar) is checked as stored."""
+    request(db, "AAPL", "h1", dt.date(2024, 12, 2), dt.date(2024, 12, 6))
+    # Tuesday 3 December as an early close: after-hours end at 17:00 New York (22:00 UTC).
+    db.execute(
+        "UPDATE pgbars.market_sessions SET regular_close = '2024-12-03 18:00+00',"
+        " after_hours_close = '2024-12-03 22:00+00', is_early_close = true WHERE session_date = '2024-12-03'"
+    )
+
+    summary = await work.run(dsn, env, config())
+
+    assert [r.outcome for r in summary.reports] == ["done"]
+    late = [
+        row
+        for row in served("AAPL", "h1", dt.date(2024, 12, 3), dt.date(2024, 12, 3))
+        if row[0].hour in (22, 23, 0)
+    ]
+    assert len(late) == 3  # 17:00, 18:00 and 19:00 New York
+    rejected = db.execute("SELECT ts, reason FROM pgbars.rejected_bars ORDER BY ts").fetchall()
+    assert rejected == [(row[0], "outside session hours") for row in late]
+    kept = set(stored(db, "AAPL", "h1", "polygon"))
+    assert kept == set(served("AAPL", "h1", dt.date(2024, 12, 2), dt.date(2024, 12, 6))) - set(late)

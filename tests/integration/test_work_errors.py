@@ -161,7 +161,7 @@ async def test_plan_refusal_moves_an_m5_chunk_to_yahoo(
 
     summary = await work.run(dsn, env, config())
 
-    assert [(r.outcome, r.chunk.provider) for r in summary.reports] == [
+    assert [(r.outcome, r.lease.provider) for r in summary.reports] == [
         ("rerouted", "polygon"),
         ("done", "yahoo"),
     ]

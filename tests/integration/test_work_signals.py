@@ -129,7 +129,7 @@ async def test_kill_9_during_the_write_then_another_run_finishes_the_chunk(
             scalar(
                 db,
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbars work'"
-                " AND wait_event_type = 'Lock' AND query LIKE '%store_chunk_bars%'",
+                " AND wait_event_type = 'Lock' AND query LIKE '%store_lease%'",
             )
             == 1
         ),

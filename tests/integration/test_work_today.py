@@ -78,7 +78,7 @@ async def test_todays_bars_appear_during_the_session_one_request_per_symbol(
 
     summary = await work.run(dsn, without_polygon(env), config())
 
-    assert sorted((r.refresh.ticker, r.outcome) for r in summary.live) == [("AAPL", "done"), ("MSFT", "done")]
+    assert sorted((r.lease.ticker, r.outcome) for r in summary.live) == [("AAPL", "done"), ("MSFT", "done")]
     for ticker in ("AAPL", "MSFT"):
         (sent,) = timesales(tradier, ticker)
         assert sent.query == {
@@ -169,7 +169,7 @@ async def test_a_symbol_tradier_does_not_know_is_reported_once_per_run_and_not_a
     assert len(re.findall(r"^live_no_data ticker=ZZZZ", work_log(caplog), re.M)) == 1
     assert len(timesales(tradier, "ZZZZ")) == 1  # asked in the first run only
     assert len(timesales(tradier, "AAPL")) == 2  # refreshed by both runs
-    assert [r.refresh.ticker for r in second.live] == ["AAPL"]
+    assert [r.lease.ticker for r in second.live] == ["AAPL"]
 
 
 def move_clock(db: psycopg.Connection[Any], at: str) -> None:
@@ -202,7 +202,7 @@ async def test_a_watchlist_symbol_stays_current_day_after_day_without_a_manual_s
     closed = await work.run(dsn, env, config())
     assert closed.rolled["chunks_added"] == 1 and closed.live == []
     (report,) = closed.reports
-    assert (report.chunk.first_session, report.chunk.last_session, report.outcome) == (TODAY, TODAY, "done")
+    assert (report.lease.first_session, report.lease.last_session, report.outcome) == (TODAY, TODAY, "done")
     history = served("AAPL", "h1", TODAY, TODAY)
     assert [(ts, p) for ts, p in db.execute(read_day, day).fetchall()] == [(b[0], "polygon") for b in history]
     assert closed.provisional_deleted == 0  # kept for live_settings.keep_provisional (1 day)
@@ -211,7 +211,7 @@ async def test_a_watchlist_symbol_stays_current_day_after_day_without_a_manual_s
     move_clock(db, "2025-01-04 12:00 America/New_York")
     weekend = await work.run(dsn, env, config())
     friday = dt.date(2025, 1, 3)
-    assert [(r.chunk.first_session, r.chunk.last_session, r.outcome) for r in weekend.reports] == [
+    assert [(r.lease.first_session, r.lease.last_session, r.outcome) for r in weekend.reports] == [
         (friday, friday, "done")
     ]
     assert weekend.live == []  # no session trades on a Saturday

@@ -118,7 +118,13 @@ async def test_single_timesale_arrives_as_an_object(
     whole = chunk("m15", D(2024, 11, 27))
     opening = utc(2024, 11, 27, 14, 30)
     request = FetchRequest(
-        TICKER, "m15", opening, opening + dt.timedelta(minutes=15), whole.first_session, whole.last_session
+        TICKER,
+        "m15",
+        opening,
+        opening + dt.timedelta(minutes=15),
+        whole.first_session,
+        whole.last_session,
+        whole.sessions,
     )
     result = await _provider(client, tradier_server).fetch(request, NO_PACE)
     raw = await client.get(

@@ -84,3 +84,11 @@ def test_calendar_module_handles_one_day_ranges() -> None:
     [only] = xnys_sessions(dt.date(2024, 11, 29), dt.date(2024, 11, 29))
     assert only.is_early_close
     assert xnys_sessions(dt.date(2024, 12, 25), dt.date(2024, 12, 25)) == []
+
+
+def test_calendar_module_returns_nothing_for_a_range_without_sessions() -> None:
+    """Extending through 31 December 2028 after its last session (Friday the 29th): a weekend."""
+    from worker.calendar import xnys_sessions
+
+    assert xnys_sessions(dt.date(2028, 12, 30), dt.date(2028, 12, 31)) == []
+    assert xnys_sessions(dt.date(2024, 12, 25), dt.date(2024, 12, 25)) == []

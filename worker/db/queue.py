@@ -11,13 +11,14 @@ import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from worker.calendar import SessionHours
 from worker.db.connection import connect, session_kwargs
 from worker.errors import FailureKind, PgbarsError
 
@@ -36,24 +37,94 @@ _STAGING_DDL = (
 _BAR_TYPES = ("timestamptz", "float8", "float8", "float8", "float8", "float8", "float8", "int8")
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimedChunk:
-    """A chunk leased to this worker (a row of pgbars.claim_backfill_chunks)."""
+LeaseKind = Literal["history", "live"]
 
-    chunk_id: int
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Leased work of either kind (a row of pgbars.claim_leases), with everything its fetch needs.
+
+    history: a backfill chunk (chunk_id, job_id, attempt); live: today's bars of a
+    watchlist symbol (targets: the timeframes stored from the answer). `sessions`
+    are the XNYS sessions around the range, from market_sessions.
+    """
+
+    kind: LeaseKind
     lease_id: uuid.UUID
-    job_id: int
     symbol_id: uuid.UUID
     ticker: str
     timeframe: str
     provider: str
+    targets: tuple[str, ...]
     first_session: dt.date
     last_session: dt.date
     session_count: int
     range_start: dt.datetime
     range_end: dt.datetime
-    attempt: int
+    sessions: tuple[SessionHours, ...]
     lease_expires_at: dt.datetime
+    chunk_id: int | None = None
+    job_id: int | None = None
+    attempt: int | None = None
+
+    @property
+    def session_date(self) -> dt.date:
+        """A live refresh's session (its only one)."""
+        return self.first_session
+
+
+def _sessions(rows: Sequence[Sequence[Any]]) -> tuple[SessionHours, ...]:
+    def at(seconds: Any) -> dt.datetime:
+        return dt.datetime.fromtimestamp(float(seconds), dt.UTC)
+
+    return tuple(
+        SessionHours(dt.date.fromisoformat(day), at(pre), at(opens), at(closes), at(after))
+        for day, pre, opens, closes, after in rows
+    )
+
+
+async def claim(
+    conn: psycopg.AsyncConnection[Any],
+    worker: str,
+    providers: Sequence[str],
+    limit: int,
+    lease_seconds: float,
+    tickers: Sequence[str] | None,
+    kinds: Sequence[LeaseKind] = ("history", "live"),
+) -> list[Lease]:
+    """Up to `limit` leases of each kind (pgbars.claim_leases)."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT * FROM pgbars.claim_leases(%s, %s, %s, make_interval(secs => %s), %s, %s)",
+        (worker, list(providers), limit, lease_seconds, list(tickers) if tickers else None, list(kinds)),
+    )
+    return [
+        Lease(**{**row, "targets": tuple(row["targets"]), "sessions": _sessions(row["sessions"])})
+        for row in await cur.fetchall()
+    ]
+
+
+async def store(
+    conn: psycopg.AsyncConnection[Any],
+    lease: Lease,
+    bars: Iterable[Sequence[Any]],
+    rejected: Iterable[tuple[dt.datetime | None, dict[str, object], str]],
+    requests: int,
+) -> StoredChunk:
+    """One transaction: COPY bars and refused rows into staging, then pgbars.store_lease.
+
+    `bars` are rows in worker.providers.Bar order; `rejected` are (ts, raw, reason).
+    """
+    async with conn.transaction():
+        cur = conn.cursor()
+        await _stage(cur, bars, rejected)
+        await cur.execute(
+            "SELECT bars_written, bars_changed, bars_rejected FROM pgbars.store_lease(%s, %s)",
+            (lease.lease_id, requests),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return StoredChunk(*row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,22 +179,6 @@ async def enabled_providers(conn: psycopg.AsyncConnection[Any], names: Sequence[
     return [name for (name,) in await cur.fetchall()]
 
 
-async def claim_chunks(
-    conn: psycopg.AsyncConnection[Any],
-    worker: str,
-    providers: Sequence[str],
-    limit: int,
-    lease_seconds: float,
-    tickers: Sequence[str] | None,
-) -> list[ClaimedChunk]:
-    cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(
-        "SELECT * FROM pgbars.claim_backfill_chunks(%s, %s, %s, make_interval(secs => %s), %s)",
-        (worker, list(providers), limit, lease_seconds, list(tickers) if tickers else None),
-    )
-    return [ClaimedChunk(**row) for row in await cur.fetchall()]
-
-
 async def seconds_until_claimable(
     conn: psycopg.AsyncConnection[Any], providers: Sequence[str], tickers: Sequence[str] | None
 ) -> float | None:
@@ -169,18 +224,6 @@ async def cancel_call(conn: psycopg.AsyncConnection[Any], call_id: int) -> None:
     await conn.execute("SELECT pgbars.cancel_provider_call(%s)", (call_id,))
 
 
-async def pause_provider(
-    conn: psycopg.AsyncConnection[Any], provider: str, seconds: float | None
-) -> dt.datetime:
-    """Pause for `seconds` (None: one rate-limit window); returns the pause's end."""
-    cur = await conn.execute(
-        "SELECT pgbars.pause_provider(%s, now() + make_interval(secs => %s))", (provider, seconds)
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    return row[0]  # type: ignore[no-any-return]
-
-
 @dataclass(frozen=True, slots=True)
 class Settlement:
     """What pgbars.settle_lease made of a failed lease."""
@@ -208,41 +251,6 @@ async def settle(
     return Settlement(*row)
 
 
-async def release_chunk(
-    conn: psycopg.AsyncConnection[Any],
-    chunk: ClaimedChunk,
-    reason: str,
-    not_before: dt.datetime | None = None,
-) -> None:
-    await conn.execute(
-        "SELECT pgbars.release_backfill_chunk(%s, %s, %s, %s)",
-        (chunk.chunk_id, chunk.lease_id, not_before, reason),
-    )
-
-
-async def fail_chunk(
-    conn: psycopg.AsyncConnection[Any], chunk: ClaimedChunk, error: str, *, retryable: bool
-) -> str:
-    """Record a failed attempt; returns the chunk's new status (pending or failed)."""
-    cur = await conn.execute(
-        "SELECT pgbars.fail_backfill_chunk(%s, %s, %s, %s)",
-        (chunk.chunk_id, chunk.lease_id, error, retryable),
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    return str(row[0])
-
-
-async def reroute_chunk(conn: psycopg.AsyncConnection[Any], chunk: ClaimedChunk, error: str) -> str | None:
-    """Move the chunk to its next route; returns that provider, or None when it failed."""
-    cur = await conn.execute(
-        "SELECT pgbars.reroute_backfill_chunk(%s, %s, %s)", (chunk.chunk_id, chunk.lease_id, error)
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    return None if row[0] is None else str(row[0])
-
-
 async def _stage(
     cur: psycopg.AsyncCursor[Any],
     bars: Iterable[Sequence[Any]],
@@ -261,45 +269,7 @@ async def _stage(
             await copy.write_row((ts, Jsonb(raw), reason))
 
 
-async def store_chunk(
-    conn: psycopg.AsyncConnection[Any],
-    chunk: ClaimedChunk,
-    bars: Iterable[Sequence[Any]],
-    rejected: Iterable[tuple[dt.datetime | None, dict[str, object], str]],
-    requests: int,
-) -> StoredChunk:
-    """One transaction: COPY bars and refused rows into staging, then pgbars.store_chunk_bars.
-
-    `bars` are rows in worker.providers.Bar order; `rejected` are (ts, raw, reason).
-    """
-    async with conn.transaction():
-        cur = conn.cursor()
-        await _stage(cur, bars, rejected)
-        await cur.execute(
-            "SELECT bars_written, bars_changed, bars_rejected FROM pgbars.store_chunk_bars(%s, %s, %s)",
-            (chunk.chunk_id, chunk.lease_id, requests),
-        )
-        row = await cur.fetchone()
-    assert row is not None
-    return StoredChunk(*row)
-
-
 # -- today's bars (live refreshes) -------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class LiveRefresh:
-    """Today's bars of one symbol and fetched timeframe, leased (a row of claim_live_refreshes)."""
-
-    symbol_id: uuid.UUID
-    ticker: str
-    timeframe: str
-    provider: str
-    session_date: dt.date
-    range_start: dt.datetime
-    range_end: dt.datetime
-    targets: list[str]
-    lease_id: uuid.UUID
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,49 +279,6 @@ class LiveState:
     session: dt.date | None  # the session trading now, if any
     wanted: dict[str, int]  # provider -> live_plan rows (symbol, timeframe) while a session trades
     no_data: list[tuple[str, str, str, str]]  # (ticker, timeframe, provider, why) this session
-
-
-async def claim_live(
-    conn: psycopg.AsyncConnection[Any],
-    worker: str,
-    providers: Sequence[str],
-    limit: int,
-    lease_seconds: float,
-    tickers: Sequence[str] | None,
-) -> list[LiveRefresh]:
-    cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(
-        "SELECT * FROM pgbars.claim_live_refreshes(%s, %s, %s, make_interval(secs => %s), %s)",
-        (worker, list(providers), limit, lease_seconds, list(tickers) if tickers else None),
-    )
-    return [LiveRefresh(**row) for row in await cur.fetchall()]
-
-
-async def store_live(
-    conn: psycopg.AsyncConnection[Any],
-    refresh: LiveRefresh,
-    bars: Iterable[Sequence[Any]],
-    rejected: Iterable[tuple[dt.datetime | None, dict[str, object], str]],
-    requests: int,
-) -> StoredChunk:
-    """One transaction: COPY into staging, then pgbars.store_live_bars (provisional bars, roll-ups)."""
-    async with conn.transaction():
-        cur = conn.cursor()
-        await _stage(cur, bars, rejected)
-        await cur.execute(
-            "SELECT bars_written, bars_changed, bars_rejected FROM pgbars.store_live_bars(%s, %s, %s, %s)",
-            (refresh.symbol_id, refresh.timeframe, refresh.lease_id, requests),
-        )
-        row = await cur.fetchone()
-    assert row is not None
-    return StoredChunk(*row)
-
-
-async def release_live(conn: psycopg.AsyncConnection[Any], refresh: LiveRefresh, error: str | None) -> None:
-    await conn.execute(
-        "SELECT pgbars.release_live_refresh(%s, %s, %s, %s)",
-        (refresh.symbol_id, refresh.timeframe, refresh.lease_id, error),
-    )
 
 
 async def live_state(conn: psycopg.AsyncConnection[Any], tickers: Sequence[str] | None) -> LiveState:

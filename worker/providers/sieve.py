@@ -17,7 +17,6 @@ from worker.providers.grid import (
     INTRADAY_MINUTES,
     is_on_grid,
     new_york_date,
-    sessions_between,
     trading_week_monday,
 )
 from worker.providers.types import Bar, FetchRequest, FetchResult, RawRow
@@ -268,7 +267,7 @@ class BarSieve:
     def _sessions(self) -> tuple[list[dt.datetime], list[dt.datetime]]:
         """Pre-market opens and after-hours closes of the chunk's sessions, in order."""
         if self._session_opens is None:
-            hours = sessions_between(self.request.first_session, self.request.last_session)
+            hours = self.request.sessions_inside()
             self._session_opens = [s.premarket_open for s in hours]
             self._session_closes = [s.after_hours_close for s in hours]
         return self._session_opens, self._session_closes
@@ -287,8 +286,6 @@ class BarSieve:
         if not request.first_session <= day <= request.last_session:
             raise _Reject("outside chunk")
         if self._session_dates is None:
-            self._session_dates = frozenset(
-                s.session_date for s in sessions_between(request.first_session, request.last_session)
-            )
+            self._session_dates = frozenset(s.session_date for s in request.sessions_inside())
         if day not in self._session_dates:
             raise _Reject("not a session")

@@ -14,6 +14,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from worker.calendar import SessionHours
 from worker.providers.grid import TIMEFRAMES, sessions_between
 
 __all__ = [
@@ -55,7 +56,13 @@ class RawRow:
 
 @dataclass(frozen=True, slots=True)
 class FetchRequest:
-    """One chunk: bars with start in [start, end) for the sessions first..last."""
+    """One chunk: bars with start in [start, end) for the sessions first..last.
+
+    `sessions` are the XNYS sessions around them (a week either side), with
+    their hours: the worker takes them from its lease (market_sessions, so the
+    database is its only calendar); tests and benchmarks build them with
+    `for_sessions`, from exchange_calendars.
+    """
 
     ticker: str
     timeframe: str
@@ -63,13 +70,16 @@ class FetchRequest:
     end: dt.datetime
     first_session: dt.date
     last_session: dt.date
+    sessions: tuple[SessionHours, ...]
 
     @classmethod
     def for_sessions(
         cls, ticker: str, timeframe: str, first_session: dt.date, last_session: dt.date
     ) -> FetchRequest:
         """The request covering pre-market of `first_session` to after-hours of `last_session`."""
-        sessions = sessions_between(first_session, last_session)
+        week = dt.timedelta(days=7)
+        around = tuple(sessions_between(first_session - week, last_session + week))
+        sessions = [s for s in around if first_session <= s.session_date <= last_session]
         if not sessions:
             raise ValueError(f"no XNYS session between {first_session} and {last_session}")
         return cls(
@@ -79,7 +89,12 @@ class FetchRequest:
             end=sessions[-1].after_hours_close,
             first_session=first_session,
             last_session=last_session,
+            sessions=around,
         )
+
+    def sessions_inside(self) -> list[SessionHours]:
+        """The sessions first_session..last_session, in order."""
+        return [s for s in self.sessions if self.first_session <= s.session_date <= self.last_session]
 
 
 @dataclass(slots=True)

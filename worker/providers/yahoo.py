@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from worker.calendar import SessionHours
 from worker.providers.classify import ErrorReply
-from worker.providers.grid import day_start, new_york_date, sessions_between, trading_week_monday
+from worker.providers.grid import day_start, new_york_date, trading_week_monday
 from worker.providers.http import HttpProvider
 from worker.providers.sieve import BarSieve
 from worker.providers.types import FetchRequest, FetchResult, Pace
@@ -103,10 +103,7 @@ class YahooProvider(HttpProvider):
         if request.timeframe == "d1":
             # A week either side, so a live row for a later day still maps to a
             # date (and is rejected as outside the chunk rather than unmappable).
-            sessions = sessions_between(
-                request.first_session - dt.timedelta(days=7),
-                request.last_session + dt.timedelta(days=7),
-            )
+            sessions = list(request.sessions)
         for index, stamp in enumerate(timestamps):
             row: dict[str, object] = {"timestamp": stamp}
             for name, column in columns.items():

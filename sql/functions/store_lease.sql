@@ -1,0 +1,46 @@
+-- Store the bars the worker staged for a lease of either kind, in the worker's transaction.
+CREATE OR REPLACE FUNCTION pgbars.store_lease(
+    p_lease_id uuid,
+    p_requests integer DEFAULT 1
+)
+RETURNS TABLE (bars_written integer, bars_changed integer, bars_rejected integer)
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pgbars, pg_temp
+AS $$
+/*
+The worker's one store: the lease names its work, a history chunk
+(store_chunk_bars) or a live refresh (store_live_bars), which write the
+staged bars (pg_temp.pgbars_staged_bars, pgbars_staged_rejects) and end the
+lease. Raises PB001 when the lease is no longer held. SECURITY INVOKER:
+the staging tables are the caller's (the worker role reads the lease state).
+*/
+DECLARE
+    v_chunk_id bigint;
+    v_symbol_id uuid;
+    v_timeframe text;
+BEGIN
+    SELECT c.id INTO v_chunk_id
+    FROM pgbars.backfill_chunks AS c
+    WHERE c.lease_id = p_lease_id;
+    IF FOUND THEN
+        RETURN QUERY SELECT * FROM pgbars.store_chunk_bars(v_chunk_id, p_lease_id, p_requests);
+        RETURN;
+    END IF;
+    SELECT r.symbol_id, r.timeframe INTO v_symbol_id, v_timeframe
+    FROM pgbars.live_refreshes AS r
+    WHERE r.lease_id = p_lease_id;
+    IF FOUND THEN
+        RETURN QUERY SELECT * FROM pgbars.store_live_bars(v_symbol_id, v_timeframe, p_lease_id, p_requests);
+    ELSE
+        RAISE EXCEPTION 'lease % is no longer held: bars not stored', p_lease_id
+            USING ERRCODE = 'PB001',
+            HINT = 'The lease expired and the work was claimed again, or it was already finished.';
+    END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION pgbars.store_lease(uuid, integer) IS
+'Stores the caller''s staged bars for a lease of either kind (store_chunk_bars or store_live_bars) and '
+'ends it. Returns bars written, changed and rejected; raises PB001 when the lease is no longer held.';
