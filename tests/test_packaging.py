@@ -38,9 +38,11 @@ def test_the_wheel_builds_silently_and_ships_every_sql_file(tmp_path: Path) -> N
     assert "would be ignored" not in output, output
     (wheel,) = tmp_path.glob("pgbars_pipeline-*.whl")
     with zipfile.ZipFile(wheel) as archive:
-        shipped = {
-            name.removeprefix("worker/sql/") for name in archive.namelist() if name.startswith("worker/sql/")
-        }
+        names = archive.namelist()
+    # one top-level package, named pgbars: a user's own `worker` module never collides with it
+    assert {name.split("/")[0] for name in names if not name.startswith("pgbars_pipeline-")} == {"pgbars"}
+    assert "pgbars/main.py" in names and "pgbars/db/queue.py" in names and "pgbars/py.typed" in names
+    shipped = {name.removeprefix("pgbars/sql/") for name in names if name.startswith("pgbars/sql/")}
     expected = {path.relative_to(ROOT / "sql").as_posix() for path in (ROOT / "sql").rglob("*.sql")}
     assert expected, "no SQL files found in the checkout"
     assert expected == {name for name in shipped if name.endswith(".sql")}

@@ -1,5 +1,5 @@
 """`python -m worker ...` is `pgbars ...`."""
 
-from worker.main import cli
+from .main import cli
 
 cli(prog_name="pgbars")

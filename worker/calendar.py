@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import exchange_calendars
 
-from worker import clock
+from . import clock
 
 NEW_YORK = ZoneInfo("America/New_York")
 # warnings.catch_warnings() swaps process-wide state: two threads inside it at

@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 import click
 import psycopg
 
-from worker import db
-from worker.errors import PgbarsError
+from . import db
+from .errors import PgbarsError
 
 T = TypeVar("T")
 

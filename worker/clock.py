@@ -20,7 +20,7 @@ import os
 import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from worker.errors import ClockError
+from .errors import ClockError
 
 ENV = "PGBARS_NOW"
 NEW_YORK = ZoneInfo("America/New_York")

@@ -24,9 +24,9 @@ from typing import Any
 
 from psycopg.conninfo import make_conninfo
 
-from worker import db, work
-from worker.emulator import PolygonServer, TradierServer, YahooServer
-from worker.errors import PgbarsError
+from . import db, work
+from .emulator import PolygonServer, TradierServer, YahooServer
+from .errors import PgbarsError
 
 DEMO_WATCHLIST = "demo"
 DEMO_TICKERS = ("AAPL", "NVDA", "TSLA", "SPY", "QQQ", "AMD", "AMZN", "CRWD", "MU", "PLTR")
@@ -212,7 +212,7 @@ async def _work(
     chunk_log.setLevel(logging.WARNING)
     try:
         if live:
-            from worker.live import LiveProgress
+            from .live import LiveProgress
 
             async with LiveProgress(dsn, tickers):
                 return await work.run(dsn, env, config)

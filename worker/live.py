@@ -19,7 +19,7 @@ from typing import Any, Self
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from worker import db
+from . import db
 
 POLL_SECONDS = 0.5
 MAX_JOB_BARS = 15  # more jobs than this: the overall bar and the first ones

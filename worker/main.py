@@ -11,9 +11,9 @@ from typing import Any
 import click
 import psycopg
 
-from worker import cli_kit, db, logs, render, work
-from worker.errors import PgbarsError
-from worker.live import LiveProgress, use_live_display
+from . import cli_kit, db, logs, render, work
+from .errors import PgbarsError
+from .live import LiveProgress, use_live_display
 
 # `pgbars work --strict`: the run ran, and a chunk failed or a credential was refused.
 STRICT_EXIT = 3
@@ -63,7 +63,7 @@ def demo(ctx: click.Context, tickers: tuple[str, ...], yes: bool, remove: bool) 
 
     Example: pgbars demo
     """
-    from worker import demo as demo_module
+    from . import demo as demo_module
 
     logs.to_stderr(cli_kit.debug(ctx))
     dsn = os.environ.get("DATABASE_URL", "").strip()
@@ -71,7 +71,7 @@ def demo(ctx: click.Context, tickers: tuple[str, ...], yes: bool, remove: bool) 
     if dsn:
         click.echo("using DATABASE_URL's server: the demo writes only to a database of its own")
     else:
-        from worker.embedded import EmbeddedPostgres, default_data_dir
+        from .embedded import EmbeddedPostgres, default_data_dir
 
         data_dir = default_data_dir()
         click.echo(f"embedded Postgres in {data_dir} (kept between runs)")
@@ -352,7 +352,7 @@ def work_command(
 
     summary = cli_kit.run(ctx, run_work)
     if summary_file:
-        from worker.report import summary_markdown
+        from .report import summary_markdown
 
         with open(summary_file, "a", encoding="utf-8") as out:
             out.write(summary_markdown(summary, strict=strict))

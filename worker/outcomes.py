@@ -13,8 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from worker import db
-from worker.providers import FetchResult
+from . import db
+from .providers import FetchResult
 
 log = logging.getLogger("pgbars.work")
 

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from psycopg_pool import AsyncConnectionPool
 
-from worker import db
+from . import db
 
 
 class PacedRun(Protocol):

@@ -11,9 +11,9 @@ from collections.abc import Collection, Sequence
 from decimal import Decimal
 from typing import Any
 
-from worker import db
-from worker.demo import DemoResult
-from worker.report import progress_bar
+from . import db
+from .demo import DemoResult
+from .report import progress_bar
 
 
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], right: Collection[str] = ()) -> str:

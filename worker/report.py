@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from worker.outcomes import WorkSummary
+from .outcomes import WorkSummary
 
 _BAR_WIDTH = 20
 

@@ -40,11 +40,11 @@ import httpx
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from worker import db
-from worker.errors import FailureKind, PgbarsError
-from worker.outcomes import LeaseReport, WorkSummary, log_lease, log_summary, logfmt, record_stored
-from worker.pacer import BudgetSpent, Pacer, Stopping
-from worker.providers import (
+from . import db
+from .errors import FailureKind, PgbarsError
+from .outcomes import LeaseReport, WorkSummary, log_lease, log_summary, logfmt, record_stored
+from .pacer import BudgetSpent, Pacer, Stopping
+from .providers import (
     CREDENTIALS,
     FetchRequest,
     FetchResult,

@@ -12,8 +12,8 @@ the modules behind it are split by concern:
 - `demo`: the demo's database.
 """
 
-from worker.db.connection import connect, describe_error, session_kwargs
-from worker.db.demo import (
+from ..db.connection import connect, describe_error, session_kwargs
+from ..db.demo import (
     DatabaseKind,
     create_database,
     database_exists,
@@ -26,7 +26,7 @@ from worker.db.demo import (
     require_not_demo,
     set_provider_limits,
 )
-from worker.db.installer import (
+from ..db.installer import (
     ROUTINES,
     SCHEMA_LOCK,
     SqlFile,
@@ -39,7 +39,7 @@ from worker.db.installer import (
     schema_file,
     upgrade,
 )
-from worker.db.queue import (
+from ..db.queue import (
     Lease,
     LeaseKind,
     LiveState,
@@ -59,7 +59,7 @@ from worker.db.queue import (
     settle,
     store,
 )
-from worker.db.reads import (
+from ..db.reads import (
     add_to_watchlist,
     backfill_progress,
     backfill_progress_with_eta,

@@ -8,8 +8,8 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from worker import clock
-from worker.errors import PgbarsError
+from .. import clock
+from ..errors import PgbarsError
 
 
 def session_kwargs(dsn: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from worker.errors import PgbarsError
+from ..errors import PgbarsError
 
 # -- the demo and reports ----------------------------------------------------------
 

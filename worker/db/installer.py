@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 import psycopg
 
-from worker import calendar
-from worker.errors import SchemaError
+from .. import calendar
+from ..errors import SchemaError
 
 SCHEMA_LOCK = "pgbars.schema"
 ROUTINES = "routines"
@@ -61,7 +61,7 @@ def _sql_root() -> Traversable:
     checkout = Path(__file__).resolve().parents[2] / "sql"
     if (checkout / "schema.sql").is_file():
         return checkout
-    return files("worker.sql")
+    return files(__name__.split(".")[0] + ".sql")  # the installed package: pgbars.sql
 
 
 def _read_dir(folder: str) -> list[SqlFile]:

@@ -18,9 +18,9 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from worker.calendar import SessionHours
-from worker.db.connection import connect, session_kwargs
-from worker.errors import FailureKind, PgbarsError
+from ..calendar import SessionHours
+from ..db.connection import connect, session_kwargs
+from ..errors import FailureKind, PgbarsError
 
 # Session-private staging for pgbars.store_chunk_bars: the worker COPYs a
 # chunk's bars and refused rows here inside the chunk's transaction; commit

@@ -4,11 +4,11 @@ Used by the provider tests, the worker's end-to-end tests and `pgbars demo`.
 Standard library only; data comes from `worker.emulator.synthetic`.
 """
 
-from worker.emulator.faults import Fault, InvalidBar
-from worker.emulator.polygon import PolygonServer
-from worker.emulator.server import EmulatorServer, RecordedRequest, Reply
-from worker.emulator.tradier import TradierServer
-from worker.emulator.yahoo import YahooServer
+from ..emulator.faults import Fault, InvalidBar
+from ..emulator.polygon import PolygonServer
+from ..emulator.server import EmulatorServer, RecordedRequest, Reply
+from ..emulator.tradier import TradierServer
+from ..emulator.yahoo import YahooServer
 
 __all__ = [
     "EmulatorServer",

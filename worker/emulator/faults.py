@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from worker.emulator.synthetic import SyntheticBar
+from ..emulator.synthetic import SyntheticBar
 
 FaultKind = Literal[
     # answered the same way by every server

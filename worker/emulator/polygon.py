@@ -20,10 +20,10 @@ import uuid
 from collections.abc import Iterable, Iterator
 from urllib.parse import parse_qs, urlencode
 
-from worker.emulator import synthetic
-from worker.emulator.faults import Fault, Row, spoil
-from worker.emulator.server import EmulatorServer, RecordedRequest, Reply
-from worker.emulator.synthetic import NEW_YORK, SyntheticBar
+from ..emulator import synthetic
+from ..emulator.faults import Fault, Row, spoil
+from ..emulator.server import EmulatorServer, RecordedRequest, Reply
+from ..emulator.synthetic import NEW_YORK, SyntheticBar
 
 DEFAULT_LIMIT = 5_000
 MAX_LIMIT = 50_000

@@ -22,8 +22,8 @@ from types import TracebackType
 from typing import Self
 from urllib.parse import parse_qs, urlsplit
 
-from worker import clock
-from worker.emulator.faults import Fault
+from .. import clock
+from ..emulator.faults import Fault
 
 # Faults that replace the answer before any provider logic runs.
 _EARLY_FAULTS = frozenset({"rate_limited", "server_error", "reset"})

@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
-from worker.calendar import SessionHours, xnys_sessions
+from ..calendar import SessionHours, xnys_sessions
 
 NEW_YORK = ZoneInfo("America/New_York")
 TIMEFRAME_MINUTES: dict[str, int] = {"m1": 1, "m5": 5, "m15": 15, "m30": 30, "h1": 60, "h4": 240}

@@ -17,10 +17,10 @@ import threading
 from typing import Literal
 from xml.sax.saxutils import escape
 
-from worker.emulator import synthetic
-from worker.emulator.faults import Fault, Row, spoil
-from worker.emulator.server import EmulatorServer, RecordedRequest, Reply
-from worker.emulator.synthetic import NEW_YORK
+from ..emulator import synthetic
+from ..emulator.faults import Fault, Row, spoil
+from ..emulator.server import EmulatorServer, RecordedRequest, Reply
+from ..emulator.synthetic import NEW_YORK
 
 TIMESALES_MINUTES = {"1min": 1, "5min": 5, "15min": 15}
 # Days of intraday history by session_filter, as Tradier documents it (roughly).

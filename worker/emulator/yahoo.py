@@ -19,11 +19,11 @@ import datetime as dt
 import re
 from collections.abc import Callable
 
-from worker.calendar import SessionHours
-from worker.emulator import synthetic
-from worker.emulator.faults import Fault, Row, spoil
-from worker.emulator.server import EmulatorServer, RecordedRequest, Reply
-from worker.emulator.synthetic import NEW_YORK, SyntheticBar
+from ..calendar import SessionHours
+from ..emulator import synthetic
+from ..emulator.faults import Fault, Row, spoil
+from ..emulator.server import EmulatorServer, RecordedRequest, Reply
+from ..emulator.synthetic import NEW_YORK, SyntheticBar
 
 _PATH = re.compile(r"^/v8/finance/chart/(?P<symbol>[^/]+)$")
 CLOCK_INTERVALS = {"1m": 1, "2m": 2, "5m": 5, "15m": 15, "30m": 30}

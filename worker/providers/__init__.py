@@ -6,12 +6,12 @@ from collections.abc import Mapping
 
 import httpx
 
-from worker.errors import AuthError, NotCovered, ProviderError, RateLimited, TransientError
-from worker.providers import polygon, tradier, yahoo
-from worker.providers.polygon import PolygonProvider
-from worker.providers.tradier import TradierProvider
-from worker.providers.types import TIMEFRAMES, Bar, FetchRequest, FetchResult, Pace, Provider, RawRow
-from worker.providers.yahoo import YahooProvider
+from ..errors import AuthError, NotCovered, ProviderError, RateLimited, TransientError
+from ..providers import polygon, tradier, yahoo
+from ..providers.polygon import PolygonProvider
+from ..providers.tradier import TradierProvider
+from ..providers.types import TIMEFRAMES, Bar, FetchRequest, FetchResult, Pace, Provider, RawRow
+from ..providers.yahoo import YahooProvider
 
 __all__ = [
     "CREDENTIALS",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from worker.errors import AuthError, NotCovered, ProviderError, RateLimited, TransientError
+from ..errors import AuthError, NotCovered, ProviderError, RateLimited, TransientError
 
 __all__ = ["ErrorReply", "classify_failure", "parse_retry_after"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from functools import lru_cache
 
-from worker.calendar import NEW_YORK, SessionHours, xnys_sessions
+from ..calendar import NEW_YORK, SessionHours, xnys_sessions
 
 TIMEFRAMES: tuple[str, ...] = ("m1", "m5", "m15", "m30", "h1", "h4", "d1", "w1")
 INTRADAY_MINUTES: dict[str, int] = {"m1": 1, "m5": 5, "m15": 15, "m30": 30, "h1": 60, "h4": 240}

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 
 import httpx
 
-from worker.errors import AuthError, NotCovered, ProviderError
-from worker.providers.classify import ErrorReply, classify_failure
-from worker.providers.types import FetchRequest, Pace
+from ..errors import AuthError, NotCovered, ProviderError
+from ..providers.classify import ErrorReply, classify_failure
+from ..providers.types import FetchRequest, Pace
 
 __all__ = ["DEFAULT_TIMEOUT", "HttpProvider"]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from worker.errors import TransientError
-from worker.providers.classify import ErrorReply
-from worker.providers.grid import TIMEFRAMES, day_start, new_york_date, trading_week_monday
-from worker.providers.http import HttpProvider
-from worker.providers.sieve import BarSieve
-from worker.providers.types import FetchRequest, FetchResult, Pace
+from ..errors import TransientError
+from ..providers.classify import ErrorReply
+from ..providers.grid import TIMEFRAMES, day_start, new_york_date, trading_week_monday
+from ..providers.http import HttpProvider
+from ..providers.sieve import BarSieve
+from ..providers.types import FetchRequest, FetchResult, Pace
 
 DEFAULT_BASE_URL = "https://api.polygon.io"
 

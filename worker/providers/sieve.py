@@ -13,13 +13,13 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from worker.providers.grid import (
+from ..providers.grid import (
     INTRADAY_MINUTES,
     is_on_grid,
     new_york_date,
     trading_week_monday,
 )
-from worker.providers.types import Bar, FetchRequest, FetchResult, RawRow
+from ..providers.types import Bar, FetchRequest, FetchResult, RawRow
 
 __all__ = ["BarSieve"]
 

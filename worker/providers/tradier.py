@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from worker.providers.classify import ErrorReply
-from worker.providers.grid import NEW_YORK, day_start, is_intraday, trading_week_monday
-from worker.providers.http import HttpProvider
-from worker.providers.sieve import BarSieve
-from worker.providers.types import FetchRequest, FetchResult, Pace
+from ..providers.classify import ErrorReply
+from ..providers.grid import NEW_YORK, day_start, is_intraday, trading_week_monday
+from ..providers.http import HttpProvider
+from ..providers.sieve import BarSieve
+from ..providers.types import FetchRequest, FetchResult, Pace
 
 DEFAULT_BASE_URL = "https://api.tradier.com"
 

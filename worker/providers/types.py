@@ -14,8 +14,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from worker.calendar import SessionHours
-from worker.providers.grid import TIMEFRAMES, sessions_between
+from ..calendar import SessionHours
+from ..providers.grid import TIMEFRAMES, sessions_between
 
 __all__ = [
     "TIMEFRAMES",

@@ -11,12 +11,12 @@ import datetime as dt
 from bisect import bisect_right
 from urllib.parse import quote
 
-from worker.calendar import SessionHours
-from worker.providers.classify import ErrorReply
-from worker.providers.grid import day_start, new_york_date, trading_week_monday
-from worker.providers.http import HttpProvider
-from worker.providers.sieve import BarSieve
-from worker.providers.types import FetchRequest, FetchResult, Pace
+from ..calendar import SessionHours
+from ..providers.classify import ErrorReply
+from ..providers.grid import day_start, new_york_date, trading_week_monday
+from ..providers.http import HttpProvider
+from ..providers.sieve import BarSieve
+from ..providers.types import FetchRequest, FetchResult, Pace
 
 DEFAULT_BASE_URL = "https://query1.finance.yahoo.com"
 
