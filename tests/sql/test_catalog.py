@@ -60,3 +60,16 @@ def test_every_view_has_a_comment(conn: psycopg.Connection[Any]) -> None:
         " AND c.relkind = 'v' AND obj_description(c.oid, 'pg_class') IS NULL"
     ).fetchall()
     assert rows == []
+
+
+def test_the_python_grid_knows_the_timeframes_the_schema_defines(conn: psycopg.Connection[Any]) -> None:
+    """The providers' grid (worker/providers/grid.py) speaks of the timeframes table's bars:
+    the same names, in the same order, the same intraday bar lengths."""
+    from worker.providers.grid import INTRADAY_MINUTES, TIMEFRAMES
+
+    rows = conn.execute(
+        "SELECT name, is_intraday, extract(EPOCH FROM bar_length)::integer / 60 FROM pgbars.timeframes"
+        " ORDER BY sort_order"
+    ).fetchall()
+    assert tuple(name for name, _, _ in rows) == TIMEFRAMES
+    assert {name: minutes for name, intraday, minutes in rows if intraday} == INTRADAY_MINUTES
