@@ -36,6 +36,10 @@ chunk. Not timed: making the raw
 rows (HTTP and JSON decoding are the provider's part), claiming the chunks
 (reported apart), and shaping the baselines' parameters. Before each pass the
 tables are vacuumed and analysed and a CHECKPOINT is taken.
+
+Why over 400 lines: a benchmark that builds its own data, runs three write
+methods side by side and prints their table; each part is only meaningful
+next to the others.
 """
 
 from __future__ import annotations

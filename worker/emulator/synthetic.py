@@ -11,6 +11,10 @@ computed as numpy arrays and intraday aggregates are reduced from them
 directly (under a millisecond per session); the last 256 sessions' arrays
 and every daily bar are cached.
 
+Why over 400 lines: one market model, whose noise, minute arrays and
+aggregations into every timeframe must agree bar for bar; split, each part
+would reach into the others' arrays.
+
 Aggregation lives here and only here, so tests can ask "what did the server
 serve?": intraday buckets are clock-aligned from 00:00 New York and never cross
 a session (sessions run 04:00-20:00, a multiple of every intraday timeframe);
