@@ -293,6 +293,26 @@ def test_unreachable_database_and_missing_url(tmp_path: Any) -> None:
     assert "secret-pw" not in unreachable.output
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:Sup3r%zzS3cretPw@host/db",  # malformed: libpq quotes the bad token
+        "postgresql://u:Sup3r%25S3cretPw@/db?host=/nonexistent&connect_timeout=2",
+        "postgresql:///db?host=/nonexistent&password=Sup3r%25S3cretPw",
+        "host=/nonexistent dbname=db password='Sup3r%S3cretPw",  # unterminated quote: malformed
+    ],
+)
+@pytest.mark.parametrize("command", [["status"], ["work", "--max-seconds", "5"]])
+def test_no_part_of_the_database_password_is_ever_shown(url: str, command: list[str]) -> None:
+    result = CliRunner().invoke(cli, command, env={"DATABASE_URL": url})
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("pgbars: error: ")
+    password = "Sup3r%S3cretPw"
+    shown = result.output.replace("%25", "%")
+    pieces = {password[i : i + 4] for i in range(len(password) - 3)} | {"zzS3", "S3cr", "cretPw"}
+    assert not [piece for piece in pieces if piece in shown], result.output
+
+
 def test_schema_missing_is_one_line(server_dsn: Any) -> None:
     result = CliRunner().invoke(cli, ["status"], env={"DATABASE_URL": server_dsn("postgres")})
     assert result.exit_code == 1

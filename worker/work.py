@@ -356,6 +356,16 @@ class Worker:
             await self._settle(lease, report, "unfinished", _STOPPED[lease.kind])
         except psycopg.Error as exc:
             await self._database_error(lease, report, exc)
+        except Exception as exc:
+            # A bug, or a value the checks let through, while storing: this lease fails,
+            # the run goes on. The type only: the text is not known to be free of secrets.
+            log.exception("unexpected error while storing %s %s", lease.ticker, lease.timeframe)
+            what = f"{lease.provider}: unexpected {type(exc).__name__} while storing"
+            try:
+                await self._settle(lease, report, "permanent", what)
+            except psycopg.Error as again:
+                log.error(logfmt("unrecorded", lease=lease.lease_id, error=db.describe_error(again)))
+                report.outcome, report.detail = "lost", f"outcome not recorded: {what}"
         report.requests = pacer.requests
         report.seconds = time.monotonic() - started
         log_lease(report)

@@ -299,3 +299,39 @@ async def test_no_secret_in_logs_stored_errors_or_exceptions(
     )
     for secret in (POLYGON_KEY, TRADIER_TOKEN):
         assert secret not in everything
+
+
+async def test_an_unexpected_error_while_storing_fails_that_lease_and_the_run_goes_on(
+    dsn: str, db: psycopg.Connection[Any], env: dict[str, str], polygon: PolygonServer, monkeypatch: Any
+) -> None:
+    """Whatever escapes the checks (a bug, a value COPY cannot take) fails one lease, never the run."""
+    from worker.db import queue
+
+    request(db, "AAPL", "h1", dt.date(2024, 12, 2), dt.date(2024, 12, 6))
+    request(db, "MSFT", "h1", dt.date(2024, 12, 2), dt.date(2024, 12, 6))
+    stage = queue._stage
+    calls = 0
+
+    async def stage_then_overflow(*args: Any) -> None:
+        nonlocal calls
+        calls += 1
+        await stage(*args)
+        if calls == 1:
+            raise OverflowError("int too big to convert")
+
+    monkeypatch.setattr(queue, "_stage", stage_then_overflow)
+
+    summary = await work.run(dsn, env, config(concurrency=1))
+
+    outcomes = sorted((r.lease.ticker, r.outcome) for r in summary.reports)
+    failed = [r for r in summary.reports if r.outcome == "failed"]
+    assert len(failed) == 1 and len(outcomes) == 2 and sorted(o for _, o in outcomes) == ["done", "failed"]
+    assert failed[0].detail == "polygon: unexpected OverflowError while storing"
+    row = _chunk(db, failed[0].lease.ticker)
+    assert (row["status"], row["last_error"], row["lease_id"]) == ("failed", failed[0].detail, None)
+    # nothing of the failed store was written; the other chunk is whole
+    assert stored(db, failed[0].lease.ticker, "h1") == []
+    done = next(r for r in summary.reports if r.outcome == "done")
+    assert stored(db, done.lease.ticker, "h1") == served(
+        done.lease.ticker, "h1", dt.date(2024, 12, 2), dt.date(2024, 12, 6)
+    )

@@ -157,6 +157,10 @@ def test_sieve_rejects_bad_values_and_foreign_dates() -> None:
         (day_start(D(2024, 11, 27)), {**good, "low": 0.0}, "non-positive price"),
         (day_start(D(2024, 11, 27)), {**good, "open": 11.5}, "open or close outside high..low"),
         (day_start(D(2024, 11, 27)), {**good, "volume": -1}, "negative volume"),
+        (day_start(D(2024, 11, 27)), {**good, "volume": 10**30}, "volume out of range"),
+        (day_start(D(2024, 11, 27)), {**good, "volume": 2**53 + 2}, "volume out of range"),
+        (day_start(D(2024, 11, 27)), {**good, "volume": 100.5}, "fractional volume"),
+        (day_start(D(2024, 11, 27)), {**good, "trade_count": 2**63}, "trade_count out of range"),
         (day_start(D(2024, 11, 28)), good, "not a session"),  # Thanksgiving
         (day_start(D(2024, 12, 2)), good, "outside chunk"),
         (day_start(D(2024, 11, 27)) + dt.timedelta(hours=1), good, "off grid"),
@@ -169,6 +173,33 @@ def test_sieve_rejects_bad_values_and_foreign_dates() -> None:
     expected = [reason for _, _, reason in cases if reason]
     assert [row.reason for row in sieve.rejected] == expected
     assert len(sieve.bars) == 1
+
+
+async def test_the_page_path_bounds_volumes_and_counts_like_the_row_path() -> None:
+    """A value that cannot be stored exactly (bigint through float8) is quarantined, never
+    stored rounded nor left to fail the whole chunk in COPY or the merge."""
+    request = chunk("m1", D(2024, 12, 2), D(2024, 12, 2))
+    base: dict[str, object] = {"o": 10.0, "h": 11.0, "l": 9.0, "c": 10.5, "v": 5, "vw": 10.1, "n": 2}
+    odd: list[dict[str, object]] = [{"v": 10**30}, {"v": 100.5}, {"n": 2**63}, {"v": 1.029145e06}, {}]
+    rows = []
+    for minute, change in enumerate(odd):
+        stamp = (utc(2024, 12, 2, 15, minute) - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(
+            milliseconds=1
+        )
+        rows.append({**base, "t": stamp, **change})
+    async with httpx.AsyncClient() as client:
+        polygon = PolygonProvider(client, "http://127.0.0.1:9", "key")
+        page, one_by_one = BarSieve(request), BarSieve(request)
+        polygon._read_page({"status": "OK", "results": rows}, page)
+        for row in rows:
+            polygon._offer(row, one_by_one)
+    for sieve in (page, one_by_one):
+        assert [r.reason for r in sieve.rejected] == [
+            "volume out of range",
+            "fractional volume",
+            "trade_count out of range",
+        ]
+        assert [bar.volume for bar in sieve.bars] == [1029145.0, 5.0]
 
 
 @pytest.mark.parametrize("timeframe", ["m1", "m15", "h1", "h4"])

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
+from urllib.parse import unquote
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -26,11 +28,44 @@ def session_kwargs(dsn: str) -> dict[str, Any]:
 
 
 async def connect(dsn: str) -> psycopg.AsyncConnection[Any]:
-    """An autocommit connection; raises PgbarsError with a one-line reason."""
+    """An autocommit connection; raises PgbarsError with a one-line reason, never the password."""
     try:
         return await psycopg.AsyncConnection.connect(dsn, autocommit=True, **session_kwargs(dsn))
     except psycopg.OperationalError as exc:
-        raise PgbarsError(f"cannot connect to the database: {_first_line(exc)}") from None
+        raise PgbarsError(
+            f"cannot connect to the database: {scrub_password(_first_line(exc), dsn)}"
+        ) from None
+    except psycopg.ProgrammingError as exc:
+        # libpq's complaint about a malformed DSN quotes the part it could not read,
+        # which may be the password or a piece of it.
+        raise PgbarsError(f"the database URL is malformed: {scrub_password(_first_line(exc), dsn)}") from None
+
+
+_PASSWORD_IN_URI = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@?#]*?:(?P<password>[^/?#]*)@", re.IGNORECASE)
+_PASSWORD_IN_PAIRS = re.compile(r"(?:^|\s)password\s*=\s*(?:'(?P<quoted>(?:[^'\\]|\\.)*)'|(?P<bare>\S+))")
+_PASSWORD_IN_QUERY = re.compile(r"[?&]password=(?P<password>[^&#]*)", re.IGNORECASE)
+_SHORTEST_PIECE = 3
+
+
+def scrub_password(text: str, dsn: str) -> str:
+    """`text` with every piece (3 characters or more) of the DSN's password masked, encoded or not."""
+    secrets: list[str] = []
+    uri = _PASSWORD_IN_URI.match(dsn.strip())
+    if uri and uri["password"]:
+        secrets += [uri["password"], unquote(uri["password"])]
+    for query in _PASSWORD_IN_QUERY.finditer(dsn):
+        secrets += [query["password"], unquote(query["password"])]
+    for pair in _PASSWORD_IN_PAIRS.finditer(dsn):
+        value = pair["quoted"] if pair["quoted"] is not None else pair["bare"]
+        if value:
+            secrets.append(value)
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        pieces = {
+            secret[i:j] for i in range(len(secret)) for j in range(i + _SHORTEST_PIECE, len(secret) + 1)
+        }
+        for piece in sorted(pieces, key=len, reverse=True):
+            text = text.replace(piece, "***")
+    return text
 
 
 def _first_line(exc: BaseException) -> str:

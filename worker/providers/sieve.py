@@ -172,8 +172,8 @@ class BarSieve:
                     and isfinite(o + h + lo + c)
                     and 0 < lo <= o <= h
                     and lo <= c <= h
-                    and (type(v) is int or (type(v) is float and isfinite(v)))
-                    and v >= 0
+                    and (type(v) is int or (type(v) is float and isfinite(v) and v.is_integer()))
+                    and 0 <= v <= _EXACT_FLOAT_INT
                     and (vw is None or (type(vw) is float and isfinite(vw) and vw > 0))
                     and (n is None or (type(n) is int and 0 <= n <= _EXACT_FLOAT_INT))
                 ):
@@ -248,10 +248,18 @@ class BarSieve:
             raise _Reject("open or close outside high..low")
         if volume < 0:
             raise _Reject("negative volume")
+        # Volumes and counts are stored as bigint through a float8 staging column:
+        # only whole numbers up to 2**53 pass unchanged, anything else is lossy.
+        if volume > _EXACT_FLOAT_INT:
+            raise _Reject("volume out of range")
+        if not volume.is_integer():
+            raise _Reject("fractional volume")
         if vwap is not None and vwap <= 0:
             raise _Reject("non-positive vwap")
         if count is not None and (count < 0 or not count.is_integer()):
             raise _Reject("invalid trade_count")
+        if count is not None and count > _EXACT_FLOAT_INT:
+            raise _Reject("trade_count out of range")
         return Bar(ts, open, high, low, close, volume, vwap, None if count is None else int(count))
 
     def _check_inside_sessions(self, ts: dt.datetime) -> None:
