@@ -51,6 +51,19 @@ def test_watch_add_list_remove(dsn: str, conn: psycopg.Connection[Any]) -> None:
     )
 
 
+def test_watch_list_never_prints_control_characters(dsn: str, conn: psycopg.Connection[Any]) -> None:
+    # a name stored before add_to_watchlist refused control characters, by a plain INSERT
+    conn.execute("INSERT INTO pgbars.watchlists (name) VALUES (%s)", ("evil\x1b]0;owned\x07",))
+    conn.execute(
+        "INSERT INTO pgbars.watchlist_items (watchlist_id, symbol_id) SELECT w.id, s.id"
+        " FROM pgbars.watchlists AS w, pgbars._ensure_symbol('AAPL') AS s (id)"
+    )
+    listed = pgbars(dsn, "watch", "list")
+    assert listed.exit_code == 0, listed.output
+    assert "\x1b" not in listed.output and "\x07" not in listed.output
+    assert "evil?]0;owned?" in listed.output
+
+
 def test_bad_ticker_prints_one_line_and_adds_nothing(dsn: str, conn: psycopg.Connection[Any]) -> None:
     result = CliRunner().invoke(cli, ["watch", "add", "AAPL", "'; DROP"], env={"DATABASE_URL": dsn})
     assert result.exit_code == 1

@@ -7,6 +7,7 @@ this module only turns rows into text.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Collection, Sequence
 from decimal import Decimal
 from typing import Any
@@ -15,10 +16,18 @@ from . import db
 from .demo import DemoResult
 from .report import progress_bar
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def printable(value: object) -> str:
+    """`value` as text with control characters (terminal escapes) shown as '?'."""
+    return _CONTROL.sub("?", str(value))
+
 
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], right: Collection[str] = ()) -> str:
-    """A plain-text table; columns named in `right` are right-aligned (numbers)."""
-    cells = [[("" if r[c] is None else str(r[c])) for c in columns] for r in rows]
+    """A plain-text table; columns named in `right` are right-aligned (numbers). Cells never
+    carry control characters: a name stored before they were refused cannot drive the terminal."""
+    cells = [[("" if r[c] is None else printable(r[c])) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
 
     def line(values: Sequence[str]) -> str:

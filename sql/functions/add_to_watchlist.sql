@@ -16,9 +16,13 @@ DECLARE
     v_watchlist_id uuid;
     v_added integer;
 BEGIN
-    IF v_watchlist_name = '' OR length(v_watchlist_name) > 64 THEN
-        RAISE EXCEPTION 'invalid watchlist name %', quote_literal(left(p_watchlist, 80))
-            USING ERRCODE = '22023', HINT = 'A watchlist name has 1 to 64 characters.';
+    -- Control characters (terminal escapes among them) would reach every screen that
+    -- lists watchlists; the error shows them as '?', never raw.
+    IF v_watchlist_name = '' OR length(v_watchlist_name) > 64 OR v_watchlist_name ~ '[[:cntrl:]]' THEN
+        RAISE EXCEPTION 'invalid watchlist name %',
+            quote_literal(regexp_replace(left(p_watchlist, 80), '[[:cntrl:]]', '?', 'g'))
+            USING ERRCODE = '22023',
+            HINT = 'A watchlist name has 1 to 64 characters, none of them a control character.';
     END IF;
     INSERT INTO pgbars.watchlists (name)
     VALUES (v_watchlist_name)

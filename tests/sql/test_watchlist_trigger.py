@@ -117,6 +117,19 @@ def test_remove_keeps_jobs_and_reports_absence(conn: psycopg.Connection[Any]) ->
     assert scalar(conn, "SELECT count(*) FROM pgbars.backfill_jobs") == 1
 
 
+@pytest.mark.parametrize("name", ["tech\x1b[2J", "a\nb", "\x07bell", "tab\there"])
+def test_a_watchlist_name_with_control_characters_is_refused_without_echoing_them(
+    conn: psycopg.Connection[Any], name: str
+) -> None:
+    set_clock(conn)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="invalid watchlist name") as refused:
+        add(conn, "AAPL", name)
+    message = refused.value.diag.message_primary or ""
+    assert message.startswith("invalid watchlist name '")
+    assert not any(ord(c) < 32 or ord(c) == 127 for c in message), message
+    assert scalar(conn, "SELECT count(*) FROM pgbars.watchlists") == 0
+
+
 def test_bad_watchlist_name(conn: psycopg.Connection[Any]) -> None:
     set_clock(conn)
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="watchlist name"):
