@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,15 +33,13 @@ def _plan_every_session_at_pgbars_now() -> None:
     it the server's default pgbars.now: every session plans at it unless the test
     states another instant (a database or session setting, or its own PGBARS_NOW)."""
     instant = clock.override()
+    if instant is None:
+        return  # the server is this run's own: nothing to undo
     with psycopg.connect(
         make_conninfo(host=_server.host, port=_server.port, user="postgres", dbname="postgres"),
         autocommit=True,
     ) as admin:
-        if instant is None:
-            admin.execute("ALTER SYSTEM RESET pgbars.now")
-        else:
-            setting = sql.SQL("ALTER SYSTEM SET pgbars.now = {}").format(sql.Literal(instant.isoformat()))
-            admin.execute(setting)
+        admin.execute(sql.SQL("ALTER SYSTEM SET pgbars.now = {}").format(sql.Literal(instant.isoformat())))
         admin.execute("SELECT pg_reload_conf()")
 
 
@@ -77,6 +76,28 @@ def dsn(postgresql: psycopg.Connection[Any]) -> str:
 def server_dsn() -> Callable[[str], str]:
     """libpq URI of any database on the test server (for tests that create their own)."""
     return lambda dbname: make_conninfo(host=_server.host, port=_server.port, user="postgres", dbname=dbname)
+
+
+@pytest.fixture
+def new_database(server_dsn: Callable[[str], str]) -> Iterator[Callable[[], str]]:
+    """Creates empty databases on the test server (no pgbars schema); drops them afterwards,
+    with the `<name>_demo` databases `pgbars demo --yes` may have made beside them."""
+    created: list[str] = []
+
+    def create() -> str:
+        name = f"pgbars_test_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(server_dsn("postgres"), autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        created.append(name)
+        return server_dsn(name)
+
+    yield create
+    with psycopg.connect(server_dsn("postgres"), autocommit=True) as admin:
+        for name in created:
+            for dbname in (name, f"{name}_demo"):
+                admin.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+                )
 
 
 @pytest.fixture

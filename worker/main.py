@@ -21,14 +21,6 @@ STRICT_EXIT = 3
 
 @click.group(cls=cli_kit.Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pgbars-pipeline", prog_name="pgbars", message="%(prog)s %(version)s")
-@click.option(
-    "--debug",
-    is_flag=True,
-    expose_value=False,
-    is_eager=True,
-    callback=cli_kit.set_debug,
-    help="Show tracebacks instead of one-line errors.",
-)
 def cli() -> None:
     """pgbars keeps years of OHLC bars in Postgres and keeps them current.
 

@@ -474,8 +474,6 @@ class Worker:
             self.summary.refused[provider] = why
             log.warning(logfmt("provider_refused", provider=provider, reason=why))
 
-    # --- logging -------------------------------------------------------------------
-
 
 async def prepare(
     pool: AsyncConnectionPool, configured: Sequence[str], *, allow_demo_database: bool = False

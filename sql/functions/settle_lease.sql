@@ -39,6 +39,7 @@ secrets redacted. A lease no longer held raises PB001.
 DECLARE
     v_chunk_id bigint;
     v_provider text;
+    v_moved_to text;
     v_symbol_id uuid;
     v_timeframe text;
     v_until timestamptz;
@@ -64,11 +65,11 @@ BEGIN
             PERFORM pgbars.release_backfill_chunk(v_chunk_id, p_lease_id, NULL, p_error);
             RETURN QUERY SELECT 'released'::text, NULL::timestamptz, NULL::text;
         ELSIF p_kind = 'not_covered' THEN
-            v_provider := pgbars.reroute_backfill_chunk(v_chunk_id, p_lease_id, p_error);
+            v_moved_to := pgbars.reroute_backfill_chunk(v_chunk_id, p_lease_id, p_error);
             RETURN QUERY SELECT
-                CASE WHEN v_provider IS NULL THEN 'failed' ELSE 'rerouted' END,
+                CASE WHEN v_moved_to IS NULL THEN 'failed' ELSE 'rerouted' END,
                 NULL::timestamptz,
-                v_provider;
+                v_moved_to;
         ELSE
             v_status := pgbars.fail_backfill_chunk(v_chunk_id, p_lease_id, p_error, p_kind = 'transient');
             RETURN QUERY SELECT

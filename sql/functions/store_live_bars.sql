@@ -49,13 +49,15 @@ BEGIN
     IF p_timeframe = ANY(v_refresh.targets) THEN
         v_changed := pgbars._merge_staged_bars(p_symbol_id, p_timeframe, v_refresh.provider, TRUE);
     END IF;
-    v_bars := ARRAY(
-        SELECT
-            ROW(
-                s.ts, v_refresh.provider, s.open, s.high, s.low, s.close, s.volume, s.vwap, s.trade_count
-            )::pgbars.source_bar
-        FROM pg_temp.pgbars_staged_bars AS s
-    );
+    IF v_refresh.targets <> ARRAY[p_timeframe] THEN
+        v_bars := ARRAY(
+            SELECT
+                ROW(
+                    s.ts, v_refresh.provider, s.open, s.high, s.low, s.close, s.volume, s.vwap, s.trade_count
+                )::pgbars.source_bar
+            FROM pg_temp.pgbars_staged_bars AS s
+        );
+    END IF;
     FOREACH v_target IN ARRAY v_refresh.targets LOOP
         CONTINUE WHEN v_target = p_timeframe;
         v_changed := v_changed + pgbars._roll_up_bars(

@@ -9,8 +9,7 @@ does not count.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -23,26 +22,6 @@ from worker import clock
 from worker.main import cli
 
 DEMO = ["demo", "--ticker", "AAPL", "--ticker", "CRWD"]
-
-
-@pytest.fixture
-def new_database(server_dsn: Callable[[str], str]) -> Iterator[Callable[[], str]]:
-    """Creates empty databases on the test server (no pgbars schema); drops them and
-    their `_demo` siblings afterwards."""
-    created: list[str] = []
-
-    def create() -> str:
-        name = f"demo_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(server_dsn("postgres"), autocommit=True) as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        created.append(name)
-        return server_dsn(name)
-
-    yield create
-    with psycopg.connect(server_dsn("postgres"), autocommit=True) as admin:
-        for name in created:
-            for db in (name, f"{name}_demo"):
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
 
 
 def demo(dsn: str, *args: str) -> Any:

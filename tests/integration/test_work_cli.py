@@ -61,6 +61,14 @@ def test_runs_with_yahoo_alone_and_logs_each_chunk(
     assert any("provider name=yahoo requests=1" in line for line in lines)
 
 
+def _spy_served_qqq_unknown(db: psycopg.Connection[Any], yahoo: YahooServer) -> None:
+    """A week of SPY and of QQQ d1 from Yahoo alone; Yahoo does not know QQQ: its chunk fails."""
+    request(db, "SPY", "d1", dt.date(2024, 11, 25), dt.date(2024, 11, 29))
+    request(db, "QQQ", "d1", dt.date(2024, 11, 25), dt.date(2024, 11, 29))
+    db.execute("DELETE FROM pgbars.provider_routes WHERE provider = 'polygon'")  # no route to fall back to
+    yahoo.inject(Fault.unknown_ticker(), path_prefix="/v8/finance/chart/QQQ")
+
+
 def test_chunk_failures_still_exit_zero(dsn: str, db: psycopg.Connection[Any], yahoo: YahooServer) -> None:
     request(db, "SPY", "d1", dt.date(2024, 11, 25), dt.date(2024, 11, 29))
     db.execute("DELETE FROM pgbars.provider_routes WHERE provider = 'polygon'")  # no route to fall back to
@@ -76,10 +84,7 @@ def test_chunk_failures_still_exit_zero(dsn: str, db: psycopg.Connection[Any], y
 def test_strict_exits_3_when_a_chunk_failed_and_the_summary_says_why(
     dsn: str, db: psycopg.Connection[Any], yahoo: YahooServer, tmp_path: Path
 ) -> None:
-    request(db, "SPY", "d1", dt.date(2024, 11, 25), dt.date(2024, 11, 29))
-    request(db, "QQQ", "d1", dt.date(2024, 11, 25), dt.date(2024, 11, 29))
-    db.execute("DELETE FROM pgbars.provider_routes WHERE provider = 'polygon'")
-    yahoo.inject(Fault.unknown_ticker(), path_prefix="/v8/finance/chart/QQQ")
+    _spy_served_qqq_unknown(db, yahoo)
     summary = tmp_path / "summary.md"
 
     result = pgbars_work(dsn, {"YAHOO_BASE_URL": yahoo.base_url}, "--strict", "--summary", str(summary))
@@ -152,10 +157,7 @@ def test_bad_options_are_refused(dsn: str, args: list[str]) -> None:
 def test_summary_file_gets_a_markdown_report_appended(
     dsn: str, db: psycopg.Connection[Any], yahoo: YahooServer, tmp_path: Path
 ) -> None:
-    request(db, "SPY", "d1", dt.date(2024, 11, 25), dt.date(2024, 11, 29))
-    request(db, "QQQ", "d1", dt.date(2024, 11, 25), dt.date(2024, 11, 29))
-    db.execute("DELETE FROM pgbars.provider_routes WHERE provider = 'polygon'")
-    yahoo.inject(Fault.unknown_ticker(), path_prefix="/v8/finance/chart/QQQ")
+    _spy_served_qqq_unknown(db, yahoo)
     summary = tmp_path / "step-summary.md"
     summary.write_text("earlier step\n")
 

@@ -228,10 +228,7 @@ async def require_schema(conn: psycopg.AsyncConnection[Any]) -> None:
 
 async def ensure_schema_current(conn: psycopg.AsyncConnection[Any]) -> None:
     """Raise SchemaError unless the database has exactly this code's schema."""
-    cur = await conn.execute("SELECT to_regclass('pgbars.schema_migrations') IS NOT NULL")
-    row = await cur.fetchone()
-    if not (row and row[0]):
-        raise SchemaError("the pgbars schema is not installed: run `pgbars db upgrade`")
+    await require_schema(conn)
     cur = await conn.execute("SELECT name, checksum FROM pgbars.schema_migrations")
     stored = dict(await cur.fetchall())
     expected = {m.name: m.checksum for m in migration_files()}
