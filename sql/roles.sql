@@ -1,6 +1,9 @@
 -- Roles and grants. Applied last on every upgrade.
--- pgbars_worker: runs the pipeline through the worker functions and writes
---   bars (INSERT/UPDATE; DELETE only on the quarantine; no TRUNCATE or DDL).
+-- pgbars_worker: runs the pipeline through the worker functions. It reads
+--   every table but writes none itself, except adding rows to the staging
+--   tables: bars, the quarantine and the queue change only through the
+--   SECURITY DEFINER functions granted below (store_lease writes a lease's
+--   staged bars within its sessions), so it cannot rewrite or delete history.
 -- pgbars_reader: progress and monitoring views, status functions and the bars
 --   charts read.
 -- Both are NOLOGIN: grant them to the login role you put in DATABASE_URL.
@@ -25,45 +28,29 @@ REVOKE ALL ON ALL TABLES IN SCHEMA pgbars FROM pgbars_worker, pgbars_reader;
 GRANT USAGE ON SCHEMA pgbars TO pgbars_worker, pgbars_reader;
 
 GRANT SELECT ON ALL TABLES IN SCHEMA pgbars TO pgbars_worker;
-GRANT INSERT, UPDATE ON pgbars.ohlc_bars_v2, pgbars.rejected_bars TO pgbars_worker;
--- store_chunk_bars replaces a chunk's quarantine with its latest fetch's
-GRANT DELETE ON pgbars.rejected_bars TO pgbars_worker;
+-- a lease's bars and refused rows, COPYed in before store_lease; the worker
+-- cannot read back or change what it or another worker staged
+REVOKE SELECT ON pgbars.staged_bars, pgbars.staged_rejects FROM pgbars_worker;
+GRANT INSERT ON pgbars.staged_bars, pgbars.staged_rejects TO pgbars_worker;
+-- The worker's one path for leased work (docs/worker.md): claim_leases,
+-- store_lease, settle_lease. The functions they call (claim_backfill_chunks,
+-- complete_backfill_chunk, store_live_bars, ...) are not granted: a lease
+-- changes state only down that path.
 GRANT EXECUTE ON FUNCTION
-pgbars.claim_backfill_chunks(text, text[], integer, interval, text[]),
-pgbars.complete_backfill_chunk(bigint, uuid, integer, integer, integer),
-pgbars.fail_backfill_chunk(bigint, uuid, text, boolean),
-pgbars.release_backfill_chunk(bigint, uuid, timestamptz, text),
-pgbars.reroute_backfill_chunk(bigint, uuid, text),
-pgbars.settle_lease(uuid, text, text, interval),
 pgbars.claim_leases(text, text[], integer, interval, text[], text[]),
 pgbars.store_lease(uuid, integer),
+pgbars.settle_lease(uuid, text, text, interval),
 pgbars._session_windows(date, date),
-pgbars.store_chunk_bars(bigint, uuid, integer),
-pgbars.derive_bars(uuid, text, date, date),
--- the one write of fetched bars and the one roll-up, called by the store functions
-pgbars._merge_staged_bars(uuid, text, text, boolean),
-pgbars._roll_up_bars(uuid, text, pgbars.source_bar[], text[], boolean),
-pgbars._raise_lease_lost(bigint),
 pgbars._provider_ranking(text),
 pgbars.next_claimable_at(text[], text[]),
 pgbars.reserve_provider_call(text, text, bigint, timestamptz),
 pgbars.complete_provider_call(bigint, integer, integer, integer, text),
 pgbars.cancel_provider_call(bigint),
-pgbars.pause_provider(text, timestamptz),
 pgbars.prune_provider_calls(interval),
 pgbars.seed_backfill_for_symbol(uuid, text[], date, date, integer),
 pgbars.request_backfill(text, text[], date, date, integer),
-pgbars.roll_forward_backfills()
-TO pgbars_worker;
--- today's bars (docs/database.md, "Today's bars"): store_live_bars runs as the
--- worker (its staging tables); the refresh's state changes only through the
--- SECURITY DEFINER helpers it calls
-GRANT EXECUTE ON FUNCTION
-pgbars.claim_live_refreshes(text, text[], integer, interval, text[]),
-pgbars.store_live_bars(uuid, text, uuid, integer),
-pgbars._lock_live_refresh(uuid, text, uuid),
-pgbars._complete_live_refresh(uuid, text, uuid, integer, integer, integer, text),
-pgbars.release_live_refresh(uuid, text, uuid, text),
+pgbars.roll_forward_backfills(),
+-- today's bars (docs/database.md, "Today's bars")
 pgbars.cleanup_provisional_bars(),
 pgbars._live_session(timestamptz),
 pgbars._now()

@@ -6,10 +6,11 @@
 
 CREATE SCHEMA IF NOT EXISTS pgbars;
 
--- Tickers as exchanges print them: AAPL, BRK.B, BF-B. Upper case only;
--- functions normalise user input with pgbars.normalize_ticker().
+-- Tickers as pgbars stores them: AAPL, BRK.B. Upper case only, a share class
+-- after a dot (migration 0013); functions normalise user input, BRK-B or BRK/B
+-- included, with pgbars.normalize_ticker().
 CREATE DOMAIN pgbars.ticker AS text
-CHECK (value ~ '^[A-Z][A-Z0-9]{0,9}([.-][A-Z0-9]{1,4})?$');
+CHECK (value ~ '^[A-Z][A-Z0-9]{0,9}(\.[A-Z0-9]{1,4})?$');
 
 -- Applied migrations, and the checksum of the routine files (functions,
 -- views, triggers, grants) the database was last upgraded with.
@@ -84,6 +85,10 @@ CREATE INDEX watchlist_items_symbol_idx ON pgbars.watchlist_items (symbol_id);
 -- window_margin is added to window_length when spacing calls, so that
 -- network latency cannot squeeze one call too many into the provider's
 -- own view of the window.
+-- unreachable_streak: the provider's consecutive calls without any HTTP
+-- answer (its circuit breaker: paused from the third, see settle_lease);
+-- an answered call resets it. retry_backoff: the first wait after a
+-- transient failure, doubling per attempt (_retry_backoff).
 CREATE TABLE pgbars.providers (
     name text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]*$'),
     calls_per_window integer NOT NULL CHECK (calls_per_window > 0),
@@ -91,7 +96,9 @@ CREATE TABLE pgbars.providers (
     window_margin interval NOT NULL DEFAULT '1 second' CHECK (window_margin >= interval '0'),
     request_capacity integer NOT NULL CHECK (request_capacity > 0),
     paused_until timestamptz,
-    enabled boolean NOT NULL DEFAULT TRUE
+    enabled boolean NOT NULL DEFAULT TRUE,
+    unreachable_streak integer NOT NULL DEFAULT 0 CHECK (unreachable_streak >= 0),
+    retry_backoff interval NOT NULL DEFAULT '1 minute' CHECK (retry_backoff > interval '0')
 );
 
 INSERT INTO pgbars.providers (name, calls_per_window, window_length, request_capacity) VALUES
@@ -382,3 +389,43 @@ CREATE TYPE pgbars.source_bar AS (
     vwap double precision,
     trade_count bigint
 );
+
+-- Staging, shared and keyed by lease: the worker COPYs a lease's bars and
+-- refused rows here inside the transaction that stores them (store_lease,
+-- SECURITY DEFINER, reads and deletes them), so the worker role needs no
+-- write privilege on the bars, and nothing lives in a session between
+-- transactions (a transaction-mode connection pooler hands each transaction
+-- any server connection). UNLOGGED: rows never outlive their transaction.
+CREATE UNLOGGED TABLE pgbars.staged_bars (
+    lease_id uuid NOT NULL,
+    ts timestamptz NOT NULL,
+    open double precision NOT NULL,
+    high double precision NOT NULL,
+    low double precision NOT NULL,
+    close double precision NOT NULL,
+    volume double precision NOT NULL,
+    vwap double precision,
+    trade_count bigint
+);
+
+CREATE INDEX staged_bars_lease_idx ON pgbars.staged_bars (lease_id);
+
+CREATE UNLOGGED TABLE pgbars.staged_rejects (
+    lease_id uuid NOT NULL,
+    ts timestamptz,
+    raw jsonb NOT NULL,
+    reason text NOT NULL
+);
+
+CREATE INDEX staged_rejects_lease_idx ON pgbars.staged_rejects (lease_id);
+
+-- Whether pgbars.now (the planning clock's override, pgbars._now) is honoured
+-- in sessions of logins without the schema owner's rights: the worker and
+-- reader roles. Off, so only the owner (and superusers) may plan at another
+-- instant; a test database turns it on. One row; only the owner may change it.
+CREATE TABLE pgbars.planning_clock (
+    id boolean PRIMARY KEY DEFAULT TRUE CHECK (id),
+    allow_override boolean NOT NULL DEFAULT FALSE
+);
+
+INSERT INTO pgbars.planning_clock DEFAULT VALUES;

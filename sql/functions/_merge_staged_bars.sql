@@ -1,5 +1,8 @@
--- Merge the bars a worker staged in its session into ohlc_bars_v2: history and live bars alike.
+-- Merge the bars a worker staged for a lease into ohlc_bars_v2: history and live bars alike.
 CREATE OR REPLACE FUNCTION pgbars._merge_staged_bars(
+    p_lease_id uuid,
+    p_first_session date,
+    p_last_session date,
     p_symbol_id uuid,
     p_timeframe text,
     p_provider text,
@@ -15,9 +18,15 @@ AS $$
 The one write of fetched bars: store_chunk_bars (history, p_provisional
 false) and store_live_bars (today's bars, true) both call it, inside the
 worker's transaction, after the worker COPYed the validated bars into
-pg_temp.pgbars_staged_bars. Bars are merged on the table's key; a row whose
+pgbars.staged_bars under the lease's id. Bars are merged on the table's key; a row whose
 values did not change is not rewritten (no dead tuple, fetched_at kept), so
 re-fetching a range costs reads only. Returns the bars inserted or updated.
+
+Two rules keep a worker (or a faulty one) from losing stored history: a
+staged bar outside the lease's sessions (00:00 New York of the Monday of
+the first session's week up to the end of the last session's day) raises
+22023 and nothing of the lease is stored, and a provisional bar never
+replaces a history bar (is_provisional false) of the same key.
 
 MERGE rather than INSERT ... ON CONFLICT: new rows are plain inserts (no
 speculative insertion) and the existing rows are read once, as one index
@@ -25,14 +34,24 @@ range (the ts bounds keep it to the staged range, not the symbol's whole
 history), instead of one probe per row. Measured in docs/benchmarks.md. A
 lease gives its rows one writer; were another transaction to insert the
 same key meanwhile, this raises unique_violation and the worker retries.
-SECURITY INVOKER: the staging table belongs to the caller's role.
+Called by the SECURITY DEFINER store functions only; the worker role
+cannot execute it, nor write the bars itself.
 */
 DECLARE
     v_first_ts timestamptz;
     v_last_ts timestamptz;
     v_changed integer;
+    v_from timestamptz := date_trunc('week', p_first_session)::timestamp AT TIME ZONE 'America/New_York';
+    v_to timestamptz := (p_last_session + 1)::timestamp AT TIME ZONE 'America/New_York';
 BEGIN
-    SELECT min(s.ts), max(s.ts) INTO v_first_ts, v_last_ts FROM pg_temp.pgbars_staged_bars AS s;
+    SELECT min(s.ts), max(s.ts) INTO v_first_ts, v_last_ts
+    FROM pgbars.staged_bars AS s
+    WHERE s.lease_id = p_lease_id;
+    IF v_first_ts < v_from OR v_last_ts >= v_to THEN
+        RAISE EXCEPTION 'a staged bar at % is outside the lease''s sessions (% to %): nothing stored',
+            CASE WHEN v_first_ts < v_from THEN v_first_ts ELSE v_last_ts END, p_first_session, p_last_session
+            USING ERRCODE = '22023';
+    END IF;
 
     MERGE INTO pgbars.ohlc_bars_v2 AS b
     USING (
@@ -45,7 +64,8 @@ BEGIN
             s.volume::bigint AS volume,
             s.vwap,
             s.trade_count
-        FROM pg_temp.pgbars_staged_bars AS s
+        FROM pgbars.staged_bars AS s
+        WHERE s.lease_id = p_lease_id
     ) AS s
         ON
             b.symbol_id = p_symbol_id
@@ -54,6 +74,8 @@ BEGIN
             AND NOT b.is_forecast
             AND b.ts = s.ts
             AND b.ts BETWEEN v_first_ts AND v_last_ts
+    WHEN MATCHED AND p_provisional AND NOT b.is_provisional THEN
+        DO NOTHING
     WHEN MATCHED AND (
         b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count, b.is_provisional, b.adjustment
     ) IS DISTINCT FROM (
@@ -84,6 +106,7 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION pgbars._merge_staged_bars(uuid, text, text, boolean) IS
-'Merges the caller''s pg_temp.pgbars_staged_bars into ohlc_bars_v2 under one symbol, timeframe and provider '
-'(history or provisional); unchanged rows are not rewritten. Returns the bars inserted or updated.';
+COMMENT ON FUNCTION pgbars._merge_staged_bars(uuid, date, date, uuid, text, text, boolean) IS
+'Merges a lease''s rows of pgbars.staged_bars into ohlc_bars_v2 under one symbol, timeframe and provider '
+'(history or provisional); unchanged rows are not rewritten, a provisional bar never replaces history, '
+'a bar outside the lease''s sessions raises. Returns the bars inserted or updated.';

@@ -30,9 +30,10 @@ close of its last, high/low extremes, volume and trade_count summed
 over the bars with a vwap and volume > 0 (NULL when there is none).
 
 It is stored under every provider with source bars in the bucket (normally
-one), with is_provisional = p_provisional; unchanged bars are not rewritten.
-Returns the bars inserted or updated. SECURITY INVOKER: its callers write
-bars with their own rights.
+one), with is_provisional = p_provisional; unchanged bars are not rewritten,
+and a provisional bar never replaces a history bar. Returns the bars
+inserted or updated. SECURITY INVOKER: called by derive_bars and the
+SECURITY DEFINER store functions, never by the worker role itself.
 */
 DECLARE
     v_target record;
@@ -132,7 +133,9 @@ BEGIN
             adjustment = excluded.adjustment,
             fetched_at = excluded.fetched_at
         WHERE
-            (b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count, b.is_provisional, b.adjustment)
+            -- a provisional bar never replaces a history bar
+            (b.is_provisional OR NOT excluded.is_provisional)
+            AND (b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count, b.is_provisional, b.adjustment)
             IS DISTINCT FROM
             (
                 excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume,

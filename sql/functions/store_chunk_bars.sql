@@ -7,16 +7,15 @@ CREATE OR REPLACE FUNCTION pgbars.store_chunk_bars(
 RETURNS TABLE (bars_written integer, bars_changed integer, bars_rejected integer)
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pgbars, pg_temp
 AS $$
 /*
 The write half of a chunk, inside the worker's transaction. The worker has
-COPYed the validated bars into pg_temp.pgbars_staged_bars and the rows it
-refused into pg_temp.pgbars_staged_rejects (both ON COMMIT DELETE ROWS).
-SECURITY INVOKER: the staging tables belong to the caller's role, which
-only it can read; it needs INSERT/UPDATE on the bars and INSERT/DELETE on
-the quarantine (pgbars_worker has them). The lease is checked first and
+COPYed the validated bars into pgbars.staged_bars and the rows it refused
+into pgbars.staged_rejects, under the lease's id; this function reads them,
+and deletes them before it returns. SECURITY DEFINER: the worker role may
+only add staged rows, never write bars or the quarantine itself. The lease is checked first and
 again by complete_backfill_chunk at the end, whose PB001 aborts the whole
 transaction: a worker that lost its lease writes nothing.
 Bars are merged by _merge_staged_bars (the one write of fetched bars: a
@@ -43,8 +42,11 @@ BEGIN
         PERFORM pgbars._raise_lease_lost(p_chunk_id);
     END IF;
 
-    SELECT count(*) INTO v_written FROM pg_temp.pgbars_staged_bars;
-    v_changed := pgbars._merge_staged_bars(v_chunk.symbol_id, v_chunk.timeframe, v_chunk.provider, FALSE);
+    SELECT count(*) INTO v_written FROM pgbars.staged_bars AS s WHERE s.lease_id = p_lease_id;
+    v_changed := pgbars._merge_staged_bars(
+        p_lease_id, v_chunk.first_session, v_chunk.last_session,
+        v_chunk.symbol_id, v_chunk.timeframe, v_chunk.provider, FALSE
+    );
 
     -- Derived bars cost no request: recomputed here from the bars just stored
     -- (and, for w1, the rest of their weeks). Without derived jobs, one lookup.
@@ -53,8 +55,11 @@ BEGIN
     DELETE FROM pgbars.rejected_bars AS r WHERE r.chunk_id = p_chunk_id;
     INSERT INTO pgbars.rejected_bars (chunk_id, symbol_id, timeframe, provider, ts, raw, reason)
     SELECT p_chunk_id, v_chunk.symbol_id, v_chunk.timeframe, v_chunk.provider, s.ts, s.raw, s.reason
-    FROM pg_temp.pgbars_staged_rejects AS s;
+    FROM pgbars.staged_rejects AS s
+    WHERE s.lease_id = p_lease_id;
     GET DIAGNOSTICS v_rejected = ROW_COUNT;
+    DELETE FROM pgbars.staged_bars AS s WHERE s.lease_id = p_lease_id;
+    DELETE FROM pgbars.staged_rejects AS s WHERE s.lease_id = p_lease_id;
 
     PERFORM pgbars.complete_backfill_chunk(p_chunk_id, p_lease_id, v_written, v_rejected, p_requests);
     RETURN QUERY SELECT v_written, v_changed, v_rejected;
@@ -62,6 +67,6 @@ END;
 $$;
 
 COMMENT ON FUNCTION pgbars.store_chunk_bars(bigint, uuid, integer) IS
-'Merges the bars the worker staged in pg_temp.pgbars_staged_bars (unchanged rows are not rewritten), '
-'quarantines pg_temp.pgbars_staged_rejects in rejected_bars and marks the leased chunk done, in the '
+'Merges the bars the worker staged for the lease in pgbars.staged_bars (unchanged rows are not rewritten), '
+'quarantines its pgbars.staged_rejects in rejected_bars and marks the leased chunk done, in the '
 'caller''s transaction. Returns bars written, changed and rejected; raises PB001 without the lease.';

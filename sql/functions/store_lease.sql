@@ -6,15 +6,16 @@ CREATE OR REPLACE FUNCTION pgbars.store_lease(
 RETURNS TABLE (bars_written integer, bars_changed integer, bars_rejected integer)
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pgbars, pg_temp
 AS $$
 /*
 The worker's one store: the lease names its work, a history chunk
 (store_chunk_bars) or a live refresh (store_live_bars), which write the
-staged bars (pg_temp.pgbars_staged_bars, pgbars_staged_rejects) and end the
-lease. Raises PB001 when the lease is no longer held. SECURITY INVOKER:
-the staging tables are the caller's (the worker role reads the lease state).
+bars the worker staged under the lease's id (pgbars.staged_bars,
+staged_rejects), delete them and end the lease. Raises PB001 when the lease
+is no longer held. SECURITY DEFINER: the worker role writes bars only
+through this function, within its lease's sessions.
 */
 DECLARE
     v_chunk_id bigint;

@@ -8,13 +8,15 @@ CREATE OR REPLACE FUNCTION pgbars.store_live_bars(
 RETURNS TABLE (bars_written integer, bars_changed integer, bars_rejected integer)
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pgbars, pg_temp
 AS $$
 /*
 The write half of a live refresh, inside the worker's transaction, like
 store_chunk_bars: the worker has COPYed today's bars of p_timeframe into
-pg_temp.pgbars_staged_bars and refused rows into pg_temp.pgbars_staged_rejects.
+pgbars.staged_bars and refused rows into pgbars.staged_rejects under the
+lease's id; they are deleted before this returns. SECURITY DEFINER, like
+store_chunk_bars: the worker role cannot write bars itself.
 Every timeframe in the refresh's targets is stored under the live provider
 with is_provisional = TRUE (provisional): the fetched timeframe as it came
 (_merge_staged_bars, the one write of fetched bars), the others rolled up
@@ -42,12 +44,15 @@ BEGIN
     -- Locked until commit, so no claim can hand it to another worker meanwhile.
     SELECT * INTO v_refresh FROM pgbars._lock_live_refresh(p_symbol_id, p_timeframe, p_lease_id);
 
-    SELECT count(*) INTO v_written FROM pg_temp.pgbars_staged_bars;
+    SELECT count(*) INTO v_written FROM pgbars.staged_bars AS s WHERE s.lease_id = p_lease_id;
 
     -- The fetched timeframe as it came, the other targets rolled up from the same answer.
     v_changed := 0;
     IF p_timeframe = ANY(v_refresh.targets) THEN
-        v_changed := pgbars._merge_staged_bars(p_symbol_id, p_timeframe, v_refresh.provider, TRUE);
+        v_changed := pgbars._merge_staged_bars(
+            p_lease_id, v_refresh.session_date, v_refresh.session_date,
+            p_symbol_id, p_timeframe, v_refresh.provider, TRUE
+        );
     END IF;
     IF v_refresh.targets <> ARRAY[p_timeframe] THEN
         v_bars := ARRAY(
@@ -55,7 +60,8 @@ BEGIN
                 ROW(
                     s.ts, v_refresh.provider, s.open, s.high, s.low, s.close, s.volume, s.vwap, s.trade_count
                 )::pgbars.source_bar
-            FROM pg_temp.pgbars_staged_bars AS s
+            FROM pgbars.staged_bars AS s
+            WHERE s.lease_id = p_lease_id
         );
     END IF;
     FOREACH v_target IN ARRAY v_refresh.targets LOOP
@@ -77,8 +83,11 @@ BEGIN
         );
     INSERT INTO pgbars.rejected_bars (chunk_id, symbol_id, timeframe, provider, ts, raw, reason)
     SELECT NULL, p_symbol_id, p_timeframe, v_refresh.provider, s.ts, s.raw, s.reason
-    FROM pg_temp.pgbars_staged_rejects AS s;
+    FROM pgbars.staged_rejects AS s
+    WHERE s.lease_id = p_lease_id;
     GET DIAGNOSTICS v_rejected = ROW_COUNT;
+    DELETE FROM pgbars.staged_bars AS s WHERE s.lease_id = p_lease_id;
+    DELETE FROM pgbars.staged_rejects AS s WHERE s.lease_id = p_lease_id;
 
     -- No row at all, well into the regular session, and no bar from this provider
     -- earlier today: it does not serve the symbol (one empty answer after bars is

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 # 2025-01-02 12:00 New York: the last completed session is 2024-12-31, so a
 # default 2-year window is 2023-01-01 .. 2024-12-31 (502 XNYS sessions).
@@ -57,3 +59,26 @@ def chunk(conn: psycopg.Connection[Any], chunk_id: int) -> dict[str, Any]:
     row = cur.execute("SELECT * FROM pgbars.backfill_chunks WHERE id = %s", (chunk_id,)).fetchone()
     assert row is not None
     return row
+
+
+def stage(
+    conn: psycopg.Connection[Any],
+    lease_id: Any,
+    bars: Iterable[Sequence[Any]] = (),
+    rejects: Iterable[tuple[Any, dict[str, object], str]] = (),
+) -> None:
+    """What the worker COPYs before store_lease: a lease's bars (ts, open, high, low, close,
+    volume[, vwap[, trade_count]]) and refused rows (ts, raw, reason), under its id."""
+    cur = conn.cursor()
+    rows = [(lease_id, *bar, *[None] * (8 - len(bar))) for bar in bars]
+    if rows:
+        cur.executemany(
+            "INSERT INTO pgbars.staged_bars (lease_id, ts, open, high, low, close, volume, vwap, trade_count)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            rows,
+        )
+    refused = [(lease_id, ts, Jsonb(raw), reason) for ts, raw, reason in rejects]
+    if refused:
+        cur.executemany(
+            "INSERT INTO pgbars.staged_rejects (lease_id, ts, raw, reason) VALUES (%s, %s, %s, %s)", refused
+        )

@@ -17,8 +17,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.sql.helpers import scalar, seed, set_clock
-from tests.sql.test_store_chunk_bars import BARS, claim_one, create_staging, store, symbol_id
+from tests.sql.helpers import scalar, seed, set_clock, stage
+from tests.sql.test_store_chunk_bars import BARS, claim_one, store, symbol_id
 
 INSERT = (
     "INSERT INTO pgbars.ohlc_bars_v2 (symbol_id, timeframe, ts, provider, open, high, low, close, volume)"
@@ -244,12 +244,7 @@ def test_deleting_a_symbol_waits_for_a_chunk_being_stored_and_takes_its_bars(
     row = claim_one(conn)
     writer = connect()
     writer.autocommit = False
-    create_staging(writer)
-    writer.cursor().executemany(
-        "INSERT INTO pg_temp.pgbars_staged_bars (ts, open, high, low, close, volume, vwap, trade_count)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-        BARS,
-    )
+    stage(writer, row["lease_id"], BARS)
     writer.execute("SELECT * FROM pgbars.store_chunk_bars(%s, %s)", (one_chunk, row["lease_id"]))
     # not committed: the symbol is held FOR KEY SHARE
     errors: list[BaseException] = []
@@ -343,11 +338,15 @@ def test_pausing_a_provider_does_not_wait_for_bar_writes(conn: psycopg.Connectio
     writer.rollback()
 
 
-def test_the_worker_role_writes_bars_without_privileges_on_the_referenced_tables(
+def test_the_reference_checks_hold_for_bars_the_owner_writes_for_the_worker(
     conn: psycopg.Connection[Any],
 ) -> None:
+    # The worker role writes bars only through the SECURITY DEFINER store
+    # functions (test_roles); a direct INSERT is refused before any check.
     symbol = add_symbol(conn, "AAPL")
     with conn.transaction(force_rollback=True):
         conn.execute("SET LOCAL ROLE pgbars_worker")
-        conn.execute(INSERT, (symbol, "h1", TS, "polygon"))
-        refused(conn, INSERT, (uuid.uuid4(), "h1", TS, "polygon"))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(INSERT, (symbol, "h1", TS, "polygon"))
+    conn.execute(INSERT, (symbol, "h1", TS, "polygon"))
+    refused(conn, INSERT, (uuid.uuid4(), "h1", TS, "polygon"))

@@ -9,8 +9,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.sql.helpers import scalar, seed, set_clock
-from worker.db.queue import _STAGING_DDL
+from tests.sql.helpers import scalar, seed, set_clock, stage
 
 IN_SESSION = "2025-01-02 12:00 America/New_York"
 
@@ -90,18 +89,11 @@ def test_store_lease_stores_either_kind_and_refuses_a_lost_lease(conn: psycopg.C
     set_clock(conn, IN_SESSION)
     conn.execute("SELECT pgbars.add_to_watchlist('AAPL')")
     live, history = claim(conn, ["live"], ["tradier"])[0], claim(conn, ["history"], ["polygon"], 1)[0]
-    for statement in _STAGING_DDL:
-        conn.execute(statement)
     bar = (dt.datetime(2024, 12, 31, 15, tzinfo=dt.UTC), 10.0, 11.0, 9.0, 10.5, 100.0, 10.2, 5)
     today = (dt.datetime(2025, 1, 2, 15, tzinfo=dt.UTC), 10.0, 11.0, 9.0, 10.5, 100.0, 10.2, 5)
     for lease, row in ((history, bar), (live, today)):
         with conn.transaction():
-            conn.execute(
-                "INSERT INTO pg_temp.pgbars_staged_bars"
-                " (ts, open, high, low, close, volume, vwap, trade_count)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                row,
-            )
+            stage(conn, lease["lease_id"], [row])
             written = conn.execute("SELECT * FROM pgbars.store_lease(%s)", (lease["lease_id"],)).fetchone()
         assert written == (1, 1, 0)
     assert (

@@ -21,8 +21,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.sql.helpers import chunks, scalar, seed, set_clock
-from worker.db.queue import _STAGING_DDL
+from tests.sql.helpers import chunks, scalar, seed, set_clock, stage
 from worker.emulator import synthetic
 from worker.providers.grid import is_on_grid
 
@@ -47,11 +46,6 @@ class Bar:
 
 def enable_w1(conn: psycopg.Connection[Any]) -> None:
     conn.execute("UPDATE pgbars.derived_routes SET enabled = true WHERE timeframe = 'w1'")
-
-
-def create_staging(conn: psycopg.Connection[Any]) -> None:
-    for statement in _STAGING_DDL:
-        conn.execute(statement)
 
 
 def claim_all(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
@@ -80,15 +74,13 @@ def store(
         bars = source_bars(
             claimed["ticker"], claimed["timeframe"], claimed["first_session"], claimed["last_session"]
         )
-    create_staging(conn)
     with conn.transaction():
-        cur = conn.cursor()
-        cur.executemany(
-            "INSERT INTO pg_temp.pgbars_staged_bars (ts, open, high, low, close, volume, vwap, trade_count)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        stage(
+            conn,
+            claimed["lease_id"],
             [(b.ts, b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count) for b in bars],
         )
-        row = cur.execute(
+        row = conn.execute(
             "SELECT bars_written, bars_changed, bars_rejected FROM pgbars.store_chunk_bars(%s, %s)",
             (claimed["chunk_id"], claimed["lease_id"]),
         ).fetchone()
@@ -418,14 +410,13 @@ def test_two_chunks_of_one_week_stored_at_once_still_give_the_whole_week(
     claimed = claim_all(conn)
     assert len(claimed) == 2
     first_conn, second_conn = connect(), connect()
-    create_staging(first_conn)
     errors: list[BaseException] = []
 
     with first_conn.transaction():
         bars = source_bars(TICKER, "d1", claimed[0]["first_session"], claimed[0]["last_session"])
-        first_conn.cursor().executemany(
-            "INSERT INTO pg_temp.pgbars_staged_bars (ts, open, high, low, close, volume, vwap, trade_count)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        stage(
+            first_conn,
+            claimed[0]["lease_id"],
             [(b.ts, b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count) for b in bars],
         )
         first_conn.execute(
@@ -578,13 +569,22 @@ def test_the_worker_role_stores_and_derives(conn: psycopg.Connection[Any]) -> No
     seed(conn, TICKER, ["h4"], start=dt.date(2024, 12, 2), end=dt.date(2024, 12, 6))
     conn.execute("SET ROLE pgbars_worker")
     try:
-        fetch_everything(conn)
-        assert (
-            scalar(
-                conn, "SELECT pgbars.derive_bars(%s, 'h1', '2024-12-02', '2024-12-06')", (symbol_id(conn),)
-            )
-            == 0
+        claim = (
+            "SELECT * FROM pgbars.claim_leases('w', '{polygon,yahoo}', 100, '5 minutes', NULL, '{history}')"
         )
+        while claimed := conn.cursor(row_factory=dict_row).execute(claim).fetchall():
+            for c in claimed:
+                bars = source_bars(c["ticker"], c["timeframe"], c["first_session"], c["last_session"])
+                with conn.transaction():
+                    stage(
+                        conn, c["lease_id"], [(b.ts, b.open, b.high, b.low, b.close, b.volume) for b in bars]
+                    )
+                    conn.execute("SELECT * FROM pgbars.store_lease(%s)", (c["lease_id"],))
+        # deriving is the store's business: the worker role cannot call it on its own
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(
+                "SELECT pgbars.derive_bars(%s, 'h1', '2024-12-02', '2024-12-06')", (symbol_id(conn),)
+            )
     finally:
         conn.execute("RESET ROLE")
     assert len(stored(conn, "h4")) == 20

@@ -19,10 +19,8 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
-from tests.sql.helpers import scalar, set_clock
-from worker.db.queue import _STAGING_DDL
+from tests.sql.helpers import scalar, set_clock, stage
 from worker.emulator import synthetic
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -57,20 +55,14 @@ def store(
     rejects: Sequence[tuple[dt.datetime | None, dict[str, object], str]] = (),
 ) -> tuple[int, int, int]:
     """What the worker does with a live answer: stage it, store_live_bars, one transaction."""
-    for statement in _STAGING_DDL:
-        conn.execute(statement)
     with conn.transaction():
-        cur = conn.cursor()
-        cur.executemany(
-            "INSERT INTO pg_temp.pgbars_staged_bars (ts, open, high, low, close, volume, vwap, trade_count)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        stage(
+            conn,
+            refresh["lease_id"],
             [(b.ts, b.open, b.high, b.low, b.close, b.volume, b.vwap, None) for b in bars],
+            rejects,
         )
-        cur.executemany(
-            "INSERT INTO pg_temp.pgbars_staged_rejects (ts, raw, reason) VALUES (%s, %s, %s)",
-            [(ts, Jsonb(raw), reason) for ts, raw, reason in rejects],
-        )
-        row = cur.execute(
+        row = conn.execute(
             "SELECT bars_written, bars_changed, bars_rejected FROM pgbars.store_live_bars(%s, %s, %s)",
             (refresh["symbol_id"], refresh["timeframe"], refresh["lease_id"]),
         ).fetchone()
@@ -354,10 +346,18 @@ def test_the_worker_role_stores_through_the_functions_only(session: psycopg.Conn
     (refresh,) = claim(session)
     session.execute("SET ROLE pgbars_worker")
     try:
-        written, _, _ = store(
-            session, refresh, m15_until("AAPL", dt.datetime(2025, 1, 2, 12, tzinfo=NEW_YORK))
-        )
-        assert written == 32  # 04:00 to 11:45
+        bars = m15_until("AAPL", dt.datetime(2025, 1, 2, 12, tzinfo=NEW_YORK))
+        with session.transaction():
+            stage(
+                session, refresh["lease_id"], [(b.ts, b.open, b.high, b.low, b.close, b.volume) for b in bars]
+            )
+            row = session.execute("SELECT * FROM pgbars.store_lease(%s)", (refresh["lease_id"],)).fetchone()
+        assert row is not None and row[0] == 32  # 04:00 to 11:45
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            session.execute(
+                "SELECT * FROM pgbars.store_live_bars(%s, %s, %s)",
+                (refresh["symbol_id"], refresh["timeframe"], refresh["lease_id"]),
+            )
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             session.execute("UPDATE pgbars.live_refreshes SET lease_id = NULL")
     finally:
@@ -435,12 +435,10 @@ def store_history(
         for b in synthetic.bars("AAPL", "h1", chunk["first_session"], chunk["last_session"])
         if b.ts.astimezone(NEW_YORK).hour not in drop_hours
     ]
-    for statement in _STAGING_DDL:
-        conn.execute(statement)
     with conn.transaction():
-        conn.cursor().executemany(
-            "INSERT INTO pg_temp.pgbars_staged_bars (ts, open, high, low, close, volume, vwap, trade_count)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        stage(
+            conn,
+            chunk["lease_id"],
             [(b.ts, b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count) for b in bars],
         )
         conn.execute("SELECT pgbars.store_chunk_bars(%s, %s)", (chunk["chunk_id"], chunk["lease_id"]))
@@ -528,8 +526,6 @@ def test_a_symbol_deleted_while_its_live_bars_are_stored_waits_and_does_not_dead
     (refresh,) = claim(session)
     storing = connect()
     set_clock(storing, IN_SESSION)
-    for statement in _STAGING_DDL:
-        storing.execute(statement)
     deleter = connect()
     outcome: dict[str, object] = {}
 
@@ -549,11 +545,7 @@ def test_a_symbol_deleted_while_its_live_bars_are_stored_waits_and_does_not_dead
         worker.start()
         time.sleep(0.5)  # the DELETE now waits for the symbol's key share
         assert outcome == {}
-        storing.execute(
-            "INSERT INTO pg_temp.pgbars_staged_bars (ts, open, high, low, close, volume)"
-            " VALUES (%s, 1, 1, 1, 1, 1)",
-            (dt.datetime(2025, 1, 2, 10, tzinfo=NEW_YORK),),
-        )
+        stage(storing, refresh["lease_id"], [(dt.datetime(2025, 1, 2, 10, tzinfo=NEW_YORK), 1, 1, 1, 1, 1)])
         storing.execute(
             "SELECT * FROM pgbars.store_live_bars(%s, %s, %s)",
             (refresh["symbol_id"], refresh["timeframe"], refresh["lease_id"]),

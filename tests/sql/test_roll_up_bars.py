@@ -8,14 +8,15 @@ the same merge. Tested here through both real paths on the same input.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg.rows import dict_row
 
+from tests.sql import helpers
 from tests.sql.helpers import scalar, seed, set_clock
-from worker.db.queue import _STAGING_DDL
 
 NEW_YORK = ZoneInfo("America/New_York")
 SESSION = dt.date(2025, 1, 2)
@@ -40,14 +41,20 @@ H1: list[Row] = [
 ]
 
 
-def stage(conn: psycopg.Connection[Any], rows: list[Row]) -> None:
-    for statement in _STAGING_DDL:
-        conn.execute(statement)
-    conn.cursor().executemany(
-        "INSERT INTO pg_temp.pgbars_staged_bars (ts, open, high, low, close, volume, vwap, trade_count)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-        rows,
-    )
+LEASE = uuid.uuid4()  # staged rows of a lease this test merges itself
+MERGE = "SELECT pgbars._merge_staged_bars(%s, %s, %s, %s, 'h1', %s, %s)"
+
+
+def stage(conn: psycopg.Connection[Any], rows: list[Row], lease: Any = LEASE) -> None:
+    helpers.stage(conn, lease, rows)
+
+
+def merge(conn: psycopg.Connection[Any], symbol: Any, provider: str, provisional: bool) -> Any:
+    """The one write of fetched bars, over the rows staged under LEASE (whose session is SESSION);
+    then the staged rows go, as store_lease deletes them."""
+    changed = scalar(conn, MERGE, (LEASE, SESSION, SESSION, symbol, provider, provisional))
+    conn.execute("DELETE FROM pgbars.staged_bars WHERE lease_id = %s", (LEASE,))
+    return changed
 
 
 def h4(conn: psycopg.Connection[Any], provider: str) -> list[tuple[Any, ...]]:
@@ -69,7 +76,7 @@ def test_derived_and_live_roll_ups_agree_on_the_same_bars(conn: psycopg.Connecti
     )
     assert chunk is not None and chunk["timeframe"] == "h1"
     with conn.transaction():
-        stage(conn, H1)
+        stage(conn, H1, chunk["lease_id"])
         conn.execute("SELECT pgbars.store_chunk_bars(%s, %s)", (chunk["chunk_id"], chunk["lease_id"]))
 
     # Live: the same h1 bars as today's answer of a live route serving h1 (store_live_bars).
@@ -86,7 +93,7 @@ def test_derived_and_live_roll_ups_agree_on_the_same_bars(conn: psycopg.Connecti
     )
     assert refresh is not None and refresh["timeframe"] == "h1" and "h4" in refresh["targets"]
     with conn.transaction():
-        stage(conn, H1)
+        stage(conn, H1, refresh["lease_id"])
         conn.execute(
             "SELECT pgbars.store_live_bars(%s, %s, %s)",
             (refresh["symbol_id"], refresh["timeframe"], refresh["lease_id"]),
@@ -108,16 +115,16 @@ def test_history_and_live_bars_are_merged_by_the_one_write(conn: psycopg.Connect
     symbol = scalar(conn, "INSERT INTO pgbars.symbols (ticker) VALUES ('AAPL') RETURNING id")
     with conn.transaction():
         stage(conn, H1[:2])
-        assert scalar(conn, "SELECT pgbars._merge_staged_bars(%s, 'h1', 'polygon', false)", (symbol,)) == 2
+        assert merge(conn, symbol, "polygon", False) == 2
     with conn.transaction():
         stage(conn, H1[:2])  # unchanged: nothing rewritten
-        assert scalar(conn, "SELECT pgbars._merge_staged_bars(%s, 'h1', 'polygon', false)", (symbol,)) == 0
+        assert merge(conn, symbol, "polygon", False) == 0
     with conn.transaction():
         stage(conn, [(H1[0][0], 10.0, 10.5, 9.8, 10.25, 1000, 10.1, 20)])  # one bar corrected
-        assert scalar(conn, "SELECT pgbars._merge_staged_bars(%s, 'h1', 'polygon', false)", (symbol,)) == 1
+        assert merge(conn, symbol, "polygon", False) == 1
     with conn.transaction():
         stage(conn, H1[:1])
-        assert scalar(conn, "SELECT pgbars._merge_staged_bars(%s, 'h1', 'tradier', true)", (symbol,)) == 1
+        assert merge(conn, symbol, "tradier", True) == 1
     rows = conn.execute(
         "SELECT provider, close, is_provisional FROM pgbars.ohlc_bars_v2 WHERE ts = %s ORDER BY provider",
         (H1[0][0],),

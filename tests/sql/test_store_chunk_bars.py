@@ -11,10 +11,9 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
-from tests.sql.helpers import chunk, chunks, scalar, seed, set_clock
-from worker.db.queue import _STAGING_DDL
+from tests.sql.helpers import chunk, chunks, scalar, seed, set_clock, stage
+from tests.sql.test_roles import refused
 
 # ts, open, high, low, close, volume, vwap, trade_count
 Bar = tuple[dt.datetime, float, float, float, float, float, float | None, int | None]
@@ -49,12 +48,6 @@ def claim_one(conn: psycopg.Connection[Any], worker: str = "worker-a") -> dict[s
     return row
 
 
-def create_staging(conn: psycopg.Connection[Any]) -> None:
-    """The worker's session temp tables, exactly as worker.db creates them."""
-    for statement in _STAGING_DDL:
-        conn.execute(statement)
-
-
 def store(
     conn: psycopg.Connection[Any],
     chunk_id: int,
@@ -64,22 +57,9 @@ def store(
     requests: int = 1,
 ) -> tuple[int, int, int]:
     """Stage and store in one transaction, as the worker does; returns (written, changed, rejected)."""
-    create_staging(conn)
     with conn.transaction():
-        cur = conn.cursor()
-        if bars:
-            cur.executemany(
-                "INSERT INTO pg_temp.pgbars_staged_bars"
-                " (ts, open, high, low, close, volume, vwap, trade_count)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                bars,
-            )
-        if rejects:
-            cur.executemany(
-                "INSERT INTO pg_temp.pgbars_staged_rejects (ts, raw, reason) VALUES (%s, %s, %s)",
-                [(ts, Jsonb(raw), reason) for ts, raw, reason in rejects],
-            )
-        row = cur.execute(
+        stage(conn, lease_id, bars, rejects)
+        row = conn.execute(
             "SELECT bars_written, bars_changed, bars_rejected FROM pgbars.store_chunk_bars(%s, %s, %s)",
             (chunk_id, lease_id, requests),
         ).fetchone()
@@ -168,7 +148,6 @@ def test_bars_are_stored_for_the_chunks_symbol_timeframe_and_provider_and_the_ch
 
 def test_requests_default_to_one(conn: psycopg.Connection[Any], one_chunk: int) -> None:
     row = claim_one(conn)
-    create_staging(conn)
     with conn.transaction():
         conn.execute("SELECT * FROM pgbars.store_chunk_bars(%s, %s)", (one_chunk, row["lease_id"]))
     assert chunk(conn, one_chunk)["requests_used"] == 1
@@ -347,22 +326,41 @@ def test_storing_a_finished_chunk_again_raises_pb001(conn: psycopg.Connection[An
     assert chunk(conn, one_chunk)["bars_written"] == 1
 
 
-def test_the_worker_role_stores_through_its_own_staging_tables(
+def store_as_worker(conn: psycopg.Connection[Any], lease_id: uuid.UUID) -> tuple[int, int, int]:
+    """The worker role's one path: stage under the lease, then store_lease, one transaction."""
+    with conn.transaction():
+        stage(conn, lease_id, BARS, REJECTS)
+        row = conn.execute("SELECT * FROM pgbars.store_lease(%s)", (lease_id,)).fetchone()
+    assert row is not None
+    return row[0], row[1], row[2]
+
+
+CLAIM_AS_WORKER = (
+    "SELECT lease_id FROM pgbars.claim_leases('w', '{polygon,yahoo}', 1, '5 minutes', NULL, '{history}')"
+)
+
+
+def test_the_worker_role_stores_through_the_shared_staging_tables(
     conn: psycopg.Connection[Any], one_chunk: int
 ) -> None:
     with as_role(conn, "pgbars_worker"):
-        row = claim_one(conn)
-        assert store(conn, one_chunk, row["lease_id"], BARS, REJECTS) == (3, 3, 2)
+        (lease,) = conn.execute(CLAIM_AS_WORKER).fetchall()
+        assert store_as_worker(conn, lease[0]) == (3, 3, 2)
+        # it cannot read back what it or another worker staged
+        refused(conn, "SELECT * FROM pgbars.staged_bars")
     assert chunk(conn, one_chunk)["status"] == "done"
     assert len(rejected_rows(conn, one_chunk)) == 2
+    # store_lease took the staged rows with it
+    assert scalar(conn, "SELECT count(*) FROM pgbars.staged_bars") == 0
+    assert scalar(conn, "SELECT count(*) FROM pgbars.staged_rejects") == 0
 
 
 def test_the_worker_role_gets_lease_lost_not_permission_denied(
     conn: psycopg.Connection[Any], one_chunk: int
 ) -> None:
     with as_role(conn, "pgbars_worker"):
-        claim_one(conn)
+        conn.execute(CLAIM_AS_WORKER)
         with pytest.raises(psycopg.Error) as raised:
-            store(conn, one_chunk, uuid.uuid4(), BARS, REJECTS)
+            store_as_worker(conn, uuid.uuid4())
     assert raised.value.sqlstate == "PB001"
     assert stored_bars(conn) == []

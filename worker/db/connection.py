@@ -28,9 +28,12 @@ def session_kwargs(dsn: str) -> dict[str, Any]:
 
 
 async def connect(dsn: str) -> psycopg.AsyncConnection[Any]:
-    """An autocommit connection; raises PgbarsError with a one-line reason, never the password."""
+    """An autocommit connection that prepares no statement on the server (a transaction-mode
+    pooler may be in between); raises PgbarsError with a one-line reason, never the password."""
     try:
-        return await psycopg.AsyncConnection.connect(dsn, autocommit=True, **session_kwargs(dsn))
+        return await psycopg.AsyncConnection.connect(
+            dsn, autocommit=True, prepare_threshold=None, **session_kwargs(dsn)
+        )
     except psycopg.OperationalError as exc:
         raise PgbarsError(
             f"cannot connect to the database: {scrub_password(_first_line(exc), dsn)}"

@@ -1,8 +1,11 @@
 """The worker's calls: the pool, claims and leases, the rate-limit ledger, stores and settlements.
 
-Session-private staging tables receive a chunk's (or a live refresh's) bars
-by binary COPY inside the transaction that stores them; the SQL functions
-decide what each outcome means.
+A lease's bars reach the database by binary COPY into the shared staging
+tables (pgbars.staged_bars, staged_rejects, under the lease's id) inside the
+transaction that stores them; the SQL functions decide what each outcome
+means. Nothing is kept in a session between transactions and no statement
+is prepared on the server, so a transaction-mode pooler (PgBouncer,
+Supabase's pooler on port 6543) may hand each transaction any connection.
 """
 
 from __future__ import annotations
@@ -22,19 +25,8 @@ from ..calendar import SessionHours
 from ..db.connection import connect, session_kwargs
 from ..errors import FailureKind, PgbarsError
 
-# Session-private staging for pgbars.store_chunk_bars: the worker COPYs a
-# chunk's bars and refused rows here inside the chunk's transaction; commit
-# empties them. Column order is that of worker.providers.Bar.
-_STAGING_DDL = (
-    "CREATE TEMP TABLE IF NOT EXISTS pgbars_staged_bars ("
-    " ts timestamptz NOT NULL, open float8 NOT NULL, high float8 NOT NULL, low float8 NOT NULL,"
-    " close float8 NOT NULL, volume float8 NOT NULL, vwap float8, trade_count int8"
-    ") ON COMMIT DELETE ROWS",
-    "CREATE TEMP TABLE IF NOT EXISTS pgbars_staged_rejects ("
-    " ts timestamptz, raw jsonb NOT NULL, reason text NOT NULL"
-    ") ON COMMIT DELETE ROWS",
-)
-_BAR_TYPES = ("timestamptz", "float8", "float8", "float8", "float8", "float8", "float8", "int8")
+# Column order of pgbars.staged_bars after lease_id: that of worker.providers.Bar.
+_BAR_TYPES = ("uuid", "timestamptz", "float8", "float8", "float8", "float8", "float8", "float8", "int8")
 
 
 LeaseKind = Literal["history", "live"]
@@ -111,13 +103,13 @@ async def store(
     rejected: Iterable[tuple[dt.datetime | None, dict[str, object], str]],
     requests: int,
 ) -> StoredChunk:
-    """One transaction: COPY bars and refused rows into staging, then pgbars.store_lease.
+    """One transaction: COPY the lease's bars and refused rows into staging, then pgbars.store_lease.
 
     `bars` are rows in worker.providers.Bar order; `rejected` are (ts, raw, reason).
     """
     async with conn.transaction():
         cur = conn.cursor()
-        await _stage(cur, bars, rejected)
+        await _stage(cur, lease.lease_id, bars, rejected)
         await cur.execute(
             "SELECT bars_written, bars_changed, bars_rejected FROM pgbars.store_lease(%s, %s)",
             (lease.lease_id, requests),
@@ -141,13 +133,8 @@ class StoredChunk:
     bars_rejected: int
 
 
-async def _prepare_worker_connection(conn: psycopg.AsyncConnection[Any]) -> None:
-    for statement in _STAGING_DDL:
-        await conn.execute(statement)
-
-
 async def open_worker_pool(dsn: str, size: int, *, connect_seconds: float = 15.0) -> AsyncConnectionPool:
-    """A pool of `size` autocommit connections with the staging tables; PgbarsError if unreachable."""
+    """A pool of `size` autocommit connections; PgbarsError if the database is unreachable."""
     # One direct connection first: it fails at once, with libpq's reason, where
     # the pool would retry in silence until its timeout.
     probe = await connect(dsn)
@@ -156,8 +143,14 @@ async def open_worker_pool(dsn: str, size: int, *, connect_seconds: float = 15.0
         dsn,
         min_size=size,
         max_size=size,
-        kwargs={"autocommit": True, "application_name": "pgbars work", **session_kwargs(dsn)},
-        configure=_prepare_worker_connection,
+        kwargs={
+            "autocommit": True,
+            "application_name": "pgbars work",
+            # no server-side prepared statements: they live in one server session,
+            # which a transaction-mode pooler does not keep (docs/deploy.md)
+            "prepare_threshold": None,
+            **session_kwargs(dsn),
+        },
         open=False,
         name="pgbars-worker",
     )
@@ -253,20 +246,21 @@ async def settle(
 
 async def _stage(
     cur: psycopg.AsyncCursor[Any],
+    lease_id: uuid.UUID,
     bars: Iterable[Sequence[Any]],
     rejected: Iterable[tuple[dt.datetime | None, dict[str, object], str]],
 ) -> None:
-    """COPY bars (binary) and refused rows into this session's staging tables."""
+    """COPY a lease's bars (binary) and refused rows into the staging tables, under its id."""
     async with cur.copy(
-        "COPY pgbars_staged_bars (ts, open, high, low, close, volume, vwap, trade_count)"
+        "COPY pgbars.staged_bars (lease_id, ts, open, high, low, close, volume, vwap, trade_count)"
         " FROM STDIN (FORMAT BINARY)"
     ) as copy:
         copy.set_types(_BAR_TYPES)
         for bar in bars:
-            await copy.write_row(bar)
-    async with cur.copy("COPY pgbars_staged_rejects (ts, raw, reason) FROM STDIN") as copy:
+            await copy.write_row((lease_id, *bar))
+    async with cur.copy("COPY pgbars.staged_rejects (lease_id, ts, raw, reason) FROM STDIN") as copy:
         for ts, raw, reason in rejected:
-            await copy.write_row((ts, Jsonb(raw), reason))
+            await copy.write_row((lease_id, ts, Jsonb(raw), reason))
 
 
 # -- today's bars (live refreshes) -------------------------------------------------------
