@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 # What a failed lease was, for pgbars.settle_lease, which decides what it means.
-FailureKind = Literal["rate_limited", "refused", "not_covered", "transient", "permanent", "unfinished"]
+FailureKind = Literal[
+    "rate_limited", "refused", "not_covered", "transient", "unreachable", "permanent", "unfinished"
+]
 
 
 class PgbarsError(Exception):
@@ -56,6 +58,16 @@ class AuthError(ProviderError):
     kind: ClassVar[FailureKind] = "refused"
 
 
+class Misconfigured(ProviderError):
+    """The request cannot even be made as configured (a base URL that is not http(s) with a host).
+
+    Settled like a refused credential: the run stops using the provider and the
+    lease goes back unspent. The message names the setting, never its value.
+    """
+
+    kind: ClassVar[FailureKind] = "refused"
+
+
 class NotCovered(ProviderError):
     """Not retryable: the plan does not cover the range, or the ticker is unknown."""
 
@@ -63,6 +75,18 @@ class NotCovered(ProviderError):
 
 
 class TransientError(ProviderError):
-    """Retryable: 5xx, timeouts, dropped connections, broken JSON, error bodies."""
+    """Retryable, an attempt spent: 5xx, an answer that broke off or came too slowly, broken JSON,
+    error bodies. (No answer at all is its subclass Unreachable.)"""
 
     kind: ClassVar[FailureKind] = "transient"
+
+
+class Unreachable(TransientError):
+    """No HTTP answer at all: the connection failed, was reset or timed out before a status line.
+
+    Not the request's fault: the lease goes back without spending an attempt, and
+    consecutive ones open the provider's circuit breaker in the database (a pause
+    shared by every worker, like a 429's).
+    """
+
+    kind: ClassVar[FailureKind] = "unreachable"

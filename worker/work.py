@@ -52,7 +52,9 @@ from .providers import (
     ProviderError,
     RateLimited,
     build_providers,
+    misconfigured_providers,
 )
+from .providers.http import DEFAULT_TOTAL_SECONDS
 
 __all__ = ["LeaseReport", "WorkConfig", "WorkSummary", "Worker", "prepare", "run"]
 
@@ -206,7 +208,8 @@ class Worker:
             usable = self._usable()
             if not usable:
                 if not self._running:
-                    self.summary.stopped_by = "no provider left" if self.summary.refused else "budget spent"
+                    refused = set(self.summary.refused) & set(self.providers)
+                    self.summary.stopped_by = "no provider left" if refused else "budget spent"
                     return
                 await self._wait_for_running(None)
                 continue
@@ -476,12 +479,17 @@ class Worker:
 
 
 async def prepare(
-    pool: AsyncConnectionPool, configured: Sequence[str], *, allow_demo_database: bool = False
+    pool: AsyncConnectionPool,
+    configured: Sequence[str],
+    *,
+    allow_demo_database: bool = False,
+    misconfigured: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Check the schema and return the configured providers the database has enabled.
 
     Raises PgbarsError (one line) when the worker cannot run at all, or when the
     database is the demo's (its synthetic bars never meet real ones).
+    `misconfigured` (provider -> why) is said in that line when it leaves none.
     """
     async with pool.connection() as conn:
         await db.ensure_schema_current(conn)
@@ -489,11 +497,12 @@ async def prepare(
             await db.require_not_demo(conn)
         usable = await db.enabled_providers(conn, configured)
     if not usable:
+        unusable = "".join(f"; {why}" for _, why in sorted((misconfigured or {}).items()))
         raise PgbarsError(
             "no usable provider: configured "
             + (", ".join(configured) or "none")
             + ", enabled in pgbars.providers: none of them"
-            " (set POLYGON_API_KEY or TRADIER_TOKEN, or enable yahoo)"
+            " (set POLYGON_API_KEY or TRADIER_TOKEN, or enable yahoo)" + unusable
         )
     return usable
 
@@ -539,15 +548,28 @@ async def run(
 
     Raises PgbarsError when it cannot run at all (no database, schema missing
     or out of date, no usable provider); chunk failures are in the summary.
+    `http_timeout` bounds each read of a request; its total time is bounded by
+    twice that, and at least DEFAULT_TOTAL_SECONDS (60 s).
+    A provider whose *_BASE_URL cannot be used is left out of the run, said in
+    one `provider_misconfigured` line, and counted as refused (for --strict).
     """
     timeout = httpx.Timeout(http_timeout, connect=min(10.0, http_timeout))
     limits = httpx.Limits(max_connections=config.concurrency * 2)
+    total_seconds = max(DEFAULT_TOTAL_SECONDS, 2 * http_timeout)
     async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
-        configured = build_providers(client, env)
+        configured = build_providers(client, env, total_seconds=total_seconds)
+        misconfigured = misconfigured_providers(env)
         # One connection per chunk in flight, one for claiming.
         pool = await db.open_worker_pool(dsn, config.concurrency + 1)
         try:
-            usable = await prepare(pool, sorted(configured), allow_demo_database=config.allow_demo_database)
+            usable = await prepare(
+                pool,
+                sorted(configured),
+                allow_demo_database=config.allow_demo_database,
+                misconfigured=misconfigured,
+            )
+            for name, why in sorted(misconfigured.items()):
+                log.warning(logfmt("provider_misconfigured", provider=name, reason=why))
             rolled = await _roll_forward(pool)
             deleted = await _clean_up(pool)
             unavailable = {
@@ -557,7 +579,10 @@ async def run(
                 for name in CREDENTIALS
                 if name not in usable
             }
+            unavailable.update(misconfigured)
             worker = Worker(pool, {name: configured[name] for name in usable}, config, unavailable)
+            # Like a refused credential: the run goes on without it, and --strict says so.
+            worker.summary.refused.update(misconfigured)
             summary = await worker.run()
             summary.rolled = rolled
             summary.provisional_deleted = deleted

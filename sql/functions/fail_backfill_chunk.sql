@@ -12,8 +12,9 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pgbars, pg_temp
 AS $$
 /*
-A retryable failure goes back to pending after _retry_backoff(attempts);
-after max_attempts (3), or at once when not retryable, the chunk is failed.
+A retryable failure goes back to pending after _retry_backoff(attempts,
+the provider's retry_backoff); after max_attempts (3), or at once when not
+retryable, the chunk is failed.
 The error is kept (secrets masked) either way. Returns the new status.
 */
 DECLARE
@@ -27,7 +28,10 @@ BEGIN
         END,
         next_attempt_at = CASE
             WHEN NOT p_retryable OR c.attempts >= c.max_attempts THEN c.next_attempt_at
-            ELSE now() + pgbars._retry_backoff(c.attempts)
+            ELSE now() + pgbars._retry_backoff(
+                c.attempts,
+                (SELECT p.retry_backoff FROM pgbars.providers AS p WHERE p.name = c.provider)
+            )
         END,
         completed_at = CASE
             WHEN NOT p_retryable OR c.attempts >= c.max_attempts THEN now()
@@ -48,6 +52,7 @@ END;
 $$;
 
 COMMENT ON FUNCTION pgbars.fail_backfill_chunk(bigint, uuid, text, boolean) IS
-'Records a failed attempt of a leased chunk: pending again after a growing, jittered backoff, '
+'Records a failed attempt of a leased chunk: pending again after a growing, jittered backoff '
+'(from its provider''s retry_backoff), '
 'or failed after max_attempts or when not retryable. Returns the new status; raises PB001 '
 'when the lease is no longer this caller''s.';

@@ -22,19 +22,34 @@ rate_limited  provider paused for every worker      provider paused; released wi
               (p_retry_after, else one window);      an error, due again when the claim
               released until the pause ends, no     finds the provider running
               attempt spent
-refused       released, no attempt spent            released with the error
+refused       released, no attempt spent (a         released with the error
+              refused credential, or a base URL
+              that is not http(s): the worker
+              stops using the provider this run)
 not_covered   moved to the next route that reaches  released with the error: retried
               its sessions, else failed             by the next run (a wrong base URL
                                                     answers 404 too)
-transient     retried after a growing backoff,      released with the error
+transient     retried after a growing backoff       released with the error
+              (the provider's retry_backoff),
               failed after the last attempt
+unreachable   no HTTP answer at all (connection     released with the error; the
+              refused or reset, no status line in   provider's breaker counts it
+              time): released, no attempt spent;    as for a chunk
+              the provider's circuit breaker counts
+              it (_note_unreachable): from the 3rd
+              in a row the provider is paused for
+              every worker, 30 s doubling, at most
+              15 min; the pause alone holds the
+              chunk back (clearing paused_until
+              frees it at once)
 permanent     failed                                released with the error
 unfinished    released, no attempt spent (budget    released with p_error
               spent, the worker stopping)
 
 outcome: released, retry, failed or rerouted for a chunk; released or
-failed (released with an error) for a live refresh. p_error is stored with
-secrets redacted. A lease no longer held raises PB001.
+failed (released with an error) for a live refresh. paused_until: the pause
+a 429 or the breaker set. p_error is stored with secrets redacted. A lease
+no longer held raises PB001.
 */
 DECLARE
     v_chunk_id bigint;
@@ -46,11 +61,11 @@ DECLARE
     v_status text;
 BEGIN
     IF p_kind IS NULL OR p_kind NOT IN (
-        'rate_limited', 'refused', 'not_covered', 'transient', 'permanent', 'unfinished'
+        'rate_limited', 'refused', 'not_covered', 'transient', 'unreachable', 'permanent', 'unfinished'
     ) THEN
         RAISE EXCEPTION 'unknown failure kind %', coalesce(quote_literal(p_kind), 'NULL')
             USING ERRCODE = '22023',
-            HINT = 'rate_limited, refused, not_covered, transient, permanent or unfinished';
+            HINT = 'rate_limited, refused, not_covered, transient, unreachable, permanent or unfinished';
     END IF;
 
     SELECT c.id, c.provider INTO v_chunk_id, v_provider
@@ -64,6 +79,10 @@ BEGIN
         ELSIF p_kind IN ('refused', 'unfinished') THEN
             PERFORM pgbars.release_backfill_chunk(v_chunk_id, p_lease_id, NULL, p_error);
             RETURN QUERY SELECT 'released'::text, NULL::timestamptz, NULL::text;
+        ELSIF p_kind = 'unreachable' THEN
+            v_until := pgbars._note_unreachable(v_provider);
+            PERFORM pgbars.release_backfill_chunk(v_chunk_id, p_lease_id, NULL, p_error);
+            RETURN QUERY SELECT 'released'::text, v_until, NULL::text;
         ELSIF p_kind = 'not_covered' THEN
             v_moved_to := pgbars.reroute_backfill_chunk(v_chunk_id, p_lease_id, p_error);
             RETURN QUERY SELECT
@@ -88,10 +107,16 @@ BEGIN
             v_until := pgbars.pause_provider(v_provider, now() + p_retry_after);
             PERFORM pgbars.release_live_refresh(v_symbol_id, v_timeframe, p_lease_id, NULL);
         ELSE
+            IF p_kind = 'unreachable' THEN
+                v_until := pgbars._note_unreachable(v_provider);
+            END IF;
             PERFORM pgbars.release_live_refresh(v_symbol_id, v_timeframe, p_lease_id, p_error);
         END IF;
         RETURN QUERY SELECT
-            CASE WHEN p_kind IN ('rate_limited', 'refused', 'unfinished') THEN 'released' ELSE 'failed' END,
+            CASE
+                WHEN p_kind IN ('rate_limited', 'refused', 'unreachable', 'unfinished') THEN 'released'
+                ELSE 'failed'
+            END,
             v_until,
             NULL::text;
         RETURN;
@@ -105,5 +130,6 @@ $$;
 
 COMMENT ON FUNCTION pgbars.settle_lease(uuid, text, text, interval) IS
 'Settles a lease (history chunk or live refresh) that ended without bars, by the kind of failure: '
-'pause and release, release, reroute, retry with backoff or fail. Returns the outcome; raises PB001 '
+'pause and release, release (an unreachable provider: counted by its circuit breaker, paused from '
+'the third in a row), reroute, retry with backoff or fail. Returns the outcome; raises PB001 '
 'when the lease is no longer held.';

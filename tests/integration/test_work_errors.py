@@ -92,14 +92,12 @@ async def test_429_without_retry_after_pauses_one_window(
     ("fault", "message", "http_status"),
     [
         (Fault.server_error(503), "HTTP 503", 503),
-        (Fault.truncated(), "connection failed", None),
-        (Fault.reset(), "connection failed", None),
+        (Fault.truncated(), "connection failed while reading the answer", 200),
         (Fault.malformed_json(), "malformed JSON", 200),
         (Fault.null_results(), "results missing", 200),
         (Fault.provider_error(), "status 'ERROR'", 200),
-        (Fault.slow(3.0), "timed out", None),
     ],
-    ids=["5xx", "truncated", "reset", "malformed", "null-results", "status-error", "timeout"],
+    ids=["5xx", "truncated", "malformed", "null-results", "status-error"],
 )
 async def test_transient_failures_are_retried_later_with_the_error_kept(
     dsn: str,
@@ -124,7 +122,8 @@ async def test_transient_failures_are_retried_later_with_the_error_kept(
     assert 40 < float(backoff) <= 75
     assert summary.stopped_by == "nothing due before the budget ends"
     assert summary.seconds < 4.0  # it did not sit out the budget
-    # The ledger has the call, its status (None: no complete answer) and the error.
+    # The ledger has the call, its status (the status line arrived, even when the body broke
+    # off; no answer at all is test_work_outages.py's) and the error.
     ((call,),) = [[c] for c in _calls(db)]
     assert (call["status"], call["http_status"]) == ("completed", http_status)
     assert message in call["error"]

@@ -12,16 +12,25 @@ from tests.providers.helpers import chunk, utc
 from worker.providers import (
     AuthError,
     FetchRequest,
+    Misconfigured,
     NotCovered,
     PolygonProvider,
     ProviderError,
     RateLimited,
     TradierProvider,
     TransientError,
+    Unreachable,
     YahooProvider,
     build_providers,
+    misconfigured_providers,
 )
-from worker.providers.classify import ErrorReply, classify_failure, parse_retry_after
+from worker.providers.classify import (
+    Abandoned,
+    AbandonReason,
+    ErrorReply,
+    classify_failure,
+    parse_retry_after,
+)
 from worker.providers.grid import day_start, is_on_grid, trading_week_monday
 from worker.providers.sieve import BarSieve
 
@@ -66,17 +75,63 @@ def test_classify_status_and_body(status: int, body: object, expected: type[Prov
 @pytest.mark.parametrize(
     ("failure", "expected"),
     [
-        (httpx.ReadTimeout("timed out"), TransientError),
-        (httpx.ConnectTimeout("timed out"), TransientError),
-        (httpx.ConnectError("refused"), TransientError),
-        (httpx.RemoteProtocolError("peer closed connection"), TransientError),
-        (httpx.ReadError("reset by peer"), TransientError),
+        (httpx.ReadTimeout("timed out"), Unreachable),
+        (httpx.ConnectTimeout("timed out"), Unreachable),
+        (httpx.ConnectError("refused"), Unreachable),
+        (httpx.RemoteProtocolError("peer closed connection"), Unreachable),
+        (httpx.ReadError("reset by peer"), Unreachable),
+        (httpx.ProxyError("proxy down"), Unreachable),
+        (httpx.UnsupportedProtocol("Request URL has an unsupported protocol 'htp://'."), Misconfigured),
+        (httpx.InvalidURL("Invalid port: 'x'"), Misconfigured),
         (httpx.TooManyRedirects("loop"), ProviderError),
         (ValueError("Expecting value"), TransientError),
     ],
 )
-def test_classify_transport_failures(failure: httpx.HTTPError | ValueError, expected: type) -> None:
+def test_classify_failures_without_an_answer(
+    failure: httpx.HTTPError | httpx.InvalidURL | ValueError, expected: type
+) -> None:
+    """No status line at all: the provider was not reached (or the URL cannot be used)."""
     assert type(classify_failure("p", failure)) is expected
+
+
+@pytest.mark.parametrize(
+    ("failure", "expected"),
+    [
+        (httpx.ReadTimeout("timed out"), TransientError),
+        (httpx.RemoteProtocolError("peer closed connection without sending complete body"), TransientError),
+        (httpx.ReadError("reset by peer"), TransientError),
+        (httpx.DecodingError("bad gzip"), TransientError),
+    ],
+)
+def test_classify_failures_after_the_status_line(failure: httpx.HTTPError, expected: type) -> None:
+    """The provider answered and the body broke off: an attempt is spent, not the breaker."""
+    assert type(classify_failure("p", failure, answered=True)) is expected
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected", "kind"),
+    [
+        ("too_large", ProviderError, "permanent"),
+        ("too_many_pages", ProviderError, "permanent"),
+        ("too_slow", TransientError, "transient"),
+        ("undecodable", TransientError, "transient"),
+        ("no_answer", Unreachable, "unreachable"),
+    ],
+)
+def test_classify_exchanges_cut_short(reason: AbandonReason, expected: type, kind: str) -> None:
+    error = classify_failure("p", Abandoned(reason, "figures"), secret="s3cr3t")
+    assert (type(error), error.kind, str(error)) == (expected, kind, "p: figures")
+
+
+def test_a_url_that_cannot_be_used_names_the_setting_not_the_value() -> None:
+    error = classify_failure(
+        "polygon",
+        httpx.InvalidURL("Invalid URL 'htp://user:pw@x'"),
+        base_url_name="POLYGON_BASE_URL",
+    )
+    assert error.kind == "refused"
+    assert "POLYGON_BASE_URL" in str(error)
+    assert "pw" not in str(error) and "user" not in str(error)
 
 
 def test_auth_error_names_the_credential_and_scrubs_its_value() -> None:
@@ -249,6 +304,41 @@ async def test_build_providers_from_environment() -> None:
     assert isinstance(default_yahoo, YahooProvider)
     assert default_yahoo.base_url == "https://query1.finance.yahoo.com"
     assert all(provider.name == name for name, provider in everything.items())
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("htp://api.polygon.io", "POLYGON_BASE_URL has scheme 'htp', not http or https"),
+        ("localhost:9", "POLYGON_BASE_URL has scheme 'localhost', not http or https"),
+        ("api.polygon.io", "POLYGON_BASE_URL has scheme none, not http or https"),
+        ("https://", "POLYGON_BASE_URL has no host"),
+        ("http://[::1", "POLYGON_BASE_URL is not a URL"),
+        ("ftp://user:Pa55word@host", "POLYGON_BASE_URL has scheme 'ftp', not http or https"),
+    ],
+)
+async def test_a_base_url_that_cannot_work_leaves_its_provider_out(value: str, why: str) -> None:
+    env = {"POLYGON_API_KEY": "pk", "POLYGON_BASE_URL": value}
+    async with httpx.AsyncClient() as client:
+        built = build_providers(client, env)
+
+    assert sorted(built) == ["yahoo"]
+    (reason,) = misconfigured_providers(env).values()
+    assert reason.startswith(why) and "polygon is not used in this run" in reason
+    assert "Pa55word" not in reason and "user" not in reason and "api.polygon.io" not in reason
+
+
+async def test_only_base_urls_in_use_are_checked_and_empty_means_the_default() -> None:
+    env = {"POLYGON_BASE_URL": "htp://x", "YAHOO_BASE_URL": " ", "TRADIER_BASE_URL": "https://t.example"}
+    async with httpx.AsyncClient() as client:
+        built = build_providers(client, env)
+    assert misconfigured_providers(env) == {}  # no POLYGON_API_KEY: polygon is not asked for anyway
+    yahoo = built["yahoo"]
+    assert isinstance(yahoo, YahooProvider) and yahoo.base_url == "https://query1.finance.yahoo.com"
+    assert misconfigured_providers({"YAHOO_BASE_URL": "localhost:9"}) == {
+        "yahoo": "YAHOO_BASE_URL has scheme 'localhost', not http or https (an http(s) URL with a host"
+        " is needed); yahoo is not used in this run"
+    }
 
 
 async def test_a_client_without_timeouts_still_gets_one() -> None:

@@ -102,3 +102,24 @@ def test_completing_an_unknown_call_raises(conn: psycopg.Connection[Any]) -> Non
     with pytest.raises(psycopg.Error) as raised:
         complete(conn, 987654, 200)
     assert raised.value.sqlstate == "55000"
+
+
+def _streak(conn: psycopg.Connection[Any], provider: str = "polygon") -> int:
+    streak = scalar(conn, "SELECT unreachable_streak FROM pgbars.providers WHERE name = %s", (provider,))
+    assert isinstance(streak, int)
+    return streak
+
+
+@pytest.mark.parametrize("http_status", [200, 429, 503])
+def test_an_answered_call_resets_the_providers_breaker(
+    conn: psycopg.Connection[Any], http_status: int
+) -> None:
+    conn.execute("UPDATE pgbars.providers SET unreachable_streak = 2 WHERE name IN ('polygon', 'yahoo')")
+    complete(conn, reserve(conn), http_status)
+    assert (_streak(conn), _streak(conn, "yahoo")) == (0, 2)  # that provider's only
+
+
+def test_a_call_without_an_answer_leaves_the_breaker_to_settle_lease(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("UPDATE pgbars.providers SET unreachable_streak = 2 WHERE name = 'polygon'")
+    complete(conn, reserve(conn), None, error="polygon: unreachable, connection failed")
+    assert _streak(conn) == 2

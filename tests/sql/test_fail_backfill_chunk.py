@@ -93,6 +93,28 @@ def test_retryable_failures_back_off_with_growing_jittered_delays(
     assert claim_all(conn) == []
 
 
+def test_the_backoff_starts_from_the_providers_retry_backoff(conn: psycopg.Connection[Any]) -> None:
+    """An owner's setting per provider (a test suite runs its retries in seconds)."""
+    set_clock(conn)
+    seed(conn, "AAPL", ["h1"])
+    conn.execute("UPDATE pgbars.providers SET retry_backoff = '2 seconds' WHERE name = 'polygon'")
+    conn.execute("UPDATE pgbars.providers SET retry_backoff = '1 hour' WHERE name <> 'polygon'")
+
+    first = [fail_timed(conn, r["chunk_id"], r["lease_id"])[1] for r in claim_all(conn)]
+    assert all(dt.timedelta(seconds=1.5) <= d <= dt.timedelta(seconds=2.5) for d in first), first
+    make_due(conn)
+    second = [fail_timed(conn, r["chunk_id"], r["lease_id"])[1] for r in claim_all(conn)]
+    assert all(dt.timedelta(seconds=3) <= d <= dt.timedelta(seconds=5) for d in second), second
+
+
+def test_the_backoff_stays_capped_at_an_hour(conn: psycopg.Connection[Any]) -> None:
+    waits = conn.execute(
+        "SELECT pgbars._retry_backoff(a, '1 minute') FROM generate_series(1, 100) AS a"
+    ).fetchall()
+    assert max(wait for (wait,) in waits) <= dt.timedelta(hours=1.25)
+    assert min(wait for (wait,) in waits[10:]) >= dt.timedelta(minutes=45)
+
+
 def test_retryable_failure_returns_to_pending_and_clears_the_lease(
     conn: psycopg.Connection[Any], one_chunk: int
 ) -> None:

@@ -84,6 +84,84 @@ def test_refused_and_unfinished_give_the_chunk_back_unspent(
     assert scalar(conn, "SELECT paused_until FROM pgbars.providers WHERE name = 'polygon'") is None
 
 
+def _breaker(conn: psycopg.Connection[Any], provider: str = "polygon") -> tuple[int, Any]:
+    row = conn.execute(
+        "SELECT unreachable_streak, paused_until FROM pgbars.providers WHERE name = %s", (provider,)
+    ).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+def test_unreachable_gives_the_chunk_back_unspent_and_the_third_in_a_row_pauses_the_provider(
+    conn: psycopg.Connection[Any], leased: dict[str, Any]
+) -> None:
+    now = scalar(conn, "SELECT now()")
+    lease_id = leased["lease_id"]
+    settled = []
+    for _ in range(3):
+        settled.append(settle(conn, lease_id, "unreachable", "polygon: unreachable, connection failed"))
+        row = chunk(conn, leased["chunk_id"])
+        assert (row["status"], row["attempts"], row["lease_id"]) == ("pending", 0, None)
+        if settled[-1]["paused_until"] is None:
+            lease_id = claim_chunk(conn)["lease_id"]  # due again at once: the breaker is closed
+
+    assert [s["outcome"] for s in settled] == ["released"] * 3
+    assert [s["paused_until"] is None for s in settled] == [True, True, False]
+    streak, paused = _breaker(conn)
+    assert streak == 3 and settled[-1]["paused_until"] == paused
+    assert dt.timedelta(seconds=30) <= paused - now < dt.timedelta(seconds=31)
+    row = chunk(conn, leased["chunk_id"])
+    # The pause alone holds the chunk back: an owner who clears it frees the chunk at once.
+    assert row["next_attempt_at"] <= scalar(conn, "SELECT now()")
+    assert row["last_error"] == "polygon: unreachable, connection failed"
+    # every worker: paused providers are not claimed
+    assert (
+        conn.execute("SELECT * FROM pgbars.claim_backfill_chunks('worker-b', '{polygon}', 1)").fetchall()
+        == []
+    )
+
+
+@pytest.mark.parametrize(
+    ("streak_before", "pause"),
+    [(2, "30 seconds"), (3, "60 seconds"), (4, "120 seconds"), (7, "15 minutes"), (5000, "15 minutes")],
+)
+def test_the_breakers_pause_doubles_with_each_further_failure_up_to_15_minutes(
+    conn: psycopg.Connection[Any], leased: dict[str, Any], streak_before: int, pause: str
+) -> None:
+    conn.execute(
+        "UPDATE pgbars.providers SET unreachable_streak = %s WHERE name = 'polygon'", (streak_before,)
+    )
+    before = scalar(conn, "SELECT now()")
+    settled = settle(conn, leased["lease_id"], "unreachable")
+    expected = scalar(conn, "SELECT %s::interval", (pause,))
+    assert expected <= settled["paused_until"] - before < expected + dt.timedelta(seconds=1)
+    assert _breaker(conn)[0] == streak_before + 1
+
+
+def test_the_breaker_never_shortens_a_longer_pause(
+    conn: psycopg.Connection[Any], leased: dict[str, Any]
+) -> None:
+    conn.execute(
+        "UPDATE pgbars.providers SET unreachable_streak = 2, paused_until = now() + interval '1 hour'"
+        " WHERE name = 'polygon'"
+    )
+    paused = scalar(conn, "SELECT paused_until FROM pgbars.providers WHERE name = 'polygon'")
+    assert settle(conn, leased["lease_id"], "unreachable")["paused_until"] == paused
+
+
+def test_a_live_refresh_counts_towards_the_breaker_too(conn: psycopg.Connection[Any]) -> None:
+    set_clock(conn, IN_SESSION)
+    conn.execute("SELECT pgbars.add_to_watchlist('AAPL')")
+    conn.execute("UPDATE pgbars.providers SET unreachable_streak = 2 WHERE name = 'tradier'")
+
+    settled = settle(conn, claim_refresh(conn)["lease_id"], "unreachable", "tradier: unreachable")
+
+    assert settled["outcome"] == "released"
+    assert settled["paused_until"] == _breaker(conn, "tradier")[1] is not None
+    again = conn.execute("SELECT count(*) FROM pgbars.claim_live_refreshes('worker-b', '{tradier}', 1)")
+    assert again.fetchone() == (0,)  # not before the pause ends
+
+
 def test_transient_is_retried_after_a_backoff_then_fails_after_the_last_attempt(
     conn: psycopg.Connection[Any], leased: dict[str, Any]
 ) -> None:
@@ -143,6 +221,7 @@ def test_an_unknown_kind_is_refused(conn: psycopg.Connection[Any], leased: dict[
         ("rate_limited", "released", False),
         ("refused", "released", True),
         ("unfinished", "released", True),
+        ("unreachable", "released", True),
         ("not_covered", "failed", True),
         ("transient", "failed", True),
         ("permanent", "failed", True),

@@ -12,14 +12,26 @@ import email.utils
 import json
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import httpx
 
-from ..errors import AuthError, NotCovered, ProviderError, RateLimited, TransientError
+from ..errors import (
+    AuthError,
+    Misconfigured,
+    NotCovered,
+    ProviderError,
+    RateLimited,
+    TransientError,
+    Unreachable,
+)
 
-__all__ = ["ErrorReply", "classify_failure", "parse_retry_after"]
+__all__ = ["Abandoned", "ErrorReply", "classify_failure", "parse_retry_after"]
 
 _DETAIL_LIMIT = 300
+
+# Why pgbars itself cut an exchange short (worker/providers/http.py, polygon.py).
+AbandonReason = Literal["too_large", "too_slow", "no_answer", "too_many_pages", "undecodable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,13 +44,27 @@ class ErrorReply:
     detail: str | None = None  # what the caller found wrong, when the body does not say
 
     @classmethod
-    def from_response(cls, response: httpx.Response) -> ErrorReply:
+    def from_body(cls, response: httpx.Response, content: bytes | bytearray) -> ErrorReply:
+        """The reply of a streamed `response` whose (decoded, possibly cut) body is `content`."""
         body: object
         try:
-            body = json.loads(response.content)
+            body = json.loads(content)
         except ValueError:
-            body = response.text
+            body = content.decode(response.encoding or "utf-8", errors="replace")
         return cls(response.status_code, body, response.headers.get("retry-after"))
+
+
+@dataclass(frozen=True, slots=True)
+class Abandoned:
+    """An exchange pgbars cut short itself: why, and the figures (never a URL or a secret).
+
+    too_large, too_many_pages: the same request would get the same answer (permanent);
+    too_slow, undecodable: an answer that may come whole next time (transient);
+    no_answer: no status line within the request's total bound (unreachable).
+    """
+
+    reason: AbandonReason
+    detail: str
 
 
 def _read_error_body(body: object) -> tuple[bool, str]:
@@ -101,27 +127,36 @@ def _redact(text: str, secret: str | None) -> str:
 
 def classify_failure(
     provider: str,
-    failure: httpx.HTTPError | ErrorReply | ValueError,
+    failure: httpx.HTTPError | httpx.InvalidURL | ErrorReply | Abandoned | ValueError,
     *,
+    answered: bool = False,
     credential_name: str | None = None,
+    base_url_name: str | None = None,
     secret: str | None = None,
 ) -> ProviderError:
     """Map a failed exchange to the error class the worker acts on. The one place that does.
 
-    `secret` is scrubbed from every message, in case a provider or a proxy echoes it.
+    `answered`: whether an HTTP status line had arrived before an httpx error (a
+    failure before it means the provider was not reached at all). `secret` is
+    scrubbed from every message, in case a provider or a proxy echoes it.
     """
     if isinstance(failure, ValueError):
         return TransientError(_redact(f"{provider}: malformed JSON ({failure})", secret))
+    if isinstance(failure, Abandoned):
+        text = _redact(f"{provider}: {failure.detail}", secret)
+        if failure.reason == "no_answer":
+            return Unreachable(text)
+        if failure.reason in ("too_slow", "undecodable"):
+            return TransientError(text)
+        return ProviderError(text)
+    if isinstance(failure, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        # Not httpx's text: it may quote the URL, userinfo and all.
+        setting = f"; check {base_url_name}" if base_url_name else ""
+        return Misconfigured(
+            f"{provider}: the request URL cannot be used ({type(failure).__name__}){setting}"
+        )
     if isinstance(failure, httpx.HTTPError):
-        what = _redact(f"{type(failure).__name__}: {failure}", secret)
-        if isinstance(failure, httpx.TimeoutException):
-            return TransientError(f"{provider}: request timed out ({what})")
-        if isinstance(
-            failure,
-            httpx.NetworkError | httpx.RemoteProtocolError | httpx.ProxyError | httpx.DecodingError,
-        ):
-            return TransientError(f"{provider}: connection failed ({what})")
-        return ProviderError(f"{provider}: request failed ({what})")
+        return _transport_failure(provider, failure, answered, secret)
 
     status = failure.status
     not_covered, message = _read_error_body(failure.body)
@@ -139,3 +174,23 @@ def classify_failure(
         # results, Yahoo chart.error): the provider's own hiccup, worth a retry.
         return TransientError(text)
     return ProviderError(text)
+
+
+def _transport_failure(
+    provider: str, failure: httpx.HTTPError, answered: bool, secret: str | None
+) -> ProviderError:
+    """An httpx error: before the status line the provider was not reached (Unreachable);
+    after it, the answer broke off (TransientError, an attempt spent)."""
+    what = _redact(f"{type(failure).__name__}: {failure}", secret)
+    broken = httpx.NetworkError | httpx.RemoteProtocolError | httpx.ProxyError
+    if isinstance(failure, httpx.TimeoutException):
+        if answered:
+            return TransientError(f"{provider}: request timed out while reading the answer ({what})")
+        return Unreachable(f"{provider}: unreachable, request timed out without an answer ({what})")
+    if isinstance(failure, broken):
+        if answered:
+            return TransientError(f"{provider}: connection failed while reading the answer ({what})")
+        return Unreachable(f"{provider}: unreachable, connection failed ({what})")
+    if isinstance(failure, httpx.DecodingError):
+        return TransientError(f"{provider}: answer could not be decoded ({what})")
+    return ProviderError(f"{provider}: request failed ({what})")
