@@ -37,8 +37,10 @@ from worker.providers import (
 D = dt.date
 
 
-def _provider(client: httpx.AsyncClient, server: TradierServer, **kwargs: float) -> TradierProvider:
-    return TradierProvider(client, server.base_url, TRADIER_TOKEN, **kwargs)
+def _provider(
+    client: httpx.AsyncClient, server: TradierServer, timeout: float | None = None
+) -> TradierProvider:
+    return TradierProvider(client, server.base_url, TRADIER_TOKEN, timeout=timeout)
 
 
 def _served(timeframe: str, first: dt.date, last: dt.date | None = None) -> list[Bar]:

@@ -24,8 +24,8 @@ from worker.providers.yahoo import daily_session
 D = dt.date
 
 
-def _provider(client: httpx.AsyncClient, server: YahooServer, **kwargs: float) -> YahooProvider:
-    return YahooProvider(client, server.base_url, None, **kwargs)
+def _provider(client: httpx.AsyncClient, server: YahooServer, timeout: float | None = None) -> YahooProvider:
+    return YahooProvider(client, server.base_url, None, timeout=timeout)
 
 
 def _served(timeframe: str, first: dt.date, last: dt.date | None = None) -> list[Bar]:

@@ -100,6 +100,8 @@ class PolygonServer(EmulatorServer):
         if denied is not None:
             return denied
         ticker = match["ticker"]
+        if any(sep in ticker.upper() for sep in ("-", "/", "%2F")):
+            fault = Fault.unknown_ticker()  # Polygon writes a share class BRK.B, never BRK-B or BRK/B
         timeframe = _TIMEFRAMES.get((int(match["multiplier"]), match["span"]))
         if timeframe is None:
             return self.error_reply(400, "multiplier/timespan not emulated")

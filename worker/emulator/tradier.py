@@ -88,6 +88,7 @@ class TradierServer(EmulatorServer):
         if (
             kind in ("unknown_ticker", "empty", "null_results")
             or request.param("symbol") in self.unknown_symbols
+            or any(c in (request.param("symbol") or "") for c in ".-")  # Tradier writes BRK/B
         ):
             return self._render(request, outer, inner, [])
         try:
@@ -99,7 +100,7 @@ class TradierServer(EmulatorServer):
         return self._render(request, outer, inner, rows)
 
     def _timesales(self, request: RecordedRequest) -> list[Row]:
-        symbol = request.param("symbol") or ""
+        symbol = (request.param("symbol") or "").replace("/", ".")  # BRK/B: the market of BRK.B
         interval = request.param("interval") or "1min"
         minutes = TIMESALES_MINUTES[interval]
         session_filter = request.param("session_filter") or "all"
@@ -120,7 +121,7 @@ class TradierServer(EmulatorServer):
 
     def _history(self, request: RecordedRequest) -> list[Row]:
         """Daily or weekly rows, each stamped 00:00 New York of the date Tradier reports."""
-        symbol = request.param("symbol") or ""
+        symbol = (request.param("symbol") or "").replace("/", ".")  # BRK/B: the market of BRK.B
         interval = request.param("interval") or "daily"
         first = dt.date.fromisoformat(request.param("start") or "")
         last = dt.date.fromisoformat(request.param("end") or "")

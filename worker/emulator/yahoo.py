@@ -97,6 +97,8 @@ class YahooServer(EmulatorServer):
         if match is None:
             return _chart_error("Not Found", "HTTP 404 Not Found", 404)
         kind = fault.kind if fault is not None else None
+        if "." in match["symbol"]:
+            kind = "unknown_ticker"  # Yahoo writes a share class BRK-B (its dot names an exchange)
         if kind == "unknown_ticker":
             return _chart_error("Not Found", "No data found, symbol may be delisted", 404)
         if kind == "not_authorized":
@@ -126,7 +128,9 @@ class YahooServer(EmulatorServer):
             return refused
 
         symbol = match["symbol"]
-        rows = [] if kind == "empty" else self._rows(symbol, interval, period1, period2, pre_post)
+        # The market of BRK-B is the one the other emulators serve as BRK.B and BRK/B.
+        market = symbol.replace("-", ".")
+        rows = [] if kind == "empty" else self._rows(market, interval, period1, period2, pre_post)
         if kind == "invalid_bars" and fault is not None:
             rows = spoil(rows, fault.invalid, outside=period2)
         return Reply.json(self._chart(symbol, interval, rows))

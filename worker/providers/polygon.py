@@ -5,14 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from ..errors import TransientError
-from ..providers.classify import ErrorReply
-from ..providers.grid import TIMEFRAMES, day_start, new_york_date, trading_week_monday
+from ..providers.classify import Abandoned, ErrorReply
+from ..providers.grid import INTRADAY_MINUTES, TIMEFRAMES, day_start, new_york_date, trading_week_monday
 from ..providers.http import HttpProvider
 from ..providers.sieve import BarSieve
-from ..providers.types import FetchRequest, FetchResult, Pace
+from ..providers.types import FetchRequest, FetchResult, Pace, spell_ticker
 
 DEFAULT_BASE_URL = "https://api.polygon.io"
+SHARE_CLASS_SEPARATOR = "."  # BRK.B, as pgbars stores it (docs/database.md#tickers)
 
 SPANS: dict[str, tuple[int, str]] = {
     "m1": (1, "minute"),
@@ -25,7 +25,8 @@ SPANS: dict[str, tuple[int, str]] = {
     "w1": (1, "week"),
 }
 PAGE_LIMIT = 50_000  # base aggregates per page: Polygon's maximum
-MAX_PAGES = 1_000  # a next_url loop must end somewhere
+# Pages beyond the bars a chunk can hold (see max_pages): an empty last page, and one spare.
+_SPARE_PAGES = 2
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _ACCEPTED_STATUSES = ("OK", "DELAYED")  # DELAYED: plans with 15-minute delayed data
 _MILLISECOND = dt.timedelta(milliseconds=1)
@@ -37,11 +38,32 @@ def _epoch_ms(ts: dt.datetime) -> int:
     return (ts - _EPOCH) // dt.timedelta(milliseconds=1)
 
 
+def max_pages(request: FetchRequest) -> int:
+    """The most pages an honest next_url chain can take for `request`.
+
+    Every page but an empty last one carries at least one bar (Polygon pages by
+    base aggregates, and a bar is served whole), so a chunk needs at most one
+    page per slot of its grid inside its sessions' extended hours, plus spares.
+    Independent of the page size a plan allows. An h1 chunk of 52 sessions
+    allows 886 pages; it normally takes one.
+    """
+    sessions = request.sessions_inside()
+    if request.timeframe in INTRADAY_MINUTES:
+        step = dt.timedelta(minutes=INTRADAY_MINUTES[request.timeframe])
+        slots = sum((s.after_hours_close - s.premarket_open) // step + 1 for s in sessions)
+    elif request.timeframe == "w1":
+        slots = len({trading_week_monday(s.session_date) for s in sessions})
+    else:
+        slots = len(sessions)
+    return slots + _SPARE_PAGES
+
+
 class PolygonProvider(HttpProvider):
     """`GET /v2/aggs/ticker/{T}/range/{mult}/{span}/{from}/{to}`, key in a Bearer header."""
 
     name = "polygon"
     credential_name = "POLYGON_API_KEY"
+    base_url_setting = "POLYGON_BASE_URL"
     timeframes = frozenset(TIMEFRAMES)
 
     async def fetch(self, request: FetchRequest, pace: Pace) -> FetchResult:
@@ -58,9 +80,9 @@ class PolygonProvider(HttpProvider):
             low, high = sunday.isoformat(), request.last_session.isoformat()
         else:
             low, high = str(_epoch_ms(request.start)), str(_epoch_ms(request.end) - 1)
+        ticker = spell_ticker(request.ticker, SHARE_CLASS_SEPARATOR)
         url = (
-            f"{self.base_url}/v2/aggs/ticker/{quote(request.ticker, safe='')}"
-            f"/range/{multiplier}/{span}/{low}/{high}"
+            f"{self.base_url}/v2/aggs/ticker/{quote(ticker, safe='')}/range/{multiplier}/{span}/{low}/{high}"
         )
         params: dict[str, str] | None = {
             "adjusted": "false",
@@ -69,14 +91,27 @@ class PolygonProvider(HttpProvider):
         }
         sieve = BarSieve(request)
         requests = 0
+        bound = max_pages(request)
+        followed: set[str] = set()
         while True:
             requests += 1
             body = await self._get_json(url, params, pace)
             next_url = self._read_page(body, sieve)
             if next_url is None:
                 return sieve.result(self.name, requests)
-            if requests >= MAX_PAGES:
-                raise TransientError(f"{self.name}: more than {MAX_PAGES} pages, giving up")
+            # A loop costs a rate-limit slot per page: cut it. The same URL again would
+            # get the same answer, so a repeat (or a chain past the bound) is permanent.
+            if next_url in followed:
+                raise self._error(
+                    Abandoned("too_many_pages", f"next_url repeats itself after {requests} pages, abandoned")
+                )
+            if requests >= bound:
+                count = len(request.sessions_inside())
+                what = f"{count} session{'' if count == 1 else 's'} of {request.timeframe}"
+                raise self._error(
+                    Abandoned("too_many_pages", f"more than {bound} pages for {what}, abandoned")
+                )
+            followed.add(next_url)
             # next_url carries its own cursor (limit, sort, adjusted) and no key;
             # _headers() sends the key again.
             url, params = self._same_host(next_url), None

@@ -11,9 +11,10 @@ from ..providers.classify import ErrorReply
 from ..providers.grid import NEW_YORK, day_start, is_intraday, trading_week_monday
 from ..providers.http import HttpProvider
 from ..providers.sieve import BarSieve
-from ..providers.types import FetchRequest, FetchResult, Pace
+from ..providers.types import FetchRequest, FetchResult, Pace, spell_ticker
 
 DEFAULT_BASE_URL = "https://api.tradier.com"
+SHARE_CLASS_SEPARATOR = "/"  # BRK/B: Tradier refuses BRK.B (docs/database.md#tickers)
 
 TIMESALES_INTERVALS: dict[str, str] = {"m1": "1min", "m5": "5min", "m15": "15min"}
 HISTORY_INTERVALS: dict[str, str] = {"d1": "daily", "w1": "weekly"}
@@ -29,6 +30,7 @@ class TradierProvider(HttpProvider):
 
     name = "tradier"
     credential_name = "TRADIER_TOKEN"
+    base_url_setting = "TRADIER_BASE_URL"
     timeframes = frozenset(TIMESALES_INTERVALS) | frozenset(HISTORY_INTERVALS)
 
     async def fetch(self, request: FetchRequest, pace: Pace) -> FetchResult:
@@ -36,7 +38,7 @@ class TradierProvider(HttpProvider):
         sieve = BarSieve(request)
         if is_intraday(request.timeframe):
             params = {
-                "symbol": request.ticker,
+                "symbol": spell_ticker(request.ticker, SHARE_CLASS_SEPARATOR),
                 "interval": TIMESALES_INTERVALS[request.timeframe],
                 "start": _wall_clock(request.start),
                 # `end` is inclusive; the sieve drops anything at or past request.end.
@@ -51,7 +53,7 @@ class TradierProvider(HttpProvider):
             if request.timeframe == "w1":
                 first = trading_week_monday(first)
             params = {
-                "symbol": request.ticker,
+                "symbol": spell_ticker(request.ticker, SHARE_CLASS_SEPARATOR),
                 "interval": HISTORY_INTERVALS[request.timeframe],
                 "start": first.isoformat(),
                 "end": request.last_session.isoformat(),

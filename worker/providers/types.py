@@ -25,7 +25,19 @@ __all__ = [
     "Pace",
     "Provider",
     "RawRow",
+    "spell_ticker",
 ]
+
+
+def spell_ticker(ticker: str, class_separator: str) -> str:
+    """A stored ticker as a provider writes it: its share class after `class_separator`.
+
+    pgbars stores one spelling, the class after a dot (BRK.B; the ticker domain
+    admits no other separator, see docs/database.md#tickers); providers differ:
+    Polygon BRK.B, Yahoo BRK-B, Tradier BRK/B. Each provider spells the ticker
+    where it builds its request.
+    """
+    return ticker.replace(".", class_separator)
 
 
 class Bar(NamedTuple):

@@ -16,9 +16,11 @@ from ..providers.classify import ErrorReply
 from ..providers.grid import day_start, new_york_date, trading_week_monday
 from ..providers.http import HttpProvider
 from ..providers.sieve import BarSieve
-from ..providers.types import FetchRequest, FetchResult, Pace
+from ..providers.types import FetchRequest, FetchResult, Pace, spell_ticker
 
 DEFAULT_BASE_URL = "https://query1.finance.yahoo.com"
+# BRK-B: Yahoo's dot means another exchange (SHOP.TO), not a share class (docs/database.md#tickers)
+SHARE_CLASS_SEPARATOR = "-"
 
 INTERVALS: dict[str, str] = {"m5": "5m", "m15": "15m", "m30": "30m", "d1": "1d", "w1": "1wk"}
 # Yahoo answers python-httpx's default User-Agent with 429s more readily.
@@ -52,6 +54,7 @@ class YahooProvider(HttpProvider):
 
     name = "yahoo"
     credential_name = None
+    base_url_setting = "YAHOO_BASE_URL"
     timeframes = frozenset(INTERVALS)
 
     def _headers(self) -> dict[str, str]:
@@ -69,7 +72,8 @@ class YahooProvider(HttpProvider):
             "period2": str(int(request.end.timestamp())),
             "includePrePost": "true",
         }
-        url = f"{self.base_url}/v8/finance/chart/{quote(request.ticker, safe='')}"
+        symbol = spell_ticker(request.ticker, SHARE_CLASS_SEPARATOR)
+        url = f"{self.base_url}/v8/finance/chart/{quote(symbol, safe='')}"
         body = await self._get_json(url, params, pace)
         sieve = BarSieve(request)
         self._read_chart(body, sieve)
