@@ -214,9 +214,11 @@ def test_status_with_no_jobs_says_so(dsn: str) -> None:
     ("ticker", "message"),
     [
         ("zzzz", "pgbars: error: no backfill for ZZZZ: request one with `pgbars request ZZZZ`\n"),
+        # named as stored, so the command it suggests is one that works
+        ("\tbrk / b", "pgbars: error: no backfill for BRK.B: request one with `pgbars request BRK.B`\n"),
         ("'; DROP", "pgbars: error: invalid ticker '''; DROP' (A ticker is 1-10 letters"),
     ],
-    ids=["unknown", "invalid"],
+    ids=["unknown", "share class", "invalid"],
 )
 @pytest.mark.parametrize("as_json", [False, True])
 def test_status_of_an_unknown_or_invalid_ticker_is_one_error_line(
@@ -292,6 +294,40 @@ def test_bad_requests_print_one_line(dsn: str, args: list[str], message: str) ->
     assert result.exit_code == 1
     assert message in result.output
     assert len(result.output.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["watch", "add", "AA\x1b[2J\nPL"], "pgbars: error: invalid ticker 'AA?[2J?PL' (A ticker is"),
+        (
+            ["request", "AAPL", "--timeframe", "h1\r\x9b"],
+            "pgbars: error: unknown timeframe 'h1??' (Timeframes",
+        ),
+        (["status", "\x07AAPL\x07"], "pgbars: error: invalid ticker '?AAPL?' (A ticker is"),
+    ],
+)
+def test_an_error_line_shows_control_characters_as_question_marks(
+    dsn: str, args: list[str], line: str
+) -> None:
+    # found by tests/faults: a typed escape or line break reached the terminal raw, over two lines
+    result = CliRunner().invoke(cli, args, env={"DATABASE_URL": dsn})
+    assert result.exit_code == 1
+    assert result.output.startswith(line) and result.output.count("\n") == 1, result.output
+
+
+def test_watch_remove_shows_a_control_character_in_the_watchlist_name_as_a_question_mark(dsn: str) -> None:
+    result = pgbars(dsn, "watch", "remove", "AAPL", "--watchlist", "x\x1b]0;owned\x07")
+    assert (result.exit_code, result.output) == (0, "AAPL was not in watchlist x?]0;owned?\n")
+
+
+def test_a_usage_error_shows_control_characters_as_question_marks() -> None:
+    result = CliRunner().invoke(cli, ["status", "AAPL", "MS\x1b[2J\nFT"], env={"DATABASE_URL": ""})
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == "Error: Got unexpected extra argument (MS?[2J?FT)"
+    # the help a group shows when given no command keeps its lines
+    bare = CliRunner().invoke(cli, ["watch"])
+    assert "Commands:" in bare.output.splitlines()
 
 
 def test_unreachable_database_and_missing_url(tmp_path: Any) -> None:

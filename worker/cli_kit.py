@@ -19,6 +19,7 @@ import psycopg
 
 from . import db
 from .errors import PgbarsError
+from .render import printable
 
 T = TypeVar("T")
 
@@ -39,14 +40,17 @@ def debug(ctx: click.Context) -> bool:
 
 
 def run(ctx: click.Context, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine; turn expected failures into one line and exit code 1."""
+    """Run a coroutine; turn expected failures into one line and exit code 1.
+
+    The line shows control characters as '?': a message may quote what was typed
+    (a ticker, a timeframe), escapes and line breaks included."""
     try:
         return asyncio.run(work())
     except (PgbarsError, psycopg.Error) as exc:
         if debug(ctx):
             raise
         message = db.describe_error(exc) if isinstance(exc, psycopg.Error) else str(exc)
-        click.echo(f"pgbars: error: {message}", err=True)
+        click.echo(f"pgbars: error: {printable(message)}", err=True)
         sys.exit(1)
 
 
@@ -84,12 +88,29 @@ def debug_option() -> click.Option:
     )
 
 
+def _printable_usage_error(exc: click.UsageError) -> click.UsageError:
+    """Click quotes some arguments raw in its usage errors ("Got unexpected extra argument
+    (...)"): the same error with their control characters shown as '?', like every other
+    error. (Not the help that a group given no command shows, whose lines are meant.)"""
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        return exc
+    message = exc.format_message()
+    shown = printable(message)
+    return exc if shown == message else click.UsageError(shown, ctx=exc.ctx)
+
+
 class Command(click.Command):
     """A command that takes --debug after its name too (`pgbars work --debug`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.params.append(debug_option())
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise _printable_usage_error(exc) from None
 
 
 class Group(click.Group):
@@ -100,6 +121,20 @@ class Group(click.Group):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.params.append(debug_option())
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise _printable_usage_error(exc) from None
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            raise _printable_usage_error(exc) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         order = {name: i for i, name in enumerate(COMMAND_ORDER)}

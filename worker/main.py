@@ -156,7 +156,7 @@ def watch_remove(ctx: click.Context, tickers: tuple[str, ...], watchlist: str) -
     )
     for ticker, was_there in removed.items():
         state = "removed from" if was_there else "was not in"
-        click.echo(f"{ticker} {state} watchlist {watchlist}")
+        click.echo(f"{ticker} {state} watchlist {render.printable(watchlist)}")
 
 
 @watch_group.command("list", short_help="List watchlist tickers.")
@@ -248,7 +248,7 @@ def status(ctx: click.Context, ticker: str | None, as_json: bool) -> None:
     async def fetch(conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
         rows = await db.backfill_progress_with_eta(conn, ticker)
         if ticker is not None and not rows:
-            name = ticker.strip().upper()
+            name = await db.normalize_ticker(conn, ticker)
             raise PgbarsError(f"no backfill for {name}: request one with `pgbars request {name}`")
         return rows
 

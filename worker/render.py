@@ -16,11 +16,12 @@ from . import db
 from .demo import DemoResult
 from .report import progress_bar
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0, DEL and C1 (U+0080-U+009F: some terminals read U+009B as an escape)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def printable(value: object) -> str:
-    """`value` as text with control characters (terminal escapes) shown as '?'."""
+    """`value` as text with control characters (terminal escapes, line breaks) shown as '?'."""
     return _CONTROL.sub("?", str(value))
 
 

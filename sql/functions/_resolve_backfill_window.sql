@@ -13,7 +13,8 @@ AS $$
 Defaults: the window ends at the last completed session and reaches back
 p_years years. An explicit end after the last completed session is clamped
 to it (today's session is not history yet); dates in the future, windows
-that end before they start and dates before the calendar are errors.
+that end before they start, windows without a session (weekends, holidays)
+and dates before the calendar are errors.
 */
 DECLARE
     v_today date := (pgbars._now() AT TIME ZONE 'America/New_York')::date;
@@ -48,6 +49,13 @@ BEGIN
         (window_end - make_interval(years => coalesce(p_years, 2)))::date + 1
     );
     IF window_start < v_calendar_start THEN
+        IF p_start IS NULL THEN
+            -- the start was computed, not given: say from what
+            RAISE EXCEPTION 'start date % (% years before %) is before the trading calendar, which begins %',
+                window_start, coalesce(p_years, 2), window_end, v_calendar_start
+                USING ERRCODE = '22023',
+                HINT = 'Ask for fewer years, or give a start date.';
+        END IF;
         RAISE EXCEPTION 'start date % is before the trading calendar, which begins %',
             window_start, v_calendar_start
             USING ERRCODE = '22023';
@@ -56,6 +64,16 @@ BEGIN
         RAISE EXCEPTION 'no completed session between % and %', window_start, coalesce(p_end, v_today)
             USING ERRCODE = '22023',
             HINT = 'Today''s session becomes history after its after-hours close.';
+    END IF;
+    -- A window of weekends and holidays only would make a job with nothing to
+    -- fetch, shown as done.
+    IF NOT EXISTS (
+        SELECT FROM pgbars.market_sessions AS s
+        WHERE s.session_date BETWEEN window_start AND window_end
+    ) THEN
+        RAISE EXCEPTION 'no trading session between % and %', window_start, window_end
+            USING ERRCODE = '22023',
+            HINT = 'Weekends and exchange holidays have no session.';
     END IF;
     RETURN NEXT;
 END;

@@ -5,7 +5,11 @@ LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pgbars
 AS $$
-/* Lower-cases and trims, drops duplicates, orders m1 .. w1. */
+/*
+Lower-cases and trims, drops duplicates, orders m1 .. w1. The error names the
+unknown ones as typed, each cut to 40 characters and with control characters
+(terminal escapes among them) shown as '?', so the message stays one short line.
+*/
 DECLARE
     v_unknown text;
     v_result text[];
@@ -14,8 +18,14 @@ BEGIN
         RAISE EXCEPTION 'no timeframe given'
             USING ERRCODE = '22023';
     END IF;
+    IF array_position(p_timeframes, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'timeframe is missing'
+            USING ERRCODE = '22023';
+    END IF;
 
-    SELECT string_agg(DISTINCT quote_literal(t.requested), ', ')
+    SELECT string_agg(
+        DISTINCT quote_literal(regexp_replace(left(t.requested, 40), '[[:cntrl:]]', '?', 'g')), ', '
+    )
     INTO v_unknown
     FROM unnest(p_timeframes) AS t (requested)
     WHERE NOT EXISTS (
@@ -41,4 +51,5 @@ END;
 $$;
 
 COMMENT ON FUNCTION pgbars._validate_timeframes(text[]) IS
-'Returns the timeframes normalised, deduplicated and ordered, or raises 22023 naming the unknown ones.';
+'Returns the timeframes normalised, deduplicated and ordered, or raises 22023 naming the unknown ones '
+'(or saying one is missing: a NULL).';

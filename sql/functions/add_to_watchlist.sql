@@ -17,12 +17,16 @@ DECLARE
     v_added integer;
 BEGIN
     -- Control characters (terminal escapes among them) would reach every screen that
-    -- lists watchlists; the error shows them as '?', never raw.
-    IF v_watchlist_name = '' OR length(v_watchlist_name) > 64 OR v_watchlist_name ~ '[[:cntrl:]]' THEN
+    -- lists watchlists; the error shows them as '?', never raw. The last test is the
+    -- table's CHECK (no white space, Unicode's too, at either end), refused here with
+    -- this message rather than as a check_violation naming the constraint.
+    IF v_watchlist_name = '' OR length(v_watchlist_name) > 64 OR v_watchlist_name ~ '[[:cntrl:]]'
+        OR v_watchlist_name !~ '^\S(.{0,62}\S)?$' THEN
         RAISE EXCEPTION 'invalid watchlist name %',
             quote_literal(regexp_replace(left(p_watchlist, 80), '[[:cntrl:]]', '?', 'g'))
             USING ERRCODE = '22023',
-            HINT = 'A watchlist name has 1 to 64 characters, none of them a control character.';
+            HINT = 'A watchlist name has 1 to 64 characters, none of them a control character, '
+            || 'and neither starts nor ends with a space.';
     END IF;
     INSERT INTO pgbars.watchlists (name)
     VALUES (v_watchlist_name)

@@ -34,7 +34,13 @@ AS $$
     eta_at is NULL when nothing is left, or when a provider it needs is
     disabled. Every job is in the queue, so the ETA of one ticker reads all
     remaining chunks (partial index); p_tickers only filters the rows.
+
+    The first statement checks p_tickers (22023 for a ticker that is not
+    valid), so a bad ticker is refused even where no job exists, whose filter
+    below would then never look at it.
     */
+    SELECT pgbars.normalize_ticker(t.ticker) FROM unnest(p_tickers) AS t (ticker);
+
     WITH
     -- the work left per job and provider
     remaining AS (
@@ -136,4 +142,5 @@ COMMENT ON FUNCTION pgbars.backfill_eta(text[]) IS
 'Per backfill job (of p_tickers, NULL: all): remaining chunks and expected requests (failed chunks '
 'excluded), requests of other jobs served before its last one (round-robin claims), the provider it '
 'waits for longest and its pause, and the ETA at each provider''s sustained rate '
-'(calls_per_window per window_length). ETA NULL when nothing is left or a provider is disabled.';
+'(calls_per_window per window_length). ETA NULL when nothing is left or a provider is disabled. '
+'An invalid ticker raises 22023.';

@@ -74,6 +74,15 @@ def test_ticker_filter_keeps_the_queue_of_every_job(conn: psycopg.Connection[Any
         eta(conn, ["'; DROP"])
 
 
+@pytest.mark.parametrize("tickers", [["'; DROP"], [None], ["AAPL", "A B"]])
+def test_an_invalid_ticker_is_refused_where_no_job_exists(
+    conn: psycopg.Connection[Any], tickers: list[str | None]
+) -> None:
+    # found by tests/faults: with no job the filter never looked at the tickers: no rows, no error
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match=r"invalid ticker|ticker is missing"):
+        conn.execute("SELECT * FROM pgbars.backfill_eta(%s::text[])", (tickers,))
+
+
 def test_paused_provider_adds_the_pause(conn: psycopg.Connection[Any]) -> None:
     seed_two_jobs(conn)
     until = scalar(conn, "SELECT pgbars.pause_provider('polygon', now() + interval '10 minutes')")

@@ -107,6 +107,21 @@ def test_has_backfill_data_needs_bars_not_a_job(conn: psycopg.Connection[Any]) -
         conn.execute("SELECT pgbars.has_backfill_data('AAPL', 'hourly')")
 
 
+@pytest.mark.parametrize(("ticker", "timeframe"), [("NVDA", None), ("NVDA", "hourly"), ("'; DROP", "h1")])
+def test_has_backfill_data_checks_its_inputs_where_no_bar_exists(
+    conn: psycopg.Connection[Any], ticker: str, timeframe: str | None
+) -> None:
+    # found by tests/faults: once the session had called it a few times (PostgreSQL then plans
+    # the function's query once for any input), a bad timeframe for a ticker without bars was
+    # compared to no bar and answered false instead of raising
+    set_clock(conn)
+    seed(conn, "AAPL")
+    for asked in ("AAPL", "MSFT", "AAPL", "X", "AAPL", "B", "AAPL"):
+        assert scalar(conn, "SELECT pgbars.has_backfill_data(%s, 'h1')", (asked,)) is False
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        conn.execute("SELECT pgbars.has_backfill_data(%s, %s)", (ticker, timeframe))
+
+
 def test_view_has_the_documented_columns(conn: psycopg.Connection[Any]) -> None:
     cur = conn.execute("SELECT * FROM pgbars.backfill_progress LIMIT 0")
     names = [d.name for d in cur.description or []]

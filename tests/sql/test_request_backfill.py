@@ -45,6 +45,26 @@ def test_several_timeframes_make_one_job_each(conn: psycopg.Connection[Any]) -> 
             {"start": dt.date(2025, 1, 2), "end": dt.date(2025, 1, 2)},
             "no completed session",
         ),
+        # found by tests/faults: these made a job with nothing to fetch, shown as done
+        (
+            "AAPL",
+            ["h1"],
+            {"start": dt.date(2024, 12, 28), "end": dt.date(2024, 12, 29)},
+            "no trading session between 2024-12-28 and 2024-12-29",
+        ),
+        (
+            "AAPL",
+            ["h1"],
+            {"start": dt.date(2024, 12, 25), "end": dt.date(2024, 12, 25)},
+            "no trading session",
+        ),
+        # the start was computed from --end and the years: the message says so
+        (
+            "AAPL",
+            ["h1"],
+            {"end": dt.date(2001, 6, 1)},
+            r"start date 1999-06-02 \(2 years before 2001-06-01\) is before the trading calendar",
+        ),
     ],
 )
 def test_bad_requests_raise_clear_errors_and_store_nothing(
@@ -59,6 +79,24 @@ def test_bad_requests_raise_clear_errors_and_store_nothing(
         seed(conn, ticker, timeframes, **window)
     assert scalar(conn, "SELECT count(*) FROM pgbars.backfill_jobs") == 0
     assert scalar(conn, "SELECT count(*) FROM pgbars.backfill_chunks") == 0
+
+
+@pytest.mark.parametrize("timeframes", [[None], ["h1", None]])
+def test_a_null_timeframe_is_refused(conn: psycopg.Connection[Any], timeframes: list[str | None]) -> None:
+    # found by tests/faults: [NULL] raised 'FOREACH expression must not be null' (22004, from
+    # PL/pgSQL), and ['h1', NULL] was read as ['h1']
+    set_clock(conn)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="timeframe is missing"):
+        conn.execute("SELECT pgbars.request_backfill('AAPL', %s::text[])", (timeframes,))
+    assert scalar(conn, "SELECT count(*) FROM pgbars.backfill_jobs") == 0
+
+
+def test_an_unknown_timeframe_is_named_on_one_short_line(conn: psycopg.Connection[Any]) -> None:
+    # found by tests/faults: the whole input was quoted, 10,000 characters or a terminal escape
+    set_clock(conn)
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as refused:
+        seed(conn, "AAPL", ["h1", "\x1b[2J" + "x" * 10_000])
+    assert refused.value.diag.message_primary == "unknown timeframe '?[2J" + "x" * 36 + "'"
 
 
 def test_end_today_is_clamped_to_the_last_completed_session(conn: psycopg.Connection[Any]) -> None:

@@ -130,6 +130,18 @@ def test_a_watchlist_name_with_control_characters_is_refused_without_echoing_the
     assert scalar(conn, "SELECT count(*) FROM pgbars.watchlists") == 0
 
 
+@pytest.mark.parametrize("name", ["tech\u2003", "\u3000tech", "\u2028tech"])
+def test_a_watchlist_name_with_white_space_at_an_end_is_refused_by_name(
+    conn: psycopg.Connection[Any], name: str
+) -> None:
+    # found by tests/faults: Unicode white space passed the function's checks and failed the
+    # table's CHECK, a check_violation naming the constraint
+    set_clock(conn)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="invalid watchlist name"):
+        add(conn, "AAPL", name)
+    assert scalar(conn, "SELECT count(*) FROM pgbars.watchlists") == 0
+
+
 def test_bad_watchlist_name(conn: psycopg.Connection[Any]) -> None:
     set_clock(conn)
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="watchlist name"):

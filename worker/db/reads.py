@@ -12,6 +12,14 @@ from psycopg.rows import dict_row
 # -- watchlists and requests ---------------------------------------------------
 
 
+async def normalize_ticker(conn: psycopg.AsyncConnection[Any], ticker: str) -> str:
+    """The ticker as pgbars stores it (" brk-b" -> BRK.B); raises 22023 for an invalid one."""
+    cur = await conn.execute("SELECT pgbars.normalize_ticker(%s)::text", (ticker,))
+    row = await cur.fetchone()
+    assert row is not None
+    return str(row[0])
+
+
 async def add_to_watchlist(
     conn: psycopg.AsyncConnection[Any], tickers: Sequence[str], watchlist: str
 ) -> list[dict[str, Any]]:
