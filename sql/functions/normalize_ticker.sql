@@ -14,6 +14,9 @@ is added or dropped, so BRKB stays BRKB and BRK.A stays apart from BRK.B. A
 bare space is no separator: 'AA PL' is refused, not read as AA.PL. Then the
 pgbars.ticker domain decides: the rule for a valid ticker lives in one place,
 the domain's CHECK. Each provider writes the class its own way in its request.
+Input with a character outside ASCII is refused before upper-casing, which
+would otherwise turn look-alikes into real tickers ('ıbm' into IBM). The
+error names the input with control characters shown as '?'.
 */
 DECLARE
     v_ticker text := upper(btrim(p_ticker, E' \t\r\n'));
@@ -24,9 +27,12 @@ BEGIN
     END IF;
     v_ticker := regexp_replace(v_ticker, '^([A-Z0-9]+)[ \t]*[-./][ \t]*([A-Z0-9]+)$', '\1.\2');
     BEGIN
+        IF p_ticker ~ '[^\x01-\x7e]' THEN
+            RAISE check_violation;
+        END IF;
         RETURN v_ticker::pgbars.ticker;
     EXCEPTION WHEN check_violation THEN
-        RAISE EXCEPTION 'invalid ticker %', quote_literal(left(p_ticker, 40))
+        RAISE EXCEPTION 'invalid ticker %', quote_literal(regexp_replace(left(p_ticker, 40), '[[:cntrl:]]', '?', 'g'))
             USING ERRCODE = '22023',
             HINT = 'A ticker is 1-10 letters or digits starting with a letter, optionally with a '
             || 'share class of 1-4 letters or digits: BRK.B (also written BRK-B or BRK/B).';

@@ -54,7 +54,7 @@ BEGIN
 
     DELETE FROM pgbars.rejected_bars AS r WHERE r.chunk_id = p_chunk_id;
     INSERT INTO pgbars.rejected_bars (chunk_id, symbol_id, timeframe, provider, ts, raw, reason)
-    SELECT p_chunk_id, v_chunk.symbol_id, v_chunk.timeframe, v_chunk.provider, s.ts, s.raw, s.reason
+    SELECT p_chunk_id, v_chunk.symbol_id, v_chunk.timeframe, v_chunk.provider, s.ts, pgbars._redact_json(s.raw), s.reason
     FROM pgbars.staged_rejects AS s
     WHERE s.lease_id = p_lease_id;
     GET DIAGNOSTICS v_rejected = ROW_COUNT;

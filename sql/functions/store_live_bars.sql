@@ -82,7 +82,7 @@ BEGIN
             OR rb.ts IS NULL AND rb.rejected_at >= v_refresh.premarket_open
         );
     INSERT INTO pgbars.rejected_bars (chunk_id, symbol_id, timeframe, provider, ts, raw, reason)
-    SELECT NULL, p_symbol_id, p_timeframe, v_refresh.provider, s.ts, s.raw, s.reason
+    SELECT NULL, p_symbol_id, p_timeframe, v_refresh.provider, s.ts, pgbars._redact_json(s.raw), s.reason
     FROM pgbars.staged_rejects AS s
     WHERE s.lease_id = p_lease_id;
     GET DIAGNOSTICS v_rejected = ROW_COUNT;

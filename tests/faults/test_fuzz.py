@@ -89,9 +89,7 @@ def assert_clean(exc: psycopg.Error) -> None:
     assert exc.sqlstate in EXPECTED_SQLSTATES, (exc.sqlstate, message)
     assert EXPECTED_MESSAGES.match(message), message
     assert len(message) <= MAX_MESSAGE, message
-    # normalize_ticker quotes the input raw: test_an_invalid_ticker_is_named_without_its_control_characters
-    if not message.startswith("invalid ticker"):
-        assert not CONTROL.search(message), message  # newlines among them: one line
+    assert not CONTROL.search(message), message  # newlines among them: one line
 
 
 class Refused:
@@ -741,16 +739,19 @@ def test_backfill_eta(db: psycopg.Connection[Any], tickers: list[str | None] | N
 # -- SQL: a known gap in a file owned elsewhere ------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="normalize_ticker.sql quotes the input raw in 'invalid ticker ...': control characters"
-    " (terminal escapes) reach the SQL editor's screen; the CLI shows them as '?'",
-    strict=True,
-)
 def test_an_invalid_ticker_is_named_without_its_control_characters(conn: psycopg.Connection[Any]) -> None:
     with pytest.raises(psycopg.errors.InvalidParameterValue) as refused:
         conn.execute("SELECT pgbars.normalize_ticker(%s)", ("AA\x1b[2JPL",))
     message = refused.value.diag.message_primary or ""
     assert message.startswith("invalid ticker") and not CONTROL.search(message), message
+
+
+@pytest.mark.parametrize("look_alike", ["\u0131bm", "\u017fpy", "AAPL\u00a0", "\uff21\uff21PL"])
+def test_a_ticker_outside_ascii_is_refused_not_upper_cased_into_another(
+    conn: psycopg.Connection[Any], look_alike: str
+) -> None:
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="invalid ticker"):
+        conn.execute("SELECT pgbars.normalize_ticker(%s)", (look_alike,))
 
 
 # -- CLI ---------------------------------------------------------------------------------------

@@ -364,3 +364,24 @@ def test_the_worker_role_gets_lease_lost_not_permission_denied(
             store_as_worker(conn, uuid.uuid4())
     assert raised.value.sqlstate == "PB001"
     assert stored_bars(conn) == []
+
+
+def test_a_refused_row_is_quarantined_with_its_secrets_masked(
+    conn: psycopg.Connection[Any], one_chunk: int
+) -> None:
+    raw = {
+        "t": 1735574400000,
+        "o": 252,
+        "echo": "https://api.example/v2/aggs?apiKey=Sup3rSecretKey&limit=5",
+        "headers": {"Authorization": "Bearer tok.en-123", "apiKey": 'k"ey\\1'},
+        "note": "sent with bearer abc.def and token=xyz",
+    }
+    store(conn, one_chunk, claim_one(conn)["lease_id"], rejects=[(None, raw, "missing timestamp")])
+    (stored,) = [row["raw"] for row in rejected_rows(conn, one_chunk)]
+    text = str(stored)
+    for secret in ("Sup3rSecretKey", "tok.en-123", 'k"ey', "abc.def", "xyz"):
+        assert secret not in text
+    assert stored["echo"] == "https://api.example/v2/aggs?apiKey=***&limit=5"
+    assert stored["headers"] == {"Authorization": "***", "apiKey": "***"}
+    assert stored["note"] == "sent with bearer *** and token=***"
+    assert (stored["t"], stored["o"]) == (1735574400000, 252)
