@@ -484,17 +484,25 @@ async def prepare(
     *,
     allow_demo_database: bool = False,
     misconfigured: Mapping[str, str] | None = None,
+    tickers: Sequence[str] = (),
 ) -> list[str]:
     """Check the schema and return the configured providers the database has enabled.
 
     Raises PgbarsError (one line) when the worker cannot run at all, or when the
     database is the demo's (its synthetic bars never meet real ones).
     `misconfigured` (provider -> why) is said in that line when it leaves none.
+    `tickers` (--ticker) are checked first: an invalid one would otherwise match
+    nothing and the run would end on an "empty" queue.
     """
     async with pool.connection() as conn:
         await db.ensure_schema_current(conn)
         if not allow_demo_database:
             await db.require_not_demo(conn)
+        for ticker in tickers:
+            try:
+                await db.normalize_ticker(conn, ticker)
+            except psycopg.errors.InvalidParameterValue as exc:
+                raise PgbarsError(f"--ticker: {db.describe_error(exc)}") from None
         usable = await db.enabled_providers(conn, configured)
     if not usable:
         unusable = "".join(f"; {why}" for _, why in sorted((misconfigured or {}).items()))
@@ -567,6 +575,7 @@ async def run(
                 sorted(configured),
                 allow_demo_database=config.allow_demo_database,
                 misconfigured=misconfigured,
+                tickers=config.tickers,
             )
             for name, why in sorted(misconfigured.items()):
                 log.warning(logfmt("provider_misconfigured", provider=name, reason=why))

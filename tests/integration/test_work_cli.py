@@ -202,3 +202,14 @@ def test_summary_reports_todays_bars_and_what_could_not_be_fetched(
     no_token = tmp_path / "no-token.md"
     assert pgbars_work(dsn, {}, "--summary", str(no_token)).exit_code == 0
     assert "- tradier was not asked for today's bars: TRADIER_TOKEN is not set." in no_token.read_text()
+
+
+def test_an_invalid_ticker_is_refused_before_the_run_not_taken_for_an_empty_queue(
+    dsn: str, db: psycopg.Connection[Any], yahoo: YahooServer
+) -> None:
+    result = pgbars_work(
+        dsn, {"YAHOO_BASE_URL": yahoo.base_url}, "--ticker", "AAPL,bad!", "--max-seconds", "5"
+    )
+    line = _one_error_line(result)
+    assert line.startswith("pgbars: error: --ticker: invalid ticker 'bad!'"), line
+    assert yahoo.requests == []
