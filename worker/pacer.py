@@ -15,7 +15,7 @@ from typing import Protocol
 
 from psycopg_pool import AsyncConnectionPool
 
-from . import db
+from . import db, failpoints
 
 
 class PacedRun(Protocol):
@@ -70,6 +70,7 @@ class Pacer:
             reservation = await db.reserve_call(
                 conn, provider, worker.worker_name, self._chunk_id, worker.not_after
             )
+        failpoints.hit("during-reserve")
         if reservation.call_id is None:
             raise BudgetSpent(
                 f"next {provider} slot at {reservation.starts_at:%H:%M:%S} UTC is after the budget"
@@ -85,6 +86,7 @@ class Pacer:
 
     def answered(self, status: int | None) -> None:
         self._status, self._answered = status, True
+        failpoints.hit("during-fetch")  # the status line is in, the body not yet read
         if status == 429:
             self._worker.rate_limited[self._provider] += 1
 

@@ -40,7 +40,7 @@ import httpx
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from . import db
+from . import db, failpoints
 from .errors import FailureKind, PgbarsError
 from .outcomes import LeaseReport, WorkSummary, log_lease, log_summary, logfmt, record_stored
 from .pacer import BudgetSpent, Pacer, Stopping
@@ -226,6 +226,8 @@ class Worker:
                         tickers,
                         kinds=("history",),
                     )
+                if claimed:
+                    failpoints.hit("after-claim")
                 for lease in claimed:
                     task = asyncio.create_task(self._run_lease(lease), name=f"chunk-{lease.chunk_id}")
                     self._running[lease.lease_id] = _Running(task)

@@ -11,6 +11,7 @@ Supabase's pooler on port 6543) may hand each transaction any connection.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from .. import failpoints
 from ..calendar import SessionHours
 from ..db.connection import connect, session_kwargs
 from ..errors import FailureKind, PgbarsError
@@ -115,6 +117,7 @@ async def store(
             (lease.lease_id, requests),
         )
         row = await cur.fetchone()
+        failpoints.hit("before-commit")
     assert row is not None
     return StoredChunk(*row)
 
@@ -256,7 +259,11 @@ async def _stage(
         " FROM STDIN (FORMAT BINARY)"
     ) as copy:
         copy.set_types(_BAR_TYPES)
-        for bar in bars:
+        rows = iter(bars)
+        for bar in itertools.islice(rows, 1):
+            await copy.write_row((lease_id, *bar))
+            failpoints.hit("during-copy")  # one row in: the rest of the loop has no check
+        for bar in rows:
             await copy.write_row((lease_id, *bar))
     async with cur.copy("COPY pgbars.staged_rejects (lease_id, ts, raw, reason) FROM STDIN") as copy:
         for ts, raw, reason in rejected:
