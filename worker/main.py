@@ -290,7 +290,7 @@ def status(ctx: click.Context, ticker: str | None, as_json: bool) -> None:
     type=click.FloatRange(min=0.1),
     default=30,
     show_default=True,
-    help="Seconds per request.",
+    help="Seconds to wait for each read of an answer; a whole request gets twice that, at least 60.",
 )
 @click.option(
     "--strict",
