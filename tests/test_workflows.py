@@ -608,6 +608,20 @@ def test_every_dependency_named_in_pyproject_is_pinned() -> None:
     assert "pgbars-pipeline" not in locked
 
 
+def pip_dry_run(*args: str) -> subprocess.CompletedProcess[str]:
+    """`pip install --dry-run` offline, under the lock (constraints.txt)."""
+    return subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "install", "--dry-run", "--no-index"),
+            *("--disable-pip-version-check", "--quiet", "-c", str(CONSTRAINTS), *args),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 def test_the_constraints_resolve_offline_to_exactly_the_installed_set(tmp_path: Path) -> None:
     """pip resolves every requirement of pyproject.toml under the constraints with no index at hand.
 
@@ -616,25 +630,7 @@ def test_the_constraints_resolve_offline_to_exactly_the_installed_set(tmp_path: 
     every installed package has what it needs at those versions: the lock is consistent.
     """
     report = tmp_path / "report.json"
-    resolve = subprocess.run(
-        [
-            *(
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--dry-run",
-                "--no-index",
-                "--disable-pip-version-check",
-            ),
-            *("--quiet", "--report", str(report), "-c", str(CONSTRAINTS)),
-            *map(str, declared_requirements()),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    resolve = pip_dry_run("--report", str(report), *map(str, declared_requirements()))
     assert resolve.returncode == 0, (
         "the installed packages are not the locked set (run bash scripts/test, which installs it),"
         f" or the lock no longer satisfies pyproject.toml (run bash scripts/lock):\n{resolve.stderr}"
@@ -800,24 +796,7 @@ def test_the_build_context_holds_the_sources_and_the_lock_only(tmp_path: Path) -
         names = set(archive.namelist())
     assert {f"pgbars/sql/{n.removeprefix('sql/')}" for n in context if n.endswith(".sql")} <= names
     assert "pgbars/main.py" in names and "pgbars/py.typed" in names
-    install = subprocess.run(
-        [
-            *(
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--dry-run",
-                "--no-index",
-                "--disable-pip-version-check",
-            ),
-            *("--quiet", "--report", "-", "-c", str(CONSTRAINTS), str(wheel)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    install = pip_dry_run("--report", "-", str(wheel))
     assert install.returncode == 0, install.stderr
     would_install = [item["metadata"]["name"] for item in json.loads(install.stdout)["install"]]
     assert would_install in ([], ["pgbars-pipeline"])  # [] where this very version is installed

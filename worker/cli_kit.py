@@ -99,8 +99,11 @@ def _printable_usage_error(exc: click.UsageError) -> click.UsageError:
     return exc if shown == message else click.UsageError(shown, ctx=exc.ctx)
 
 
-class Command(click.Command):
-    """A command that takes --debug after its name too (`pgbars work --debug`)."""
+class _PgbarsParsing:
+    """What every pgbars command and group shares: --debug at its level, usage errors
+    without raw control characters."""
+
+    params: list[click.Parameter]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -108,25 +111,19 @@ class Command(click.Command):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
-            return super().parse_args(ctx, args)
+            return super().parse_args(ctx, args)  # type: ignore[misc,no-any-return]
         except click.UsageError as exc:
             raise _printable_usage_error(exc) from None
 
 
-class Group(click.Group):
+class Command(_PgbarsParsing, click.Command):
+    """A command that takes --debug after its name too (`pgbars work --debug`)."""
+
+
+class Group(_PgbarsParsing, click.Group):
     """Commands listed in the order people use them, not alphabetically; --debug at every level."""
 
     command_class = Command
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.params.append(debug_option())
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as exc:
-            raise _printable_usage_error(exc) from None
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
