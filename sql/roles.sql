@@ -30,8 +30,8 @@ GRANT USAGE ON SCHEMA pgbars TO pgbars_worker, pgbars_reader;
 GRANT SELECT ON ALL TABLES IN SCHEMA pgbars TO pgbars_worker;
 -- a lease's bars and refused rows, COPYed in before store_lease; the worker
 -- cannot read back or change what it or another worker staged
-REVOKE SELECT ON pgbars.staged_bars, pgbars.staged_rejects FROM pgbars_worker;
-GRANT INSERT ON pgbars.staged_bars, pgbars.staged_rejects TO pgbars_worker;
+REVOKE SELECT ON pgbars.staged_bars, pgbars.staged_rejects, pgbars.staged_actions FROM pgbars_worker;
+GRANT INSERT ON pgbars.staged_bars, pgbars.staged_rejects, pgbars.staged_actions TO pgbars_worker;
 -- The worker's one path for leased work (docs/worker.md): claim_leases,
 -- store_lease, settle_lease. The functions they call (claim_backfill_chunks,
 -- complete_backfill_chunk, store_live_bars, ...) are not granted: a lease
@@ -69,9 +69,9 @@ GRANT EXECUTE ON FUNCTION
 pgbars.backfill_status(text),
 pgbars.backfill_eta(text[]),
 pgbars.has_backfill_data(text, text),
-pgbars.get_bars(text, text, timestamptz, timestamptz),
+pgbars.get_bars(text, text, timestamptz, timestamptz, text),
 -- get_bars runs with the caller's rights and calls these (docs/reading.md)
-pgbars._get_bars_request(text, text, timestamptz, timestamptz),
+pgbars._get_bars_request(text, text, timestamptz, timestamptz, text),
 pgbars._get_bars_rivals(uuid, text, timestamptz, timestamptz, text[], text),
 pgbars.normalize_ticker(text)
 TO pgbars_worker, pgbars_reader;
@@ -81,3 +81,10 @@ GRANT SELECT ON pgbars.coverage, pgbars.session_coverage TO pgbars_reader;
 -- today's bars (docs/monitoring.md)
 GRANT SELECT ON pgbars.live_plan, pgbars.live_status TO pgbars_reader;
 GRANT EXECUTE ON FUNCTION pgbars.repair_gaps(text) TO pgbars_worker;
+-- corporate actions and the price basis (docs/database.md, docs/monitoring.md)
+GRANT SELECT ON
+pgbars.corporate_actions,
+pgbars.corporate_action_conflicts,
+pgbars.price_basis_issues,
+pgbars.action_status
+TO pgbars_reader;

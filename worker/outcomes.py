@@ -1,7 +1,8 @@
 """What a `pgbars work` run reports: one report per lease, the run's summary, their log lines.
 
-A lease is a history chunk or a live refresh (worker.db.Lease); each ends in
-one outcome, logged as one greppable logfmt line (`chunk ...` or `live ...`);
+A lease is a history chunk, a live refresh or an action refresh (worker.db.Lease);
+each ends in one outcome, logged as one greppable logfmt line (`chunk ...`,
+`live ...` or `actions ...`);
 the summary feeds the closing `summary` line, `pgbars work --summary`'s
 Markdown (worker/report.py) and `--strict`.
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import db
-from .providers import FetchResult
+from .providers import ActionsResult, FetchResult
 
 log = logging.getLogger("pgbars.work")
 
@@ -63,6 +64,7 @@ class WorkSummary:
     rate_limited: Counter[str] = field(default_factory=Counter)  # 429 answers per provider
     refused: dict[str, str] = field(default_factory=dict)  # provider -> why it was dropped
     live: list[LeaseReport] = field(default_factory=list)  # today's bars, beside the backfill
+    actions: list[LeaseReport] = field(default_factory=list)  # corporate-action refreshes
     live_skipped: dict[str, str] = field(default_factory=dict)  # live provider -> why it was not asked
     live_no_data: list[tuple[str, str, str, str]] = field(default_factory=list)  # (ticker, tf, provider, why)
     live_error: str | None = None  # the database refused the live part of the run
@@ -105,9 +107,38 @@ def record_stored(report: LeaseReport, stored: db.StoredChunk, result: FetchResu
         report.detail = "quarantined: " + ", ".join(f"{n} {why}" for why, n in reasons.most_common())
 
 
+def record_actions(report: LeaseReport, stored: db.StoredChunk, result: ActionsResult) -> None:
+    """What an action refresh stored (the counts are actions, in the bars_* fields)."""
+    report.outcome = "done"
+    report.bars_written = stored.bars_written
+    report.bars_changed = stored.bars_changed
+    report.bars_rejected = stored.bars_rejected
+    if stored.bars_rejected:
+        reasons = Counter(row.reason for row in result.rejected)
+        report.detail = "quarantined: " + ", ".join(f"{n} {why}" for why, n in reasons.most_common())
+
+
 def log_lease(report: LeaseReport) -> None:
-    """One line per lease: `chunk ...` for history, `live ...` for today's bars."""
+    """One line per lease: `chunk ...` for history, `live ...` for today's bars, `actions ...`."""
     lease = report.lease
+    if lease.kind == "actions":
+        line = logfmt(
+            "actions",
+            ticker=lease.ticker,
+            provider=lease.provider,
+            first=lease.first_session,
+            last=lease.last_session,
+            attempt=lease.attempt,
+            requests=report.requests,
+            reported=report.bars_written,
+            changed=report.bars_changed,
+            rejected=report.bars_rejected,
+            seconds=f"{report.seconds:.2f}",
+            outcome=report.outcome,
+            detail=report.detail or None,
+        )
+        log.log(logging.WARNING if report.outcome in ("failed", "lost") else logging.INFO, line)
+        return
     where: dict[str, object] = (
         {
             "sessions": lease.session_count,
@@ -156,6 +187,7 @@ def log_summary(s: WorkSummary) -> None:
             bars_rejected=s.bars_rejected,
             live=len(s.live),
             live_bars_written=sum(r.bars_written for r in s.live),
+            action_refreshes=len(s.actions),
             requests=sum(s.calls.values()),
             rate_limited=sum(s.rate_limited.values()),
             seconds=f"{s.seconds:.1f}",

@@ -47,6 +47,26 @@ def _live_section(summary: WorkSummary) -> list[str]:
     return lines
 
 
+def _actions_section(summary: WorkSummary) -> list[str]:
+    """The run's corporate-action refreshes, when it made any."""
+    if not summary.actions:
+        return []
+    refreshes = summary.actions
+    lines = [
+        "",
+        "### Corporate actions",
+        "",
+        f"{len(refreshes)} refreshes ({sum(r.requests for r in refreshes)} requests):"
+        f" {sum(r.bars_written for r in refreshes)} splits and dividends reported,"
+        f" {sum(r.bars_changed for r in refreshes)} in force new or changed,"
+        f" {sum(r.bars_rejected for r in refreshes)} rows quarantined.",
+    ]
+    for r in refreshes:
+        if r.outcome != "done":
+            lines += [f"- {r.lease.ticker} ({r.lease.provider}): {r.outcome}, {r.detail}."]
+    return lines
+
+
 def summary_markdown(summary: WorkSummary, *, strict: bool = False) -> str:
     """Chunks by outcome, bars, requests and 429s per provider, then the progress table;
     with `strict`, why the run failed (`pgbars work --strict`)."""
@@ -99,6 +119,7 @@ def summary_markdown(summary: WorkSummary, *, strict: bool = False) -> str:
         ],
     )
     lines += _live_section(summary)
+    lines += _actions_section(summary)
     if strict and summary.strict_failures:
         lines += ["", "### Why this run failed (--strict)", ""]
         lines += [f"- {reason}" for reason in summary.strict_failures]

@@ -1,14 +1,15 @@
 """`pgbars work`: claim leases, fetch them under the shared rate limit, store or settle them.
 
 The database decides everything (sql/): which work comes next (claim_leases:
-history chunks round-robin, today's live refreshes while a session trades),
+a symbol's corporate actions first, history chunks round-robin, today's live
+refreshes while a session trades),
 when each HTTP call may start (the ledger, worker/pacer.py), what a failure
 means (settle_lease). This module runs up to `concurrency` chunks at once
 inside a time budget, today's refreshes beside them, and every lease of
-either kind down one path:
+any kind down one path:
 
     claim_leases -> per request: reserve a slot, sleep until it, GET, record the call
-                 -> bars: COPY into staging -> store_lease (one transaction)
+                 -> bars or actions: COPY into staging -> store_lease (one transaction)
                  -> a failure: its kind -> settle_lease
 
 The only decision kept here is to stop using a provider whose credential was
@@ -42,15 +43,18 @@ from psycopg_pool import AsyncConnectionPool
 
 from . import db, failpoints
 from .errors import FailureKind, PgbarsError
-from .outcomes import LeaseReport, WorkSummary, log_lease, log_summary, logfmt, record_stored
+from .outcomes import LeaseReport, WorkSummary, log_lease, log_summary, logfmt, record_actions, record_stored
 from .pacer import BudgetSpent, Pacer, Stopping
 from .providers import (
     CREDENTIALS,
     FetchRequest,
     FetchResult,
     Provider,
+    ActionsRequest,
+    ActionsResult,
     ProviderError,
     RateLimited,
+    action_source,
     build_providers,
     misconfigured_providers,
 )
@@ -75,8 +79,9 @@ LIVE_CLAIM_LIMIT = 1000
 _STOPPED = {
     "history": "the worker stopped before the chunk was written",
     "live": "the worker stopped before the bars were written",
+    "actions": "the worker stopped before the actions were written",
 }
-_EMPTY = {"history": "no bars for these sessions", "live": "no bars yet"}
+_EMPTY = {"history": "no bars for these sessions", "live": "no bars yet", "actions": "no actions reported"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,12 +229,12 @@ class Worker:
                         free,
                         self.config.lease_seconds,
                         tickers,
-                        kinds=("history",),
+                        kinds=("actions", "history"),
                     )
                 if claimed:
                     failpoints.hit("after-claim")
                 for lease in claimed:
-                    task = asyncio.create_task(self._run_lease(lease), name=f"chunk-{lease.chunk_id}")
+                    task = asyncio.create_task(self._run_lease(lease), name=f"{lease.kind}-{lease.ticker}")
                     self._running[lease.lease_id] = _Running(task)
             if self._running:
                 # Wake when a chunk finishes; with free slots also now and then, for chunks
@@ -265,7 +270,11 @@ class Worker:
         for lease_id, running in list(self._running.items()):
             if running.task.done():
                 del self._running[lease_id]
-                self.summary.reports.append(running.task.result())
+                report = running.task.result()
+                if report.lease.kind == "actions":
+                    self.summary.actions.append(report)
+                else:
+                    self.summary.reports.append(report)
 
     async def _finish(self) -> None:
         """After the claim loop: let chunks in flight end (abandon fetches on a stop)."""
@@ -338,7 +347,7 @@ class Worker:
                 logfmt("live_no_data", ticker=ticker, timeframe=timeframe, provider=provider, reason=why)
             )
 
-    # --- one lease, of either kind ------------------------------------------------------
+    # --- one lease, of any kind -------------------------------------------------------
 
     async def _run_lease(self, lease: db.Lease, gate: asyncio.Semaphore | None = None) -> LeaseReport:
         """Fetch, validate and store (or settle) one lease. Never raises: the report says what happened.
@@ -382,6 +391,10 @@ class Worker:
             why = self.summary.refused.get(provider) or ("stopping" if self.stopping else "budget spent")
             await self._settle(lease, report, "unfinished", why)
             return
+        if lease.kind == "actions":
+            await self._fetch_and_store_actions(lease, pacer, report)
+            return
+        assert lease.timeframe is not None and lease.range_start is not None and lease.range_end is not None
         request = FetchRequest(
             ticker=lease.ticker,
             timeframe=lease.timeframe,
@@ -404,6 +417,34 @@ class Worker:
         async with self.pool.connection() as conn:
             stored = await db.store(conn, lease, fetched.bars, rejected, pacer.requests)
         record_stored(report, stored, fetched, empty=_EMPTY[lease.kind])
+
+    async def _fetch_and_store_actions(self, lease: db.Lease, pacer: Pacer, report: LeaseReport) -> None:
+        """A symbol's splits and dividends from one provider: the same path as bars, into staged_actions."""
+        source = action_source(self.providers[lease.provider])
+        if source is None:
+            await self._settle(lease, report, "permanent", f"{lease.provider} reports no corporate actions")
+            return
+        request = ActionsRequest(lease.ticker, lease.first_session, lease.last_session)
+        try:
+            fetched: ActionsResult | Exception = await source.fetch_actions(request, pacer)
+        except Stopping:
+            raise asyncio.CancelledError from None
+        except (ProviderError, BudgetSpent) as exc:
+            fetched = exc
+        except Exception as exc:  # a bug in a provider: recorded, retried, never silent
+            log.exception("unexpected error while fetching the actions of %s", lease.ticker)
+            fetched = exc
+        running = self._running.get(lease.lease_id)
+        if running is not None:
+            running.phase = "settle"
+        if not isinstance(fetched, ActionsResult):
+            await self._settle_failure(lease, pacer, report, fetched)
+            return
+        await pacer.close(None)
+        rejected = [(row.ts, row.raw, row.reason) for row in fetched.rejected]
+        async with self.pool.connection() as conn:
+            stored = await db.store_actions(conn, lease, fetched.actions, rejected, pacer.requests)
+        record_actions(report, stored, fetched)
 
     async def _fetch(self, provider: str, request: FetchRequest, pacer: Pacer) -> FetchResult | Exception:
         """The provider's answer, or the exception that stands for it (CancelledError on a stop)."""

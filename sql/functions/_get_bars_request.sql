@@ -4,12 +4,17 @@ CREATE OR REPLACE FUNCTION pgbars._get_bars_request(
     p_timeframe text,
     p_from timestamptz,
     p_to timestamptz,
+    p_adjust text,
     OUT symbol_id uuid,
     OUT timeframe text,
     OUT from_ts timestamptz,
     OUT to_ts timestamptz,
     OUT ranking text[],
-    OUT best_provider text
+    OUT best_provider text,
+    OUT adjust text,
+    OUT thresholds timestamptz [],
+    OUT price_factors double precision [],
+    OUT volume_factors double precision []
 )
 LANGUAGE plpgsql
 STABLE
@@ -30,13 +35,20 @@ returns one row:
                         (NULL: none). No better-ranked provider has a bar
                         there, so each of its bars is the one get_bars
                         returns for its ts.
+  adjust                p_adjust, normalised: none, splits or all
+  thresholds,           the adjustment as steps (_adjustment_steps, as of
+  price_factors,        the planning clock): get_bars multiplies a bar's
+  volume_factors        prices by price_factors[width_bucket(ts, thresholds)
+                        + 1] and divides its volume by volume_factors[...].
+                        No actions: no thresholds, factors {1}.
 
 Finding best_provider takes one primary-key probe per provider tried, in rank
 order: usually one.
 
 STABLE: it runs in the calling query's snapshot, so best_provider holds for
-the bars that query reads. SECURITY DEFINER: it reads symbols, providers and
-provider_routes, which pgbars_reader cannot SELECT; it returns no bar.
+the bars that query reads. SECURITY DEFINER: it reads symbols, providers,
+provider_routes and corporate_actions, which pgbars_reader cannot SELECT; it
+returns no bar.
 */
 DECLARE
     v_ticker pgbars.ticker := pgbars.normalize_ticker(p_ticker);
@@ -58,6 +70,12 @@ BEGIN
             USING ERRCODE = '22023',
             HINT = 'Use ''-infinity'' or ''infinity'' for an open end.';
     END IF;
+    adjust := lower(btrim(p_adjust));
+    IF adjust IS NULL OR adjust NOT IN ('none', 'splits', 'all') THEN
+        RAISE EXCEPTION 'unknown adjustment %', coalesce(quote_literal(p_adjust), 'NULL')
+            USING ERRCODE = '22023',
+            HINT = 'p_adjust is none (as traded), splits (the default) or all (splits and cash dividends).';
+    END IF;
     IF p_from > p_to THEN
         RAISE EXCEPTION 'p_from % is after p_to %', p_from, p_to
             USING ERRCODE = '22023';
@@ -71,6 +89,10 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
+
+    SELECT st.thresholds, st.price_factors, st.volume_factors
+    INTO thresholds, price_factors, volume_factors
+    FROM pgbars._adjustment_steps(symbol_id, timeframe, adjust, pgbars._now()) AS st;
 
     ranking := pgbars._provider_ranking(timeframe);
     FOREACH v_provider IN ARRAY ranking LOOP
@@ -92,6 +114,7 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION pgbars._get_bars_request(text, text, timestamptz, timestamptz) IS
+COMMENT ON FUNCTION pgbars._get_bars_request(text, text, timestamptz, timestamptz, text) IS
 'get_bars'' first step: checks its inputs (22023); returns the symbol, the normalised timeframe, the provider '
-'ranking and the best-ranked provider with a bar in [p_from, p_to), whose bars get_bars returns as they are.';
+'ranking, the best-ranked provider with a bar in [p_from, p_to), whose bars get_bars returns, and the '
+'adjustment steps for p_adjust (none, splits, all).';

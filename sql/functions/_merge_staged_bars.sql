@@ -23,6 +23,16 @@ pgbars.staged_bars under the lease's id. Bars are merged on the table's key; a r
 values did not change is not rewritten (no dead tuple, fetched_at kept), so
 re-fetching a range costs reads only. Returns the bars inserted or updated.
 
+Every stored bar is raw (as traded). A provider whose price_basis is
+'split_adjusted' (Yahoo, Tradier) serves bars adjusted for the splits up to
+the day it answered: they are converted here, prices multiplied and volume
+divided by the ratio (split_to / split_from) of each split in
+corporate_actions with an ex-date
+after the bar and on or before today (_adjustment_steps as of the planning
+clock), volume rounded. Under the symbol's actions lock, which
+_apply_corporate_actions takes too: a split learned at the same moment is
+either seen here or finds these bars stored and reconciles them.
+
 Two rules keep a worker (or a faulty one) from losing stored history: a
 staged bar outside the lease's sessions (00:00 New York of the Monday of
 the first session's week up to the end of the last session's day) raises
@@ -48,6 +58,8 @@ DECLARE
     v_changed integer;
     v_from timestamptz := date_trunc('week', p_first_session)::timestamp AT TIME ZONE 'America/New_York';
     v_to timestamptz := (p_last_session + 1)::timestamp AT TIME ZONE 'America/New_York';
+    v_thresholds timestamptz [] := '{}';
+    v_factors double precision [] := '{1}';
 BEGIN
     SELECT min(s.ts), max(s.ts) INTO v_first_ts, v_last_ts
     FROM pgbars.staged_bars AS s
@@ -58,18 +70,27 @@ BEGIN
             USING ERRCODE = '22023';
     END IF;
 
+    IF (SELECT p.price_basis FROM pgbars.providers AS p WHERE p.name = p_provider) = 'split_adjusted' THEN
+        PERFORM pg_advisory_xact_lock(hashtextextended('pgbars.actions/' || p_symbol_id, 0));
+        SELECT st.thresholds, st.raw_factors INTO v_thresholds, v_factors
+        FROM pgbars._adjustment_steps(p_symbol_id, p_timeframe, 'splits', pgbars._now()) AS st;
+    END IF;
+
     MERGE INTO pgbars.ohlc_bars_v2 AS b
     USING (
         SELECT
             s.ts,
-            s.open,
-            s.high,
-            s.low,
-            s.close,
-            s.volume::bigint AS volume,
-            s.vwap,
+            s.open * f.factor AS open,
+            s.high * f.factor AS high,
+            s.low * f.factor AS low,
+            s.close * f.factor AS close,
+            round(s.volume / f.factor)::bigint AS volume,
+            s.vwap * f.factor AS vwap,
             s.trade_count
         FROM pgbars.staged_bars AS s
+        CROSS JOIN LATERAL (
+            SELECT v_factors[width_bucket(s.ts, v_thresholds) + 1] AS factor
+        ) AS f
         WHERE s.lease_id = p_lease_id
     ) AS s
         ON
@@ -82,9 +103,9 @@ BEGIN
     WHEN MATCHED AND p_provisional AND NOT b.is_provisional THEN
         DO NOTHING
     WHEN MATCHED AND (
-        b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count, b.is_provisional, b.adjustment
+        b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count, b.is_provisional
     ) IS DISTINCT FROM (
-        s.open, s.high, s.low, s.close, s.volume, s.vwap, s.trade_count, p_provisional, 'raw'
+        s.open, s.high, s.low, s.close, s.volume, s.vwap, s.trade_count, p_provisional
     ) THEN
         UPDATE SET
             open = s.open,
@@ -95,16 +116,15 @@ BEGIN
             vwap = s.vwap,
             trade_count = s.trade_count,
             is_provisional = p_provisional,
-            adjustment = 'raw',
             fetched_at = now()
     WHEN NOT MATCHED THEN
         INSERT (
             symbol_id, timeframe, ts, provider, is_forecast, open, high, low, close,
-            volume, vwap, trade_count, is_provisional, adjustment, fetched_at
+            volume, vwap, trade_count, is_provisional, fetched_at
         )
         VALUES (
             p_symbol_id, p_timeframe, s.ts, p_provider, FALSE, s.open, s.high,
-            s.low, s.close, s.volume, s.vwap, s.trade_count, p_provisional, 'raw', now()
+            s.low, s.close, s.volume, s.vwap, s.trade_count, p_provisional, now()
         );
     GET DIAGNOSTICS v_changed = ROW_COUNT;
     RETURN v_changed;

@@ -100,7 +100,7 @@ BEGIN
 
     INSERT INTO pgbars.ohlc_bars_v2 AS b (
         symbol_id, timeframe, ts, provider, is_forecast, open, high, low, close,
-        volume, vwap, trade_count, is_provisional, adjustment, fetched_at
+        volume, vwap, trade_count, is_provisional, fetched_at
     )
     SELECT
         p_symbol_id,
@@ -116,7 +116,6 @@ BEGIN
         r.vwap,
         r.trade_count,
         p_provisional,
-        'raw',
         now()
     FROM rolled AS r
     INNER JOIN served AS sv ON r.bucket = sv.bucket
@@ -130,16 +129,15 @@ BEGIN
             vwap = excluded.vwap,
             trade_count = excluded.trade_count,
             is_provisional = excluded.is_provisional,
-            adjustment = excluded.adjustment,
             fetched_at = excluded.fetched_at
         WHERE
             -- a provisional bar never replaces a history bar
             (b.is_provisional OR NOT excluded.is_provisional)
-            AND (b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count, b.is_provisional, b.adjustment)
+            AND (b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count, b.is_provisional)
             IS DISTINCT FROM
             (
                 excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume,
-                excluded.vwap, excluded.trade_count, excluded.is_provisional, excluded.adjustment
+                excluded.vwap, excluded.trade_count, excluded.is_provisional
             );
     GET DIAGNOSTICS v_changed = ROW_COUNT;
     RETURN v_changed;

@@ -32,8 +32,13 @@ The roll-up itself is _roll_up_bars, shared with today's live bars: per
 source ts the bar of the best provider, in get_bars' order (enabled history
 routes of the source timeframe by priority, then any other by name);
 forecasts and provisional bars (is_provisional: today's live bars, which
-store_live_bars rolls up itself) are skipped and only raw bars read, so
-derived bars are history and cleanup_provisional_bars never touches them.
+store_live_bars rolls up itself) are skipped, so derived bars are history
+and cleanup_provisional_bars never touches them. Source bars are raw; a
+week that holds a split (corporate_actions) is rolled up on the basis of its
+last session, its days before the split multiplied by split_from / split_to
+(volume divided), so that its open and close are comparable; get_bars
+adjusts a w1 bar only for the splits after its week (_adjustment_steps).
+_apply_corporate_actions re-derives the weeks a newly learned split touches.
 Each bucket is stored under every provider with source bars in it: normally
 the one provider that served them, so get_bars' provider order applies to
 derived bars too. Should two providers have served a bucket (a chunk
@@ -100,9 +105,23 @@ BEGIN
             ARRAY(
                 SELECT
                     ROW(
-                        s.ts, s.provider, s.open, s.high, s.low, s.close, s.volume, s.vwap, s.trade_count
+                        s.ts, s.provider, s.open * w.factor, s.high * w.factor, s.low * w.factor,
+                        s.close * w.factor, s.volume / w.factor, s.vwap * w.factor, s.trade_count
                     )::pgbars.source_bar
                 FROM pgbars.ohlc_bars_v2 AS s
+                CROSS JOIN LATERAL (
+                    -- w1: a day before a split of its own week, on the basis of the week's last session
+                    SELECT coalesce(exp(sum(ln((a.split_from / a.split_to)::double precision))), 1) AS factor
+                    FROM pgbars.corporate_actions AS a
+                    WHERE
+                        NOT v_target.is_intraday
+                        AND a.symbol_id = p_symbol_id
+                        AND a.kind = 'split'
+                        AND a.ex_date::timestamp AT TIME ZONE 'America/New_York' > s.ts
+                        AND a.ex_date::timestamp AT TIME ZONE 'America/New_York' <= pgbars._now()
+                        AND date_trunc('week', a.ex_date::timestamp)
+                        = date_trunc('week', s.ts AT TIME ZONE 'America/New_York')
+                ) AS w
                 WHERE
                     s.symbol_id = p_symbol_id
                     AND s.timeframe = p_source_timeframe
@@ -110,7 +129,6 @@ BEGIN
                     AND s.ts < v_to
                     AND NOT s.is_forecast
                     AND NOT s.is_provisional
-                    AND s.adjustment = 'raw'
             ),
             v_ranked,
             FALSE

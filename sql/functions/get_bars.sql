@@ -1,9 +1,10 @@
--- The bars of one ticker and timeframe in [p_from, p_to): one per timestamp, the best provider's.
+-- The bars of one ticker and timeframe in [p_from, p_to): one per timestamp, the best provider's, adjusted.
 CREATE OR REPLACE FUNCTION pgbars.get_bars(
     p_ticker text,
     p_timeframe text,
     p_from timestamptz,
-    p_to timestamptz
+    p_to timestamptz,
+    p_adjust text DEFAULT 'splits'
 )
 RETURNS TABLE (
     ts timestamptz,
@@ -16,7 +17,6 @@ RETURNS TABLE (
     trade_count bigint,
     provider text,
     is_provisional boolean,
-    adjustment text,
     fetched_at timestamptz
 )
 LANGUAGE sql
@@ -32,6 +32,15 @@ AS $$
       3. any other provider (no enabled route), by name.
     Disabling a route or changing priorities in provider_routes changes the
     winner at the next call. Forecast bars are never returned.
+
+    Stored bars are raw (as traded). p_adjust: 'none' returns them as they
+    are; 'splits' (the default) multiplies prices (and vwap) by, and divides
+    volume by, the factor of every split after the bar; 'all' also applies
+    cash dividends to prices (CRSP factors), volume by splits only. The
+    factors come from corporate_actions at each call, as steps over time
+    (_adjustment_steps, through _get_bars_request): one width_bucket over a
+    few thresholds per bar, and none at all when the symbol has no action.
+    Adjusted volume is rounded to a whole number.
 
     A plain SQL function of one SELECT, neither SECURITY DEFINER nor SET:
     PostgreSQL inlines it into the calling query, and the rows stream from
@@ -68,21 +77,40 @@ AS $$
     SELECT, without SECURITY DEFINER or SET, so that it stays inlined.
     */
     WITH r AS MATERIALIZED (
-        SELECT * FROM pgbars._get_bars_request(p_ticker, p_timeframe, p_from, p_to)
+        SELECT * FROM pgbars._get_bars_request(p_ticker, p_timeframe, p_from, p_to, p_adjust)
     )
 
     SELECT
         b.ts,
-        b.open,
-        b.high,
-        b.low,
-        b.close,
-        b.volume,
-        b.vwap,
+        CASE
+            WHEN (SELECT cardinality(r.thresholds) FROM r) = 0 THEN b.open
+            ELSE b.open * (SELECT r.price_factors FROM r)[width_bucket(b.ts, (SELECT r.thresholds FROM r)) + 1]
+        END AS open,
+        CASE
+            WHEN (SELECT cardinality(r.thresholds) FROM r) = 0 THEN b.high
+            ELSE b.high * (SELECT r.price_factors FROM r)[width_bucket(b.ts, (SELECT r.thresholds FROM r)) + 1]
+        END AS high,
+        CASE
+            WHEN (SELECT cardinality(r.thresholds) FROM r) = 0 THEN b.low
+            ELSE b.low * (SELECT r.price_factors FROM r)[width_bucket(b.ts, (SELECT r.thresholds FROM r)) + 1]
+        END AS low,
+        CASE
+            WHEN (SELECT cardinality(r.thresholds) FROM r) = 0 THEN b.close
+            ELSE b.close * (SELECT r.price_factors FROM r)[width_bucket(b.ts, (SELECT r.thresholds FROM r)) + 1]
+        END AS close,
+        CASE
+            WHEN (SELECT cardinality(r.thresholds) FROM r) = 0 THEN b.volume
+            ELSE round(
+                b.volume / (SELECT r.volume_factors FROM r)[width_bucket(b.ts, (SELECT r.thresholds FROM r)) + 1]
+            )::bigint
+        END AS volume,
+        CASE
+            WHEN (SELECT cardinality(r.thresholds) FROM r) = 0 THEN b.vwap
+            ELSE b.vwap * (SELECT r.price_factors FROM r)[width_bucket(b.ts, (SELECT r.thresholds FROM r)) + 1]
+        END AS vwap,
         b.trade_count,
         b.provider,
         b.is_provisional,
-        b.adjustment,
         b.fetched_at
     FROM pgbars.ohlc_bars_v2 AS b
     WHERE
@@ -107,7 +135,8 @@ AS $$
     LIMIT (SELECT NULL::bigint);
 $$;
 
-COMMENT ON FUNCTION pgbars.get_bars(text, text, timestamptz, timestamptz) IS
+COMMENT ON FUNCTION pgbars.get_bars(text, text, timestamptz, timestamptz, text) IS
 'One bar per ts with p_from <= ts < p_to, in ts order, of the ticker and timeframe: the provider of the '
 'enabled history route with the lowest priority number, else of a live route (provisional), else any other '
-'(by name); forecasts excluded. Unknown symbol: no rows; bad ticker, timeframe or bounds: 22023.';
+'(by name); forecasts excluded. p_adjust: none (as traded), splits (default) or all (splits and cash '
+'dividends), from corporate_actions at read time. Unknown symbol: no rows; bad input: 22023.';

@@ -12,24 +12,49 @@ AS $$
     /*
     A worker with nothing to claim asks this to decide between sleeping
     until then (inside its budget) and exiting: a chunk waiting out its
-    retry backoff, a lease about to expire, a provider paused by a 429.
-    NULL when nothing is left to do for them. Same filters as the claim.
+    retry backoff, a lease about to expire, a provider paused by a 429; an
+    action refresh being retried or leased (one due now is claimed before
+    this is asked; its next daily refresh is not work left). NULL when nothing is left to do for them. Same filters as
+    the claim.
     */
-    SELECT
-        min(greatest(
-            CASE WHEN c.status = 'pending' THEN c.next_attempt_at ELSE c.lease_expires_at END,
-            coalesce(p.paused_until, '-infinity')
-        ))
-    FROM pgbars.backfill_chunks AS c
-    INNER JOIN pgbars.providers AS p ON c.provider = p.name
-    WHERE
-        c.provider = ANY(p_providers)
-        AND p.enabled
-        AND c.status IN ('pending', 'running')
-        AND (
-            p_tickers IS NULL
-            OR c.job_id IN (SELECT pgbars._ticker_jobs(p_tickers))
-        );
+    SELECT min(w.claimable_at)
+    FROM (
+        SELECT
+            greatest(
+                CASE WHEN c.status = 'pending' THEN c.next_attempt_at ELSE c.lease_expires_at END,
+                coalesce(p.paused_until, '-infinity')
+            ) AS claimable_at
+        FROM pgbars.backfill_chunks AS c
+        INNER JOIN pgbars.providers AS p ON c.provider = p.name
+        WHERE
+            c.provider = ANY(p_providers)
+            AND p.enabled
+            AND c.status IN ('pending', 'running')
+            AND (
+                p_tickers IS NULL
+                OR c.job_id IN (SELECT pgbars._ticker_jobs(p_tickers))
+            )
+        UNION ALL
+        -- an action refresh being retried or leased (attempts > 0); not the next daily one
+        SELECT
+            greatest(
+                CASE WHEN r.lease_id IS NULL THEN r.due_at ELSE r.lease_expires_at END,
+                coalesce(p.paused_until, '-infinity')
+            )
+        FROM pgbars.action_refreshes AS r
+        INNER JOIN pgbars.providers AS p ON r.provider = p.name
+        INNER JOIN pgbars.corporate_action_sources AS src ON r.provider = src.provider
+        INNER JOIN pgbars.symbols AS s ON r.symbol_id = s.id
+        WHERE
+            r.provider = ANY(p_providers)
+            AND p.enabled
+            AND src.enabled
+            AND r.attempts > 0
+            AND (
+                p_tickers IS NULL
+                OR s.ticker IN (SELECT pgbars.normalize_ticker(t.ticker) FROM unnest(p_tickers) AS t (ticker))
+            )
+    ) AS w;
 $$;
 
 COMMENT ON FUNCTION pgbars.next_claimable_at(text[], text[]) IS

@@ -239,6 +239,22 @@ BEGIN
         );
     END LOOP;
 
+    -- The symbol's corporate actions (docs/database.md): fetched from every
+    -- enabled source at once for a new symbol, and again at once when the
+    -- window now reaches before the ex-dates the last refresh covered.
+    INSERT INTO pgbars.action_refreshes AS r (symbol_id, provider)
+    SELECT p_symbol_id, src.provider
+    FROM pgbars.corporate_action_sources AS src
+    WHERE src.enabled
+    ON CONFLICT (symbol_id, provider) DO UPDATE
+        SET due_at = least(r.due_at, now())
+        WHERE r.covered_from > (
+            SELECT min(c.first_session)
+            FROM pgbars.backfill_jobs AS j
+            INNER JOIN pgbars.backfill_chunks AS c ON j.id = c.job_id
+            WHERE j.symbol_id = p_symbol_id
+        );
+
     RETURN jsonb_build_object(
         'symbol_id', p_symbol_id,
         'ticker', v_ticker,

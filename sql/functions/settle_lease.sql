@@ -46,8 +46,17 @@ permanent     failed                                released with the error
 unfinished    released, no attempt spent (budget    released with p_error
               spent, the worker stopping)
 
+An action refresh (a symbol's corporate actions from one source): released
+without spending its attempt like a chunk for rate_limited, refused,
+unreachable and unfinished; transient is retried after the provider's
+backoff up to 3 attempts; anything else, or the third transient failure,
+records the error and waits for the next daily refresh (its source's
+refresh_every). Bars never wait for actions: price_basis_issues shows a
+symbol whose actions could not be fetched.
+
 outcome: released, retry, failed or rerouted for a chunk; released or
-failed (released with an error) for a live refresh. paused_until: the pause
+failed (released with an error) for a live refresh; released, retry or
+failed for an action refresh. paused_until: the pause
 a 429 or the breaker set. p_error is stored with secrets redacted. A lease
 no longer held raises PB001.
 */
@@ -122,6 +131,48 @@ BEGIN
         RETURN;
     END IF;
 
+    SELECT r.symbol_id, r.provider INTO v_symbol_id, v_provider
+    FROM pgbars.action_refreshes AS r
+    WHERE r.lease_id = p_lease_id
+    FOR UPDATE;
+    IF FOUND THEN
+        IF p_kind = 'rate_limited' THEN
+            v_until := pgbars.pause_provider(v_provider, now() + p_retry_after);
+        ELSIF p_kind = 'unreachable' THEN
+            v_until := pgbars._note_unreachable(v_provider);
+        END IF;
+        UPDATE pgbars.action_refreshes AS r
+        SET
+            lease_id = NULL,
+            claimed_by = NULL,
+            lease_expires_at = NULL,
+            attempts = CASE
+                WHEN p_kind IN ('rate_limited', 'refused', 'unreachable', 'unfinished') THEN greatest(r.attempts - 1, 0)
+                WHEN p_kind = 'transient' AND r.attempts < 3 THEN r.attempts
+                ELSE 0
+            END,
+            due_at = CASE
+                WHEN p_kind IN ('rate_limited', 'refused', 'unreachable', 'unfinished')
+                    THEN greatest(r.due_at, coalesce(v_until, now()))
+                WHEN p_kind = 'transient' AND r.attempts < 3
+                    THEN now() + pgbars._retry_backoff(r.attempts, p.retry_backoff)
+                ELSE now() + coalesce(src.refresh_every, interval '1 day')
+            END,
+            last_error = pgbars._redact_secrets(p_error),
+            last_error_at = now()
+        FROM pgbars.providers AS p, pgbars.corporate_action_sources AS src
+        WHERE r.lease_id = p_lease_id AND p.name = r.provider AND src.provider = r.provider
+        RETURNING
+            CASE
+                WHEN p_kind IN ('rate_limited', 'refused', 'unreachable', 'unfinished') THEN 'released'
+                WHEN p_kind = 'transient' AND r.attempts > 0 THEN 'retry'
+                ELSE 'failed'
+            END
+        INTO v_status;
+        RETURN QUERY SELECT v_status, v_until, NULL::text;
+        RETURN;
+    END IF;
+
     RAISE EXCEPTION 'lease % is no longer held: outcome not recorded', p_lease_id
         USING ERRCODE = 'PB001',
         HINT = 'The lease expired and the work was claimed again, or it was already finished.';
@@ -129,7 +180,7 @@ END;
 $$;
 
 COMMENT ON FUNCTION pgbars.settle_lease(uuid, text, text, interval) IS
-'Settles a lease (history chunk or live refresh) that ended without bars, by the kind of failure: '
+'Settles a lease (history chunk, live or action refresh) that ended without a result, by the kind of failure: '
 'pause and release, release (an unreachable provider: counted by its circuit breaker, paused from '
 'the third in a row), reroute, retry with backoff or fail. Returns the outcome; raises PB001 '
 'when the lease is no longer held.';

@@ -13,7 +13,8 @@ AS $$
 The worker's one store: the lease names its work, a history chunk
 (store_chunk_bars) or a live refresh (store_live_bars), which write the
 bars the worker staged under the lease's id (pgbars.staged_bars,
-staged_rejects), delete them and end the lease. Raises PB001 when the lease
+staged_rejects), delete them and end the lease; or an action refresh
+(store_actions: pgbars.staged_actions; the columns then count actions). Raises PB001 when the lease
 is no longer held. SECURITY DEFINER: the worker role writes bars only
 through this function, within its lease's sessions.
 */
@@ -34,6 +35,8 @@ BEGIN
     WHERE r.lease_id = p_lease_id;
     IF FOUND THEN
         RETURN QUERY SELECT * FROM pgbars.store_live_bars(v_symbol_id, v_timeframe, p_lease_id, p_requests);
+    ELSIF EXISTS (SELECT FROM pgbars.action_refreshes AS a WHERE a.lease_id = p_lease_id) THEN
+        RETURN QUERY SELECT * FROM pgbars.store_actions(p_lease_id, p_requests);
     ELSE
         RAISE EXCEPTION 'lease % is no longer held: bars not stored', p_lease_id
             USING ERRCODE = 'PB001',

@@ -21,7 +21,7 @@ def test_every_function_has_a_comment(conn: psycopg.Connection[Any]) -> None:
 # Plain SQL functions that PostgreSQL inlines into the calling query, which it does
 # only without SET (and without SECURITY DEFINER): they run with the caller's rights
 # and search_path, and schema-qualify every name (docs/reading.md).
-INLINED = {"pgbars.get_bars(text,text,timestamp with time zone,timestamp with time zone)"}
+INLINED = {"pgbars.get_bars(text,text,timestamp with time zone,timestamp with time zone,text)"}
 
 
 def test_every_function_pins_its_search_path(conn: psycopg.Connection[Any]) -> None:

@@ -214,8 +214,8 @@ def test_h4_derived_from_stored_h1_equals_python_and_the_synthetic_h4(conn: psyc
     rows = stored(conn, "h4")
     got = as_bars(rows)
     assert_same_bars(got, aggregate(h1, h4_start))
-    assert {(r["provider"], r["is_forecast"], r["is_provisional"], r["adjustment"]) for r in rows} == {
-        ("polygon", False, False, "raw")  # history: is_provisional only marks provisional bars
+    assert {(r["provider"], r["is_forecast"], r["is_provisional"]) for r in rows} == {
+        ("polygon", False, False)  # history: is_provisional only marks provisional bars
     }
     assert all(is_on_grid(b.ts, "h4") for b in got)
     local_hours = {b.ts.astimezone(NEW_YORK).hour for b in got}

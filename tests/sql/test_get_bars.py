@@ -13,7 +13,7 @@ import pytest
 
 from tests.sql.helpers import scalar
 
-SIGNATURE = "pgbars.get_bars(text, text, timestamptz, timestamptz)"
+SIGNATURE = "pgbars.get_bars(text, text, timestamptz, timestamptz, text)"
 COLUMNS = [
     "ts",
     "open",
@@ -25,7 +25,6 @@ COLUMNS = [
     "trade_count",
     "provider",
     "is_provisional",
-    "adjustment",
     "fetched_at",
 ]
 T0 = dt.datetime(2024, 12, 2, 14, 30, tzinfo=dt.UTC)  # 09:30 New York
@@ -243,8 +242,8 @@ def test_returns_every_column_of_the_bar(conn: psycopg.Connection[Any]) -> None:
     assert [column.name for column in cur.description or []] == COLUMNS
     row = cur.fetchone()
     assert row is not None
-    assert row[:11] == (T0, 187.15, 188.15, 93.575, 187.15, 1000, 187.15, 7, "polygon", False, "raw")
-    assert isinstance(row[11], dt.datetime)
+    assert row[:10] == (T0, 187.15, 188.15, 93.575, 187.15, 1000, 187.15, 7, "polygon", False)
+    assert isinstance(row[10], dt.datetime)
 
 
 def test_ticker_and_timeframe_are_normalised(conn: psycopg.Connection[Any]) -> None:
@@ -315,7 +314,7 @@ def test_reader_and_worker_can_call_it(conn: psycopg.Connection[Any], role: str)
 # (language, volatility, SECURITY DEFINER, SET, STRICT, PUBLIC may execute)
 DECLARED = {
     SIGNATURE: ("sql", "s", False, None, False, False),
-    "pgbars._get_bars_request(text, text, timestamptz, timestamptz)": (
+    "pgbars._get_bars_request(text, text, timestamptz, timestamptz, text)": (
         "plpgsql",
         "s",
         True,

@@ -133,7 +133,6 @@ def test_bars_are_stored_for_the_chunks_symbol_timeframe_and_provider_and_the_ch
         assert b["provider"] == provider
         assert b["is_forecast"] is False
         assert b["is_provisional"] is is_provisional
-        assert b["adjustment"] == "raw"
         assert b["fetched_at"] >= before
 
     stored = chunk(conn, row["chunk_id"])

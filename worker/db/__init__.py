@@ -58,6 +58,7 @@ from ..db.queue import (
     seconds_until_claimable,
     settle,
     store,
+    store_actions,
 )
 from ..db.reads import (
     add_to_watchlist,
@@ -123,5 +124,6 @@ __all__ = [
     "set_provider_limits",
     "settle",
     "store",
+    "store_actions",
     "upgrade",
 ]

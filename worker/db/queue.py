@@ -31,30 +31,34 @@ from ..errors import FailureKind, PgbarsError
 _BAR_TYPES = ("uuid", "timestamptz", "float8", "float8", "float8", "float8", "float8", "float8", "int8")
 
 
-LeaseKind = Literal["history", "live"]
+LeaseKind = Literal["history", "live", "actions"]
+# Column order of pgbars.staged_actions after lease_id: that of worker.providers.CorporateAction.
+_ACTION_TYPES = ("uuid", "text", "date", "float8", "float8", "float8", "text", "text")
 
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """Leased work of either kind (a row of pgbars.claim_leases), with everything its fetch needs.
+    """Leased work of any kind (a row of pgbars.claim_leases), with everything its fetch needs.
 
     history: a backfill chunk (chunk_id, job_id, attempt); live: today's bars of a
     watchlist symbol (targets: the timeframes stored from the answer). `sessions`
-    are the XNYS sessions around the range, from market_sessions.
+    are the XNYS sessions around the range, from market_sessions. actions: a
+    symbol's corporate actions from one provider, with ex-dates first_session to
+    last_session; it has no timeframe, range or sessions (None, empty).
     """
 
     kind: LeaseKind
     lease_id: uuid.UUID
     symbol_id: uuid.UUID
     ticker: str
-    timeframe: str
+    timeframe: str | None
     provider: str
     targets: tuple[str, ...]
     first_session: dt.date
     last_session: dt.date
-    session_count: int
-    range_start: dt.datetime
-    range_end: dt.datetime
+    session_count: int | None
+    range_start: dt.datetime | None
+    range_end: dt.datetime | None
     sessions: tuple[SessionHours, ...]
     lease_expires_at: dt.datetime
     chunk_id: int | None = None
@@ -86,14 +90,21 @@ async def claim(
     tickers: Sequence[str] | None,
     kinds: Sequence[LeaseKind] = ("history", "live"),
 ) -> list[Lease]:
-    """Up to `limit` leases of each kind (pgbars.claim_leases)."""
+    """Leases of `kinds` (pgbars.claim_leases): up to `limit` live ones, and up to `limit`
+    action refreshes and history chunks together, action refreshes first."""
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(
         "SELECT * FROM pgbars.claim_leases(%s, %s, %s, make_interval(secs => %s), %s, %s)",
         (worker, list(providers), limit, lease_seconds, list(tickers) if tickers else None, list(kinds)),
     )
     return [
-        Lease(**{**row, "targets": tuple(row["targets"]), "sessions": _sessions(row["sessions"])})
+        Lease(
+            **{
+                **row,
+                "targets": tuple(row["targets"] or ()),
+                "sessions": _sessions(row["sessions"] or ()),
+            }
+        )
         for row in await cur.fetchall()
     ]
 
@@ -112,6 +123,39 @@ async def store(
     async with conn.transaction():
         cur = conn.cursor()
         await _stage(cur, lease.lease_id, bars, rejected)
+        await cur.execute(
+            "SELECT bars_written, bars_changed, bars_rejected FROM pgbars.store_lease(%s, %s)",
+            (lease.lease_id, requests),
+        )
+        row = await cur.fetchone()
+        failpoints.hit("before-commit")
+    assert row is not None
+    return StoredChunk(*row)
+
+
+async def store_actions(
+    conn: psycopg.AsyncConnection[Any],
+    lease: Lease,
+    actions: Iterable[Sequence[Any]],
+    rejected: Iterable[tuple[dt.datetime | None, dict[str, object], str]],
+    requests: int,
+) -> StoredChunk:
+    """An action refresh's one transaction: COPY its actions and refused rows, then pgbars.store_lease.
+
+    `actions` are rows in worker.providers.CorporateAction order. The result counts
+    actions: reported, in force changed, rejected.
+    """
+    async with conn.transaction():
+        cur = conn.cursor()
+        async with cur.copy(
+            "COPY pgbars.staged_actions"
+            " (lease_id, kind, ex_date, split_from, split_to, cash_amount, currency, reference)"
+            " FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(_ACTION_TYPES)
+            for action in actions:
+                await copy.write_row((lease.lease_id, *action))
+        await _stage_rejects(cur, lease.lease_id, rejected)
         await cur.execute(
             "SELECT bars_written, bars_changed, bars_rejected FROM pgbars.store_lease(%s, %s)",
             (lease.lease_id, requests),
@@ -236,7 +280,7 @@ async def settle(
     error: str | None,
     retry_after: float | None = None,
 ) -> Settlement:
-    """Settle a chunk's or a live refresh's lease by the kind of its failure (pgbars.settle_lease)."""
+    """Settle a lease of any kind by the kind of its failure (pgbars.settle_lease)."""
     cur = await conn.execute(
         "SELECT outcome, paused_until, moved_to"
         " FROM pgbars.settle_lease(%s, %s, %s, make_interval(secs => %s))",
@@ -265,6 +309,14 @@ async def _stage(
             failpoints.hit("during-copy")  # one row in: the rest of the loop has no check
         for bar in rows:
             await copy.write_row((lease_id, *bar))
+    await _stage_rejects(cur, lease_id, rejected)
+
+
+async def _stage_rejects(
+    cur: psycopg.AsyncCursor[Any],
+    lease_id: uuid.UUID,
+    rejected: Iterable[tuple[dt.datetime | None, dict[str, object], str]],
+) -> None:
     async with cur.copy("COPY pgbars.staged_rejects (lease_id, ts, raw, reason) FROM STDIN") as copy:
         for ts, raw, reason in rejected:
             await copy.write_row((lease_id, ts, Jsonb(raw), reason))

@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from ..calendar import SessionHours
 from ..providers.grid import TIMEFRAMES, sessions_between
 
 __all__ = [
     "TIMEFRAMES",
+    "ActionSource",
+    "ActionsRequest",
+    "ActionsResult",
     "Bar",
+    "CorporateAction",
     "FetchRequest",
     "FetchResult",
     "Pace",
@@ -137,3 +141,47 @@ class Provider(Protocol):
     def supports(self, timeframe: str) -> bool: ...
 
     async def fetch(self, request: FetchRequest, pace: Pace) -> FetchResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ActionsRequest:
+    """One symbol's corporate actions with an ex-date in [start, end] (both New York dates)."""
+
+    ticker: str
+    start: dt.date
+    end: dt.date
+
+
+class CorporateAction(NamedTuple):
+    """A split or a cash dividend as the provider reported it (no conversion).
+
+    A tuple in the column order of the worker's action staging table. A split
+    has split_from/split_to (new shares per old = split_to / split_from; a
+    reverse split has split_from > split_to); a dividend has cash_amount and
+    currency, per share in the provider's own basis (Yahoo's is split-adjusted
+    as of the day it answered; the database converts, see docs/database.md).
+    """
+
+    kind: Literal["split", "dividend"]
+    ex_date: dt.date
+    split_from: float | None
+    split_to: float | None
+    cash_amount: float | None
+    currency: str | None
+    reference: str | None  # the provider's id of the action, when it has one
+
+
+@dataclass(slots=True)
+class ActionsResult:
+    provider: str
+    actions: list[CorporateAction]
+    rejected: list[RawRow]  # malformed rows, or rows that are not a split or a cash dividend
+    requests: int  # HTTP requests made, every page counted
+
+
+class ActionSource(Protocol):
+    """A provider that reports corporate actions (Polygon's reference API, Yahoo's chart events)."""
+
+    name: str
+
+    async def fetch_actions(self, request: ActionsRequest, pace: Pace) -> ActionsResult: ...
