@@ -347,6 +347,7 @@ async def real_chunk(
     """One chunk through the real path, as one task of `pgbars work` handles it."""
     started = time.perf_counter()
     # as worker.work.Worker._fetch (in the provider) and _store do
+    assert chunk.timeframe is not None and chunk.range_start is not None and chunk.range_end is not None
     request = FetchRequest(
         ticker=chunk.ticker,
         timeframe=chunk.timeframe,

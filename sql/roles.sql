@@ -88,3 +88,5 @@ pgbars.corporate_action_conflicts,
 pgbars.price_basis_issues,
 pgbars.action_status
 TO pgbars_reader;
+-- price_basis_issues calls it with the reader's rights (it is SECURITY DEFINER)
+GRANT EXECUTE ON FUNCTION pgbars._dividend_factor(uuid, date, numeric) TO pgbars_worker, pgbars_reader;

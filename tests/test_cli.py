@@ -171,7 +171,26 @@ def test_status_json_has_machine_values(dsn: str, conn: psycopg.Connection[Any])
         "requests_ahead": 3,
         "paused_until": None,
         "eta_seconds": 108,
+        "price_basis_issues": [],
     }
+
+
+def test_status_shows_what_keeps_adjusted_prices_from_being_trusted(
+    dsn: str, conn: psycopg.Connection[Any]
+) -> None:
+    partial_backfill(conn)
+    conn.execute(
+        "UPDATE pgbars.action_refreshes SET last_error = 'polygon: HTTP 500', last_error_at = now()"
+        " WHERE provider = 'polygon' AND symbol_id = (SELECT id FROM pgbars.symbols WHERE ticker = 'NVDA')"
+    )
+    detail = "polygon: splits and dividends could not be fetched: polygon: HTTP 500"
+    result = pgbars(dsn, "status")
+    assert result.exit_code == 0, result.output
+    assert "price basis (pgbars.price_basis_issues):" in result.output
+    assert f"NVDA    actions_not_fetched  {detail}" in result.output
+    result = pgbars(dsn, "status", "--json")
+    rows = {r["symbol"]: r["price_basis_issues"] for r in json.loads(result.output)}
+    assert rows == {"AMD": [], "NVDA": [{"issue": "actions_not_fetched", "detail": detail}]}
 
 
 def test_status_shows_a_provider_pause_and_done_jobs(dsn: str, conn: psycopg.Connection[Any]) -> None:

@@ -240,26 +240,32 @@ def status(ctx: click.Context, ticker: str | None, as_json: bool) -> None:
     served before its last one (claims go round-robin across jobs), at each
     provider's rate limit, after any pause (pgbars.backfill_eta). "—" means
     nothing is left to fetch; failed chunks need a person (see the failed
-    column). An unknown ticker is an error (exit 1).
+    column). Below the table, what keeps adjusted prices from being
+    trustworthy: corporate actions not fetched yet or failing, providers
+    that disagree, dividends that cannot be applied. An unknown ticker is
+    an error (exit 1).
 
     Example: pgbars status AAPL --json
     """
 
-    async def fetch(conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
+    async def fetch(conn: psycopg.AsyncConnection[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         rows = await db.backfill_progress_with_eta(conn, ticker)
         if ticker is not None and not rows:
             name = await db.normalize_ticker(conn, ticker)
             raise PgbarsError(f"no backfill for {name}: request one with `pgbars request {name}`")
-        return rows
+        return rows, await db.price_basis_issues(conn, ticker)
 
-    rows = cli_kit.run(ctx, lambda: cli_kit.with_connection(cli_kit.database_url(), fetch))
+    rows, issues = cli_kit.run(ctx, lambda: cli_kit.with_connection(cli_kit.database_url(), fetch))
     if as_json:
-        click.echo(json.dumps([render.status_json(r) for r in rows], indent=2))
+        click.echo(json.dumps([render.status_json(r, issues) for r in rows], indent=2))
     elif not rows:
         click.echo("no backfill jobs yet: add a ticker with `pgbars watch add AAPL`")
     else:
         cells = [render.status_cells(r) for r in rows]
         click.echo(render.format_table(cells, render.STATUS_COLUMNS, right=("chunks", "failed", "bars")))
+        if issues:
+            click.echo("\nprice basis (pgbars.price_basis_issues):")
+            click.echo(render.format_table(issues, ("symbol", "issue", "detail")))
 
 
 @cli.command("work", short_help="Fetch and store due chunks within a time budget.")

@@ -137,10 +137,14 @@ def json_value(value: Any) -> Any:
     return value
 
 
-def status_json(row: dict[str, Any]) -> dict[str, Any]:
+def status_json(row: dict[str, Any], issues: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """A job's status row; `price_basis_issues` lists its symbol's (pgbars.price_basis_issues)."""
     out = {key: json_value(value) for key, value in row.items()}
     if row["eta_seconds"] is not None:
         out["eta_seconds"] = round(row["eta_seconds"])
+    out["price_basis_issues"] = [
+        {"issue": i["issue"], "detail": i["detail"]} for i in issues if i["symbol"] == row["symbol"]
+    ]
     return out
 
 

@@ -7,7 +7,7 @@ CREATE OR REPLACE FUNCTION pgbars._dividend_factor(
 RETURNS double precision
 LANGUAGE sql
 STABLE
-SECURITY INVOKER
+SECURITY DEFINER
 SET search_path = pg_catalog, pgbars, pg_temp
 AS $$
     /*
@@ -15,7 +15,9 @@ AS $$
     first), else the last h1 bar inside its regular session (the 15:00 bar on a
     full day: its close is the last regular trade). NULL when pgbars holds
     neither, or when the amount is not below the close: the dividend then
-    adjusts nothing and price_basis_issues says why.
+    adjusts nothing and price_basis_issues says why. SECURITY DEFINER: the
+    price_basis_issues view calls it with its reader's rights, and it reads
+    market_sessions and the routes, which pgbars_reader may not SELECT.
     */
     SELECT CASE WHEN c.close > p_cash_amount THEN 1 - p_cash_amount::double precision / c.close END
     FROM (

@@ -1,6 +1,8 @@
 -- What keeps a symbol's adjusted reads from being trustworthy, one row per
--- issue: unreconciled corporate actions, sources that could not be read,
--- dividends that cannot be applied. `pgbars status` shows them.
+-- issue: unreconciled corporate actions, sources that could not be read (or
+-- not yet, once a split-adjusted provider's bars are stored: they are kept as
+-- served until the splits are known), dividends that cannot be applied.
+-- `pgbars status` shows them.
 CREATE OR REPLACE VIEW pgbars.price_basis_issues AS
 SELECT
     c.symbol,
@@ -24,7 +26,21 @@ SELECT
 FROM pgbars.action_refreshes AS r
 INNER JOIN pgbars.symbols AS s ON r.symbol_id = s.id
 INNER JOIN pgbars.corporate_action_sources AS src ON r.provider = src.provider
-WHERE src.enabled AND (r.refreshed_at IS NULL OR r.last_error IS NOT NULL)
+WHERE
+    src.enabled
+    AND (
+        r.last_error IS NOT NULL
+        -- not fetched yet: an issue once bars of a split-adjusted provider are stored
+        OR (
+            r.refreshed_at IS NULL
+            AND EXISTS (
+                SELECT
+                FROM pgbars.ohlc_bars_v2 AS b
+                INNER JOIN pgbars.providers AS p ON b.provider = p.name
+                WHERE b.symbol_id = r.symbol_id AND p.price_basis = 'split_adjusted'
+            )
+        )
+    )
 UNION ALL
 SELECT
     s.ticker::text,

@@ -51,7 +51,10 @@ def db(conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch) -> psycop
     """The test database with the planning clock at CLOCK for every session (the
     worker's too, through PGBARS_NOW, so reroutes judge lookbacks as the seeding
     did; the database default covers sessions opened without it) and fast rate
-    limits: 5 calls per rolling second per provider."""
+    limits: 5 calls per rolling second per provider. Corporate-action refreshes
+    are off (corporate_action_sources.enabled): these tests count, fault and
+    pace the bar requests one by one; the tests of corporate actions
+    (test_corporate_actions.py, the end-to-end run) turn them on."""
     monkeypatch.setenv(clock.ENV, CLOCK)
     conn.execute(
         sql.SQL("ALTER DATABASE {} SET pgbars.now = {}").format(
@@ -63,6 +66,7 @@ def db(conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch) -> psycop
         "UPDATE pgbars.providers SET calls_per_window = 5, window_length = '1 second',"
         " window_margin = '0.02 seconds'"
     )
+    conn.execute("UPDATE pgbars.corporate_action_sources SET enabled = false")
     return conn
 
 

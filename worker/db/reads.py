@@ -173,3 +173,17 @@ async def repair_gaps(conn: psycopg.AsyncConnection[Any], ticker: str | None = N
         (ticker,),
     )
     return await cur.fetchall()
+
+
+async def price_basis_issues(
+    conn: psycopg.AsyncConnection[Any], ticker: str | None = None
+) -> list[dict[str, Any]]:
+    """What keeps adjusted reads from being trustworthy (pgbars.price_basis_issues), by symbol."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT symbol, issue, detail FROM pgbars.price_basis_issues"
+        " WHERE %s::text IS NULL OR symbol = pgbars.normalize_ticker(%s)"
+        " ORDER BY symbol, issue, detail",
+        (ticker, ticker),
+    )
+    return await cur.fetchall()
