@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from psycopg.conninfo import make_conninfo
 
@@ -28,6 +29,7 @@ from . import db, work
 from .emulator import PolygonServer, TradierServer, YahooServer
 from .errors import PgbarsError
 
+NEW_YORK = ZoneInfo("America/New_York")
 DEMO_WATCHLIST = "demo"
 DEMO_TICKERS = ("AAPL", "NVDA", "TSLA", "SPY", "QQQ", "AMD", "AMZN", "CRWD", "MU", "PLTR")
 # Credentials of the local servers only: nothing real.
@@ -37,6 +39,11 @@ DEMO_TRADIER_TOKEN = "demo-tradier-token"  # noqa: S105
 DEMO_CALLS = 5
 DEMO_WINDOW = dt.timedelta(seconds=1)
 DEMO_MARGIN = dt.timedelta(milliseconds=50)
+# NVDA's 10-for-1 split: with NVDA among the tickers, the demo also fetches 3 years of
+# its d1 and shows the sessions around the split as traded and split-adjusted.
+SPLIT_TICKER = "NVDA"
+SPLIT_DATE = dt.date(2024, 6, 10)
+SPLIT_YEARS = 3
 
 
 @dataclass(slots=True)
@@ -46,6 +53,7 @@ class DemoResult:
     coverage: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     database: str = ""
+    split: list[dict[str, Any]] = field(default_factory=list)  # NVDA's d1 around its split, raw and adjusted
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +163,12 @@ async def run_demo(
                     else "; already there (nothing new to seed)"
                 )
             )
+            if SPLIT_TICKER in tickers:
+                await db.request_backfill(conn, [SPLIT_TICKER], ["d1"], None, None, SPLIT_YEARS)
+                say(
+                    f"{SPLIT_TICKER}: {SPLIT_YEARS} years of d1 too, across its 10-for-1 split of"
+                    f" {SPLIT_DATE} (splits and dividends from Polygon's reference API and Yahoo's events)"
+                )
             env = {
                 "POLYGON_API_KEY": DEMO_POLYGON_KEY,
                 "POLYGON_BASE_URL": polygon.base_url,
@@ -168,10 +182,30 @@ async def run_demo(
             summary = await _work(dsn, env, config, tickers, live)
         progress = await db.backfill_progress(conn, tickers=tickers)
         coverage = await db.bar_coverage(conn, tickers)
+        split = await _split_rows(conn) if SPLIT_TICKER in tickers else []
         database = conn.info.dbname
     finally:
         await conn.close()
-    return DemoResult(summary, progress, coverage, time.perf_counter() - started, database)
+    return DemoResult(summary, progress, coverage, time.perf_counter() - started, database, split)
+
+
+async def _split_rows(conn: Any) -> list[dict[str, Any]]:
+    """NVDA's d1 bars of the week before its split to the week after: as traded and split-adjusted."""
+    start = dt.datetime.combine(SPLIT_DATE - dt.timedelta(days=5), dt.time(), NEW_YORK)
+    end = dt.datetime.combine(SPLIT_DATE + dt.timedelta(days=5), dt.time(), NEW_YORK)
+    raw = await db.read_bars(conn, SPLIT_TICKER, "d1", start, end, "none")
+    adjusted = {b["ts"]: b for b in await db.read_bars(conn, SPLIT_TICKER, "d1", start, end, "splits")}
+    return [
+        {
+            "session": b["ts"].astimezone(NEW_YORK).date(),
+            "close (none)": f"{b['close']:,.2f}",
+            "close (splits)": f"{adjusted[b['ts']]['close']:,.2f}",
+            "volume (none)": f"{b['volume']:,}",
+            "volume (splits)": f"{adjusted[b['ts']]['volume']:,}",
+            "provider": b["provider"],
+        }
+        for b in raw
+    ]
 
 
 async def remove_demo(dsn: str) -> DemoRemoval:

@@ -185,6 +185,17 @@ def demo_report(result: DemoResult) -> str:
     lines = ["", format_table(result.progress, PROGRESS_COLUMNS), ""]
     lines += ["coverage (sessions with bars of the sessions planned):"]
     lines += [format_table(result.coverage, COVERAGE_COLUMNS)]
+    if result.split:
+        lines += [
+            "",
+            "NVDA d1 across its 10-for-1 split of 2024-06-10, stored as traded (get_bars p_adjust 'none')"
+            " and read split-adjusted ('splits', the default):",
+            format_table(
+                result.split,
+                ["session", "close (none)", "close (splits)", "volume (none)", "volume (splits)", "provider"],
+                right=("close (none)", "close (splits)", "volume (none)", "volume (splits)"),
+            ),
+        ]
     summary = result.summary
     if summary is not None:
         requests = sum(r.requests for r in summary.reports)
@@ -194,6 +205,12 @@ def demo_report(result: DemoResult) -> str:
             f" {summary.bars_written:,} bars written, {summary.bars_rejected} rejected;"
             f" demo finished in {result.seconds:.1f} s",
         ]
+        if summary.actions:
+            lines += [
+                f"corporate actions: {len(summary.actions)} refreshes with"
+                f" {sum(r.requests for r in summary.actions)} requests,"
+                f" {sum(r.bars_written for r in summary.actions)} splits and dividends reported"
+            ]
         if summary.live:
             # Only while a session trades (04:00-20:00 New York): today's bars from the Tradier server.
             lines += [

@@ -168,3 +168,27 @@ def test_demo_remove_drops_the_schema_of_a_demo_database(new_database: Callable[
         assert scalar(conn, "SELECT to_regnamespace('pgbars') IS NULL") is True
     nothing = CliRunner().invoke(cli, ["demo", "--remove"], env={"DATABASE_URL": dsn})
     assert nothing.exit_code == 1 and "no demo to remove" in nothing.output
+
+
+def test_demo_shows_nvda_across_its_split_without_a_jump(new_database: Callable[[], str]) -> None:
+    dsn = new_database()
+    result = CliRunner().invoke(cli, ["demo", "--ticker", "NVDA"], env={"DATABASE_URL": dsn})
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "NVDA: 3 years of d1 too, across its 10-for-1 split of 2024-06-10" in out
+    assert "corporate actions: 2 refreshes with 3 requests" in out
+    head = "NVDA d1 across its 10-for-1 split of 2024-06-10"
+    table = out[out.index(head) :].splitlines()[3:11]
+    rows = {line.split()[0]: [float(v.replace(",", "")) for v in line.split()[1:5]] for line in table}
+    assert list(rows) == [
+        "2024-06-05", "2024-06-06", "2024-06-07", "2024-06-10",
+        "2024-06-11", "2024-06-12", "2024-06-13", "2024-06-14",
+    ]  # fmt: skip
+    before, split_day = rows["2024-06-07"], rows["2024-06-10"]
+    # as traded: a tenfold drop; split-adjusted: none, and the volumes match
+    assert 7 < before[0] / split_day[0] < 14
+    assert 0.7 < before[1] / split_day[1] < 1.4
+    assert before[3] == before[2] * 10 and split_day[3] == split_day[2]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert scalar(conn, "SELECT count(*) FROM pgbars.corporate_actions WHERE kind = 'split'") == 1
+        assert scalar(conn, "SELECT count(*) FROM pgbars.price_basis_issues") == 0

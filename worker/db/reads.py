@@ -187,3 +187,20 @@ async def price_basis_issues(
         (ticker, ticker),
     )
     return await cur.fetchall()
+
+
+async def read_bars(
+    conn: psycopg.AsyncConnection[Any],
+    ticker: str,
+    timeframe: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    adjust: str = "splits",
+) -> list[dict[str, Any]]:
+    """pgbars.get_bars: one bar per ts in [start, end), adjusted on read (none, splits or all)."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT ts, open, high, low, close, volume, provider FROM pgbars.get_bars(%s, %s, %s, %s, %s)",
+        (ticker, timeframe, start, end, adjust),
+    )
+    return await cur.fetchall()
