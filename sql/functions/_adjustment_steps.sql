@@ -4,10 +4,10 @@ CREATE OR REPLACE FUNCTION pgbars._adjustment_steps(
     p_timeframe text,
     p_adjust text,
     p_as_of timestamptz,
-    OUT thresholds timestamptz [],
-    OUT price_factors double precision [],
-    OUT volume_factors double precision [],
-    OUT raw_factors double precision []
+    OUT thresholds timestamptz[],
+    OUT price_factors double precision[],
+    OUT volume_factors double precision[],
+    OUT raw_factors double precision[]
 )
 LANGUAGE plpgsql
 STABLE

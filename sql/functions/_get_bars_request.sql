@@ -12,9 +12,9 @@ CREATE OR REPLACE FUNCTION pgbars._get_bars_request(
     OUT ranking text[],
     OUT best_provider text,
     OUT adjust text,
-    OUT thresholds timestamptz [],
-    OUT price_factors double precision [],
-    OUT volume_factors double precision []
+    OUT thresholds timestamptz[],
+    OUT price_factors double precision[],
+    OUT volume_factors double precision[]
 )
 LANGUAGE plpgsql
 STABLE

@@ -12,15 +12,17 @@ WITH reports AS (
         r.provider,
         CASE WHEN r.kind = 'split' THEN r.split_to / r.split_from END AS ratio,
         r.cash_amount * CASE
-            WHEN p.price_basis = 'split_adjusted' THEN coalesce((
-                SELECT exp(sum(ln((s.split_to / s.split_from)::double precision)))
-                FROM pgbars.corporate_actions AS s
-                WHERE
-                    s.symbol_id = r.symbol_id
-                    AND s.kind = 'split'
-                    AND s.ex_date > r.ex_date
-                    AND s.ex_date::timestamp AT TIME ZONE 'America/New_York' <= r.fetched_at
-            ), 1)::numeric
+            WHEN p.price_basis = 'split_adjusted'
+                THEN
+                    coalesce((
+                        SELECT exp(sum(ln((s.split_to / s.split_from)::double precision)))
+                        FROM pgbars.corporate_actions AS s
+                        WHERE
+                            s.symbol_id = r.symbol_id
+                            AND s.kind = 'split'
+                            AND s.ex_date > r.ex_date
+                            AND s.ex_date::timestamp AT TIME ZONE 'America/New_York' <= r.fetched_at
+                    ), 1)::numeric
             ELSE 1
         END AS raw_amount,
         CASE
@@ -56,7 +58,7 @@ judged AS (
             FROM reports AS r
             WHERE r.symbol_id = a.symbol_id AND r.kind = a.kind AND r.ex_date = a.ex_date
         ) AS values_differ,
-        ARRAY(
+        array(
             SELECT f.provider
             FROM pgbars.action_refreshes AS f
             INNER JOIN pgbars.corporate_action_sources AS src ON f.provider = src.provider

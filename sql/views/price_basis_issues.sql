@@ -12,16 +12,17 @@ SELECT
 FROM pgbars.corporate_action_conflicts AS c
 UNION ALL
 SELECT
-    s.ticker::text,
-    CASE WHEN r.refreshed_at IS NULL THEN 'actions_not_fetched' ELSE 'actions_refresh_failed' END,
+    s.ticker::text AS symbol,
+    CASE WHEN r.refreshed_at IS NULL THEN 'actions_not_fetched' ELSE 'actions_refresh_failed' END AS issue,
     r.provider || ': '
     || CASE
         WHEN r.refreshed_at IS NULL AND r.last_error IS NULL
             THEN 'splits and dividends not fetched yet (due ' || to_char(r.due_at, 'YYYY-MM-DD HH24:MI TZ') || ')'
         WHEN r.refreshed_at IS NULL THEN 'splits and dividends could not be fetched: ' || r.last_error
-        ELSE 'the last refresh failed (' || r.last_error || '); actions as of '
+        ELSE
+            'the last refresh failed (' || r.last_error || '); actions as of '
             || to_char(r.refreshed_at, 'YYYY-MM-DD HH24:MI TZ')
-    END,
+    END AS detail,
     r.symbol_id
 FROM pgbars.action_refreshes AS r
 INNER JOIN pgbars.symbols AS s ON r.symbol_id = s.id
@@ -43,13 +44,13 @@ WHERE
     )
 UNION ALL
 SELECT
-    s.ticker::text,
-    'dividend_not_applied',
+    s.ticker::text AS symbol,
+    'dividend_not_applied' AS issue,
     'dividend ' || a.ex_date || ' of ' || a.cash_amount || ' ' || a.currency || ': '
     || CASE
         WHEN a.currency <> 'USD' THEN 'not in USD, not applied'
         ELSE 'no close stored for the session before, not applied'
-    END,
+    END AS detail,
     a.symbol_id
 FROM pgbars.corporate_actions AS a
 INNER JOIN pgbars.symbols AS s ON a.symbol_id = s.id

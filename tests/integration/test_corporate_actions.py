@@ -69,7 +69,10 @@ def test_raw_and_adjusted_nvda_across_its_split(
     for timeframe in ("h1", "m30", "d1"):
         request(db, "NVDA", timeframe, FIRST, LAST)
     summary = run(dsn, env)
-    assert {(r.lease.provider, r.outcome) for r in summary.actions} == {("polygon", "done"), ("yahoo", "done")}
+    assert {(r.lease.provider, r.outcome) for r in summary.actions} == {
+        ("polygon", "done"),
+        ("yahoo", "done"),
+    }
     assert {r.outcome for r in summary.reports} == {"done"}
     split = db.execute(
         "SELECT split_from, split_to, provider FROM pgbars.corporate_actions WHERE kind = 'split'"
@@ -92,7 +95,9 @@ def test_raw_and_adjusted_nvda_across_its_split(
     halves = bars(db, "m30", "none")
     assert {d.isoformat() for d in daily} >= {"2024-06-07", "2024-06-10"}
     for day, (_, _, high, low, close, volume) in daily.items():
-        regular = [b for b in halves if session(b[0]) == day and b[0].astimezone(NEW_YORK).time() >= dt.time(9, 30)]
+        regular = [
+            b for b in halves if session(b[0]) == day and b[0].astimezone(NEW_YORK).time() >= dt.time(9, 30)
+        ]
         regular = [b for b in regular if b[0].astimezone(NEW_YORK).time() < dt.time(16)]
         last_hour = next(b for b in hourly if b[0] == dt.datetime.combine(day, dt.time(15), NEW_YORK))
         assert close == pytest.approx(last_hour[4], rel=1e-12)
@@ -118,7 +123,9 @@ def test_raw_and_adjusted_nvda_across_its_split(
     # a dividend moves `all`, not `splits`: NVDA's of 2024-06-11 ($0.01)
     every = {session(b[0]): b for b in bars(db, "d1", "all")}
     factor = 1 - 0.01 / daily[SPLIT][4]
-    assert every[dt.date(2024, 6, 7)][4] == pytest.approx(adjusted[dt.date(2024, 6, 7)][4] * factor, rel=1e-12)
+    assert every[dt.date(2024, 6, 7)][4] == pytest.approx(
+        adjusted[dt.date(2024, 6, 7)][4] * factor, rel=1e-12
+    )
     assert every[SPLIT][4] == pytest.approx(adjusted[SPLIT][4] * factor, rel=1e-12)
     assert every[dt.date(2024, 6, 11)] == adjusted[dt.date(2024, 6, 11)]
 

@@ -81,7 +81,9 @@ def test_both_kinds_at_once_and_the_kinds_are_checked(conn: psycopg.Connection[A
     conn.execute("SELECT pgbars.add_to_watchlist('AAPL')")  # its h1 history and today's refresh
     leases = claim(conn, ["history", "live"], ["polygon", "tradier"], limit=2)
     assert [lease["kind"] for lease in leases] == ["live", "history", "history"]
-    with pytest.raises(psycopg.errors.InvalidParameterValue, match="kinds must be among history, live and actions"):
+    with pytest.raises(
+        psycopg.errors.InvalidParameterValue, match="kinds must be among history, live and actions"
+    ):
         claim(conn, ["chunks"], ["polygon"])
 
 

@@ -73,7 +73,8 @@ def store_chunk(conn: psycopg.Connection[Any], provider: str, bars: Sequence[Seq
 
 def stored(conn: psycopg.Connection[Any], ticker: str, timeframe: str) -> dict[dt.date, tuple[float, int]]:
     rows = conn.execute(
-        "SELECT b.ts, b.close, b.volume FROM pgbars.ohlc_bars_v2 b JOIN pgbars.symbols s ON s.id = b.symbol_id"
+        "SELECT b.ts, b.close, b.volume FROM pgbars.ohlc_bars_v2 b"
+        " JOIN pgbars.symbols s ON s.id = b.symbol_id"
         " WHERE s.ticker = %s AND b.timeframe = %s ORDER BY b.ts",
         (ticker, timeframe),
     ).fetchall()
@@ -136,8 +137,8 @@ def test_a_stored_refresh_is_due_again_after_its_sources_refresh_every(
 ) -> None:
     assert report_actions(conn, "polygon", [("split", SPLIT, 1, 10, None, None)]) == (1, 1, 0)
     row = conn.execute(
-        "SELECT due_at - refreshed_at, covered_from, covered_to, attempts, lease_id FROM pgbars.action_refreshes"
-        " WHERE provider = 'polygon'"
+        "SELECT due_at - refreshed_at, covered_from, covered_to, attempts, lease_id"
+        " FROM pgbars.action_refreshes WHERE provider = 'polygon'"
     ).fetchone()
     assert row == (dt.timedelta(days=1), dt.date(2024, 6, 3), dt.date(2025, 1, 2), 0, None)
     assert claim(conn, ["polygon"], ["actions"]) == []
@@ -173,7 +174,9 @@ def test_failures_follow_the_lease_policy(conn: psycopg.Connection[Any], nvda_d1
     assert row is not None
     assert row[:2] == (0, True)
     assert "SECRET" not in row[2] and row[3] is None
-    issues = conn.execute("SELECT issue, detail FROM pgbars.price_basis_issues WHERE symbol = 'NVDA'").fetchall()
+    issues = conn.execute(
+        "SELECT issue, detail FROM pgbars.price_basis_issues WHERE symbol = 'NVDA'"
+    ).fetchall()
     assert ("actions_not_fetched", "polygon: splits and dividends could not be fetched: " + row[2]) in issues
     # a lease no longer held
     with pytest.raises(psycopg.Error, match="no longer held") as caught:
@@ -181,17 +184,28 @@ def test_failures_follow_the_lease_policy(conn: psycopg.Connection[Any], nvda_d1
     assert caught.value.sqlstate == "PB001"
 
 
-def test_two_actions_of_one_kind_and_date_are_refused_whole(conn: psycopg.Connection[Any], nvda_d1: None) -> None:
+def test_two_actions_of_one_kind_and_date_are_refused_whole(
+    conn: psycopg.Connection[Any], nvda_d1: None
+) -> None:
     (lease,) = claim(conn, ["polygon"], ["actions"])
-    stage_actions(conn, lease["lease_id"], [("split", SPLIT, 1, 10, None, None), ("split", SPLIT, 1, 4, None, None)])
+    stage_actions(
+        conn, lease["lease_id"], [("split", SPLIT, 1, 10, None, None), ("split", SPLIT, 1, 4, None, None)]
+    )
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="share an ex-date"):
         store(conn, lease["lease_id"])
     assert scalar(conn, "SELECT count(*) FROM pgbars.corporate_action_reports") == 0
 
 
-def test_rejected_rows_are_quarantined_with_secrets_masked(conn: psycopg.Connection[Any], nvda_d1: None) -> None:
+def test_rejected_rows_are_quarantined_with_secrets_masked(
+    conn: psycopg.Connection[Any], nvda_d1: None
+) -> None:
     (lease,) = claim(conn, ["polygon"], ["actions"])
-    stage(conn, lease["lease_id"], [], [(None, {"split_to": 0, "url": "x?apiKey=SECRET"}, "split_to is not positive")])
+    stage(
+        conn,
+        lease["lease_id"],
+        [],
+        [(None, {"split_to": 0, "url": "x?apiKey=SECRET"}, "split_to is not positive")],
+    )
     assert store(conn, lease["lease_id"]) == (0, 0, 1)
     raw, reason = conn.execute("SELECT raw::text, reason FROM pgbars.rejected_actions").fetchone() or ("", "")
     assert reason == "split_to is not positive" and "SECRET" not in raw
@@ -200,7 +214,9 @@ def test_rejected_rows_are_quarantined_with_secrets_masked(conn: psycopg.Connect
 # --- one raw basis ------------------------------------------------------------------------------
 
 
-def test_yahoo_bars_are_stored_raw_when_the_split_is_known(conn: psycopg.Connection[Any], nvda_d1: None) -> None:
+def test_yahoo_bars_are_stored_raw_when_the_split_is_known(
+    conn: psycopg.Connection[Any], nvda_d1: None
+) -> None:
     report_actions(conn, "polygon", [("split", SPLIT, 1, 10, None, None)])
     # Yahoo serves split-adjusted values: before the split, a tenth of the traded price
     store_chunk(conn, "yahoo", [daily(dt.date(2024, 6, 7), 120.0, 4_000), daily(SPLIT, 121.0, 3_900)])
@@ -222,7 +238,11 @@ def test_a_split_learned_after_the_bars_reconciles_them_without_a_request(
     store_chunk(
         conn,
         "yahoo",
-        [daily(dt.date(2024, 6, 5), 119.0, 5_000), daily(dt.date(2024, 6, 7), 120.0, 4_000), daily(SPLIT, 121.0, 3_900)],
+        [
+            daily(dt.date(2024, 6, 5), 119.0, 5_000),
+            daily(dt.date(2024, 6, 7), 120.0, 4_000),
+            daily(SPLIT, 121.0, 3_900),
+        ],
     )
     # This bar was fetched before the split: Yahoo served it as traded, and it stays so.
     conn.execute(
@@ -252,7 +272,9 @@ def test_a_split_learned_after_the_bars_reconciles_them_without_a_request(
 
 def test_polygon_bars_are_raw_already_and_never_converted(conn: psycopg.Connection[Any]) -> None:
     set_clock(conn)
-    conn.execute("UPDATE pgbars.provider_routes SET enabled = false WHERE timeframe = 'd1' AND provider = 'yahoo'")
+    conn.execute(
+        "UPDATE pgbars.provider_routes SET enabled = false WHERE timeframe = 'd1' AND provider = 'yahoo'"
+    )
     seed(conn, "NVDA", ["d1"], start=dt.date(2024, 6, 3), end=dt.date(2024, 6, 14))
     report_actions(conn, "polygon", [("split", SPLIT, 1, 10, None, None)])
     store_chunk(conn, "polygon", [daily(dt.date(2024, 6, 7), 1200.0, 400)])
@@ -271,7 +293,13 @@ def test_a_changed_ratio_rescales_what_it_converted(conn: psycopg.Connection[Any
         "SELECT kind, ex_date, issue, in_force_from, reports FROM pgbars.corporate_action_conflicts"
     ).fetchall()
     assert conflict == [
-        ("split", SPLIT, "the providers report different ratios", "polygon", {"polygon": "10-for-1", "yahoo": "4-for-1"})
+        (
+            "split",
+            SPLIT,
+            "the providers report different ratios",
+            "polygon",
+            {"polygon": "10-for-1", "yahoo": "4-for-1"},
+        )
     ]
     assert scalar(conn, "SELECT count(*) FROM pgbars.price_basis_issues WHERE issue = 'action_conflict'") == 1
 
@@ -281,7 +309,9 @@ def test_a_changed_ratio_rescales_what_it_converted(conn: psycopg.Connection[Any
 
 def test_a_dividend_moves_all_and_not_splits(conn: psycopg.Connection[Any]) -> None:
     set_clock(conn)
-    conn.execute("UPDATE pgbars.provider_routes SET enabled = false WHERE timeframe = 'd1' AND provider = 'yahoo'")
+    conn.execute(
+        "UPDATE pgbars.provider_routes SET enabled = false WHERE timeframe = 'd1' AND provider = 'yahoo'"
+    )
     seed(conn, "NVDA", ["d1"], start=dt.date(2024, 3, 1), end=dt.date(2024, 3, 8))
     ex = dt.date(2024, 3, 5)
     report_actions(
@@ -298,7 +328,9 @@ def test_a_dividend_moves_all_and_not_splits(conn: psycopg.Connection[Any]) -> N
     assert every[dt.date(2024, 3, 4)] == pytest.approx((80.0 * factor, 80.0 * factor, 1_000))
     assert every[ex] == splits[ex]  # the ex-date itself is after the dividend
     # Yahoo reports the same dividend split-adjusted (0.004): made raw, it agrees
-    report_actions(conn, "yahoo", [("dividend", ex, None, None, 0.004, "USD"), ("split", SPLIT, 1, 10, None, None)])
+    report_actions(
+        conn, "yahoo", [("dividend", ex, None, None, 0.004, "USD"), ("split", SPLIT, 1, 10, None, None)]
+    )
     assert conn.execute("SELECT count(*) FROM pgbars.corporate_action_conflicts").fetchone() == (0,)
     # learned later, a dividend changes `all` at once (no bar touched)
     before = conn.execute("SELECT max(fetched_at) FROM pgbars.ohlc_bars_v2").fetchone()
@@ -324,7 +356,9 @@ def test_a_dividend_moves_all_and_not_splits(conn: psycopg.Connection[Any]) -> N
 
 def test_a_week_holding_a_split_is_derived_on_its_last_sessions_basis(conn: psycopg.Connection[Any]) -> None:
     set_clock(conn)
-    conn.execute("UPDATE pgbars.provider_routes SET enabled = false WHERE timeframe = 'd1' AND provider = 'yahoo'")
+    conn.execute(
+        "UPDATE pgbars.provider_routes SET enabled = false WHERE timeframe = 'd1' AND provider = 'yahoo'"
+    )
     seed(conn, "NVDA", ["d1", "w1"], start=dt.date(2024, 6, 3), end=dt.date(2024, 6, 14))
     ex = dt.date(2024, 6, 12)  # a Wednesday, to split a week
     days = [dt.date(2024, 6, d) for d in (3, 4, 5, 6, 7, 10, 11, 12, 13, 14)]
@@ -350,7 +384,9 @@ def test_an_unknown_adjustment_is_refused(conn: psycopg.Connection[Any]) -> None
 # --- roles ----------------------------------------------------------------------------------------
 
 
-def test_the_worker_role_writes_actions_only_through_its_lease(conn: psycopg.Connection[Any], nvda_d1: None) -> None:
+def test_the_worker_role_writes_actions_only_through_its_lease(
+    conn: psycopg.Connection[Any], nvda_d1: None
+) -> None:
     with as_role(conn, "pgbars_worker"):
         assert report_actions(conn, "polygon", [("split", SPLIT, 1, 10, None, None)]) == (1, 1, 0)
         for statement in (
