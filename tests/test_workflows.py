@@ -489,7 +489,9 @@ def test_steps_run_as_the_cron_role(
             venv_bin,
         )
         assert work.returncode == 0, work.stderr
-        assert len(polygon.requests) + len(yahoo.requests) == 1, work.stderr
+        # one d1 chunk, and the symbol's splits and dividends (Polygon: 2 endpoints, Yahoo: events)
+        paths = sorted(r.path.split("/")[2] for r in [*polygon.requests, *yahoo.requests])
+        assert paths == ["finance", "finance", "reference", "reference"], work.stderr
     assert "outcome=done" in work.stderr and KEY not in work.stderr
     assert summary.read_text(encoding="utf-8").startswith("## pgbars work")
     bars = conn.execute(

@@ -47,11 +47,11 @@ from .outcomes import LeaseReport, WorkSummary, log_lease, log_summary, logfmt, 
 from .pacer import BudgetSpent, Pacer, Stopping
 from .providers import (
     CREDENTIALS,
+    ActionsRequest,
+    ActionsResult,
     FetchRequest,
     FetchResult,
     Provider,
-    ActionsRequest,
-    ActionsResult,
     ProviderError,
     RateLimited,
     action_source,

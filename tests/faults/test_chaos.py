@@ -127,7 +127,11 @@ class ChaosPolygon(PolygonServer):
 
 
 def _pin(conn: psycopg.Connection[Any], *, calls: int, window: float, margin: float) -> None:
-    """Plan at CLOCK (every session of this database), polygon only, the given rate limit."""
+    """Plan at CLOCK (every session of this database), polygon only, the given rate limit.
+
+    Corporate-action refreshes are off: the figures and failpoints here are the bar
+    chunks' (an action refresh takes the same lease path; its faults are in
+    tests/sql/test_corporate_actions.py and tests/integration)."""
     conn.execute(
         sql.SQL("ALTER DATABASE {} SET pgbars.now = {}").format(
             sql.Identifier(conn.info.dbname), sql.Literal(CLOCK)
@@ -135,6 +139,7 @@ def _pin(conn: psycopg.Connection[Any], *, calls: int, window: float, margin: fl
     )
     conn.execute("SELECT set_config('pgbars.now', %s, false)", (CLOCK,))
     conn.execute("UPDATE pgbars.providers SET enabled = (name = 'polygon')")
+    conn.execute("UPDATE pgbars.corporate_action_sources SET enabled = false")
     conn.execute(
         "UPDATE pgbars.providers SET calls_per_window = %s, window_length = make_interval(secs => %s),"
         " window_margin = make_interval(secs => %s), retry_backoff = '1 second' WHERE name = 'polygon'",

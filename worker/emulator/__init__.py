@@ -1,9 +1,11 @@
 """Local HTTP servers that speak the providers' APIs, quirks and failures included.
 
 Used by the provider tests, the worker's end-to-end tests and `pgbars demo`.
-Standard library only; data comes from `worker.emulator.synthetic`.
+Standard library (and numpy); data comes from `worker.emulator.synthetic`, corporate
+actions from `worker.emulator.actions`.
 """
 
+from ..emulator import actions, synthetic
 from ..emulator.faults import Fault, InvalidBar
 from ..emulator.polygon import PolygonServer
 from ..emulator.server import EmulatorServer, RecordedRequest, Reply
@@ -19,4 +21,6 @@ __all__ = [
     "Reply",
     "TradierServer",
     "YahooServer",
+    "actions",
+    "synthetic",
 ]

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from ..emulator.synthetic import SyntheticBar
+from ..emulator.synthetic import AdjustedBar, SyntheticBar
 
 FaultKind = Literal[
     # answered the same way by every server
@@ -23,6 +23,7 @@ FaultKind = Literal[
     "unknown_ticker",  # Polygon 404 NOT_FOUND, Yahoo 404 "Not Found", Tradier empty
     "empty",  # a well-formed answer without bars
     "invalid_bars",  # the normal answer with the bars listed in `invalid` spoiled
+    "invalid_actions",  # corporate actions with a zero ratio, a bad amount, a missing date
 ]
 
 InvalidBar = Literal[
@@ -94,6 +95,17 @@ class Fault:
     def invalid_bars(cls, *invalid: InvalidBar) -> Fault:
         return cls("invalid_bars", invalid=invalid)
 
+    @classmethod
+    def invalid_actions(cls) -> Fault:
+        """Spoils the corporate actions of the answer, one defect per row (where there are
+        enough rows). Polygon splits: the first gets split_to 0, the last (when more than
+        one) loses execution_date. Polygon dividends: the first gets a negative
+        cash_amount, the second (when three or more) none at all, the last (when more
+        than one) loses ex_dividend_date. Yahoo events: the first split gets denominator
+        0 ("10:0"), the first dividend a negative amount, the last dividend (when more
+        than one) loses its date. Bars are untouched."""
+        return cls("invalid_actions")
+
 
 @dataclass(slots=True)
 class Row:
@@ -104,12 +116,13 @@ class Row:
     high: float | None
     low: float | None
     close: float | None
-    volume: int | None
+    volume: float | None  # an int, except split-adjusted volumes across a reverse split
     vwap: float | None
     trade_count: int | None
+    adjclose: float | None = None  # Yahoo's split- and dividend-adjusted close (daily and longer)
 
     @classmethod
-    def of(cls, bar: SyntheticBar) -> Row:
+    def of(cls, bar: SyntheticBar | AdjustedBar) -> Row:
         return cls(bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume, bar.vwap, bar.trade_count)
 
 

@@ -1,5 +1,7 @@
 """An emulated Polygon.io aggregates API (`/v2/aggs/ticker/...`), quirks included.
 
+The reference API for splits and dividends is in `polygon_reference.py`.
+
 - `limit` counts base aggregates (minute bars for minute/hour spans, sessions
   for day/week); a bar is served only if all of its base aggregates fit, and
   every page holds at least one bar so a tiny limit still makes progress.
@@ -8,11 +10,15 @@
 - Weekly bars start on the Sunday before their week (00:00 New York).
 - `v` of a bar with a million shares or more is written in exponent form.
 - `history_days` answers 403 NOT_AUTHORIZED for older ranges, as a plan would.
+- `adjusted=true` (the default) serves bars split-adjusted as of the server
+  clock's New York date (never dividend-adjusted); `adjusted=false` as traded.
+  An adjusted volume across a reverse split may be fractional: a plain float.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -20,10 +26,10 @@ import uuid
 from collections.abc import Iterable, Iterator
 from urllib.parse import parse_qs, urlencode
 
-from ..emulator import synthetic
+from ..emulator import polygon_reference, synthetic
 from ..emulator.faults import Fault, Row, spoil
 from ..emulator.server import EmulatorServer, RecordedRequest, Reply
-from ..emulator.synthetic import NEW_YORK, SyntheticBar
+from ..emulator.synthetic import NEW_YORK, AdjustedBar, SyntheticBar
 
 DEFAULT_LIMIT = 5_000
 MAX_LIMIT = 50_000
@@ -78,10 +84,11 @@ class PolygonServer(EmulatorServer):
         max_limit: int = MAX_LIMIT,
         history_days: int | None = None,
         public_base_url: str | None = None,
+        withheld_actions: Iterable[str] = (),
     ) -> None:
         """`max_limit` caps `limit` (lower it to force pagination); `public_base_url`
         makes next_url point at another host, as the real one would behind a proxy."""
-        super().__init__(now=now, rate_limit=rate_limit)
+        super().__init__(now=now, rate_limit=rate_limit, withheld_actions=withheld_actions)
         self.api_key = api_key
         self.max_limit = max_limit
         self.history_days = history_days
@@ -92,13 +99,17 @@ class PolygonServer(EmulatorServer):
 
     def route(self, request: RecordedRequest, fault: Fault | None) -> Reply:
         match = _PATH.match(request.path)
-        if match is None:
+        endpoint = polygon_reference.ENDPOINTS.get(request.path)
+        if match is None and endpoint is None:
             return Reply.json(
                 {"status": "NOT_FOUND", "request_id": _request_id(), "message": "Not found"}, 404
             )
         denied = self._check_key(request)
         if denied is not None:
             return denied
+        if endpoint is not None:
+            return self._reference(endpoint, request, fault)
+        assert match is not None
         ticker = match["ticker"]
         if any(sep in ticker.upper() for sep in ("-", "/", "%2F")):
             fault = Fault.unknown_ticker()  # Polygon writes a share class BRK.B, never BRK-B or BRK/B
@@ -108,15 +119,7 @@ class PolygonServer(EmulatorServer):
         low = _bound(match["low"], end=False)
         high = _bound(match["high"], end=True)
         if (fault is not None and fault.kind == "not_authorized") or self._beyond_plan(low):
-            return Reply.json(
-                {
-                    "status": "NOT_AUTHORIZED",
-                    "request_id": _request_id(),
-                    "message": "Your plan doesn't include this data timeframe. Please upgrade"
-                    " your plan at https://polygon.io/pricing",
-                },
-                403,
-            )
+            return _not_authorized()
         if fault is not None and fault.kind == "unknown_ticker":
             return Reply.json(
                 {"status": "NOT_FOUND", "request_id": _request_id(), "message": "Ticker not found"},
@@ -133,7 +136,8 @@ class PolygonServer(EmulatorServer):
             return self.error_reply(400, "the emulator serves sort=asc only")
         by_minutes = timeframe not in ("d1", "w1")
         empty = fault is not None and fault.kind == "empty"
-        bars = iter(()) if empty else _bars_between(ticker, timeframe, low, high)
+        as_of = self.today() if adjusted else None
+        bars = iter(()) if empty else _bars_between(ticker, timeframe, low, high, as_of=as_of)
         page, following = _page(bars, limit, by_minutes=by_minutes)
         rows = [Row.of(bar) for bar in page]
         if fault is not None and fault.kind == "invalid_bars":
@@ -162,6 +166,24 @@ class PolygonServer(EmulatorServer):
             )
         text = _EXPONENT.sub(lambda m: exponent_form(int(m[1])), json.dumps(payload))
         return Reply(200, text.encode(), {"Content-Type": "application/json"})
+
+    def _reference(
+        self, endpoint: polygon_reference.Endpoint, request: RecordedRequest, fault: Fault | None
+    ) -> Reply:
+        kind = fault.kind if fault is not None else None
+        if kind == "not_authorized":
+            return _not_authorized()
+        if kind == "provider_error":
+            return self.error_reply(200, "Internal error, please try again")
+        return polygon_reference.answer(
+            endpoint,
+            request.query,
+            today=self.today(),
+            withheld=self.withheld_actions,
+            base_url=self.public_base_url or self.base_url,
+            max_limit=self.max_limit,
+            fault_kind=kind,
+        )
 
     def _check_key(self, request: RecordedRequest) -> Reply | None:
         authorization = request.header("authorization") or ""
@@ -196,18 +218,42 @@ def _request_id() -> str:
     return uuid.uuid4().hex
 
 
-def _bars_between(ticker: str, timeframe: str, low: dt.datetime, high: dt.datetime) -> Iterator[SyntheticBar]:
-    """The bars Polygon holds for `ticker` starting within [low, high], computed lazily
-    so a page costs what it holds, not the whole remaining range."""
+def _not_authorized() -> Reply:
+    return Reply.json(
+        {
+            "status": "NOT_AUTHORIZED",
+            "request_id": _request_id(),
+            "message": "Your plan doesn't include this data timeframe. Please upgrade"
+            " your plan at https://polygon.io/pricing",
+        },
+        403,
+    )
+
+
+_Bar = SyntheticBar | AdjustedBar
+
+
+def _bars_between(
+    ticker: str, timeframe: str, low: dt.datetime, high: dt.datetime, *, as_of: dt.date | None
+) -> Iterator[_Bar]:
+    """The bars Polygon holds for `ticker` starting within [low, high], as traded or (with
+    `as_of`) split-adjusted as of that date, computed lazily so a page costs what it
+    holds, not the whole remaining range."""
     first = low.astimezone(NEW_YORK).date()
     last = high.astimezone(NEW_YORK).date()
-    bars: Iterable[SyntheticBar]
+
+    def bars_of(timeframe: str, first: dt.date, last: dt.date) -> Iterator[_Bar]:
+        if as_of is None:
+            return synthetic.iter_bars(ticker, timeframe, first, last)
+        return synthetic.iter_adjusted_bars(ticker, timeframe, first, last, as_of=as_of)
+
+    bars: Iterable[_Bar]
     if timeframe == "w1":
         # Weekly bars start on Sunday; serve the weeks whose Sunday lies in range.
-        weeks = synthetic.iter_bars(ticker, "w1", first + dt.timedelta(days=1), last + dt.timedelta(days=7))
+        weeks = bars_of("w1", first + dt.timedelta(days=1), last + dt.timedelta(days=7))
         bars = (_to_sunday(bar) for bar in weeks)
     else:
-        bars = synthetic.iter_bars(ticker, timeframe, first, last)
+        bars = bars_of(timeframe, first, last)
     for bar in bars:
         if bar.ts > high:
             return
@@ -215,28 +261,14 @@ def _bars_between(ticker: str, timeframe: str, low: dt.datetime, high: dt.dateti
             yield bar
 
 
-def _to_sunday(bar: SyntheticBar) -> SyntheticBar:
+def _to_sunday(bar: _Bar) -> _Bar:
     monday = bar.ts.astimezone(NEW_YORK).date()
-    sunday = synthetic.new_york_midnight(monday - dt.timedelta(days=1))
-    return SyntheticBar(
-        sunday,
-        bar.open,
-        bar.high,
-        bar.low,
-        bar.close,
-        bar.volume,
-        bar.vwap,
-        bar.trade_count,
-        bar.minutes,
-        bar.sessions,
-    )
+    return dataclasses.replace(bar, ts=synthetic.new_york_midnight(monday - dt.timedelta(days=1)))
 
 
-def _page(
-    bars: Iterator[SyntheticBar], limit: int, *, by_minutes: bool
-) -> tuple[list[SyntheticBar], SyntheticBar | None]:
+def _page(bars: Iterator[_Bar], limit: int, *, by_minutes: bool) -> tuple[list[_Bar], _Bar | None]:
     """The bars that fit in `limit` base aggregates, and the first one that did not."""
-    page: list[SyntheticBar] = []
+    page: list[_Bar] = []
     used = 0
     for bar in bars:
         cost = bar.minutes if by_minutes else bar.sessions
@@ -249,8 +281,10 @@ def _page(
 
 def _result(row: Row) -> dict[str, object]:
     volume: object = row.volume
-    if row.volume is not None and row.volume >= 1_000_000:
-        volume = f"@exp@{row.volume}"  # rewritten to 1.23e+06 after json.dumps
+    if row.volume is not None and float(row.volume).is_integer():
+        volume = int(row.volume)
+        if volume >= 1_000_000:
+            volume = f"@exp@{volume}"  # rewritten to 1.23e+06 after json.dumps
     result: dict[str, object] = {
         "v": volume,
         "vw": row.vwap,

@@ -16,6 +16,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -23,6 +24,7 @@ from typing import Self
 from urllib.parse import parse_qs, urlsplit
 
 from .. import clock
+from ..calendar import NEW_YORK
 from ..emulator.faults import Fault
 
 # Faults that replace the answer before any provider logic runs.
@@ -106,17 +108,26 @@ class EmulatorServer:
     """Base of the provider emulators: subclasses implement `route`.
 
     `now` fixes the server's idea of the current time (lookback limits, live
-    rows); None means the real clock. `rate_limit=(calls, seconds)` answers
-    429 to calls beyond `calls` in any rolling `seconds`.
+    rows, the date prices are split-adjusted to); None means the real clock.
+    `rate_limit=(calls, seconds)` answers 429 to calls beyond `calls` in any
+    rolling `seconds`. `withheld_actions` names tickers whose corporate actions
+    the server does not report (Polygon's reference API, Yahoo's events) while
+    their bars stay the same: an action the client learns of later. It is a
+    set tests may change while the server runs.
     """
 
     provider = "emulator"
 
     def __init__(
-        self, *, now: dt.datetime | None = None, rate_limit: tuple[int, float] | None = None
+        self,
+        *,
+        now: dt.datetime | None = None,
+        rate_limit: tuple[int, float] | None = None,
+        withheld_actions: Iterable[str] = (),
     ) -> None:
         self.now = now
         self.rate_limit = rate_limit
+        self.withheld_actions: set[str] = set(withheld_actions)
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._faults: list[_Armed] = []
@@ -208,6 +219,10 @@ class EmulatorServer:
 
     def clock(self) -> dt.datetime:
         return self.now or clock.now()
+
+    def today(self) -> dt.date:
+        """The clock's New York date: what split-adjusted prices are adjusted to."""
+        return self.clock().astimezone(NEW_YORK).date()
 
     # --- for subclasses ---
 

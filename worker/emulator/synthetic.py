@@ -6,7 +6,12 @@ after-hours close of each real XNYS session, except some deterministic gaps
 first pre-market and last after-hours hour, so even 5-minute slots go empty).
 Prices follow a random-walk-like path built from hashed value noise at several
 scales (weeks down to five minutes), so any minute costs O(1) to compute and
-the same (ticker, minute) always gives the same bar. A session's minutes are
+the same (ticker, minute) always gives the same bar. That path is continuous
+(on the share basis after every split in `actions`), but bars here are as
+traded: a session's minute prices are the path times `actions.raw_factor` and
+its volumes are divided by it, so raw bars jump at a split (tickers without
+splits trade on the path itself). `adjusted_bars` is the split-adjusted view
+the providers serve. A session's minutes are
 computed as numpy arrays and intraday aggregates are reduced from them
 directly (under a millisecond per session); the last 256 sessions' arrays
 and every daily bar are cached.
@@ -31,12 +36,14 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 
 from ..calendar import SessionHours, xnys_sessions
+from ..emulator import actions
 
 NEW_YORK = ZoneInfo("America/New_York")
 TIMEFRAME_MINUTES: dict[str, int] = {"m1": 1, "m5": 5, "m15": 15, "m30": 30, "h1": 60, "h4": 240}
@@ -73,6 +80,26 @@ class SyntheticBar:
     sessions: int  # sessions inside: Polygon's base aggregates for day/week spans
 
 
+@dataclass(frozen=True, slots=True)
+class AdjustedBar:
+    """A bar split-adjusted as of some date: a SyntheticBar whose volume may be fractional
+    (raw shares times a ratio such as 3:2); adjusted prices and vwap have 4 decimals."""
+
+    ts: dt.datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    vwap: float
+    trade_count: int
+    minutes: int
+    sessions: int
+
+
+AnyBar = TypeVar("AnyBar", SyntheticBar, AdjustedBar)
+
+
 def _unit(*parts: object) -> float:
     """A uniform number in [0, 1) determined by `parts`."""
     digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
@@ -90,7 +117,8 @@ def _base_volume(ticker: str) -> int:
 
 
 def price_at(ticker: str, minute: int) -> float:
-    """The price at the start of `minute` (minutes since the Unix epoch)."""
+    """The continuous price at the start of `minute` (minutes since the Unix epoch); a
+    minute bar's as-traded price is this times `actions.raw_factor` of its session."""
     return float(_prices(ticker, minute, minute + 1)[0])
 
 
@@ -203,6 +231,12 @@ def _session_arrays(ticker: str, day: dt.date) -> _Minutes | None:
     high = np.round(np.maximum(open_, close) + wick * up[keep] / 2**32, 2)
     low = np.maximum(np.round(np.minimum(open_, close) - wick * down[keep] / 2**32, 2), 0.01)
     volume = 1 + np.floor(size_scale[keep] * (0.3 + size[keep] / 2**32)).astype(np.int64)
+    trade_count = np.maximum(1, volume // 60)  # trades, not shares: a split leaves them be
+    factor = actions.raw_factor(ticker, day)
+    if factor != 1.0:  # as traded before a later split; untouched otherwise, to the bit
+        open_, close, high = (np.round(a * factor, 2) for a in (open_, close, high))
+        low = np.maximum(np.round(low * factor, 2), 0.01)
+        volume = np.maximum(1, np.rint(volume / factor)).astype(np.int64)
     local = hours.premarket_open.astimezone(NEW_YORK)
     local_offset = int(local.utcoffset().total_seconds()) // 60  # type: ignore[union-attr]
     return _Minutes(
@@ -213,7 +247,7 @@ def _session_arrays(ticker: str, day: dt.date) -> _Minutes | None:
         close=close,
         volume=volume,
         vwap=np.round((high + low + close) / 3, 4),
-        trade_count=np.maximum(1, volume // 60),
+        trade_count=trade_count,
         local_offset=local_offset,
     )
 
@@ -290,10 +324,10 @@ def minute_bars(ticker: str, day: dt.date, *, extended: bool = True) -> list[Syn
     return [b for b in bars if hours.regular_open <= b.ts < hours.regular_close]
 
 
-def combine(ts: dt.datetime, parts: Sequence[SyntheticBar], *, sessions: int = 1) -> SyntheticBar:
+def combine(ts: dt.datetime, parts: Sequence[AnyBar], *, sessions: int = 1) -> AnyBar:
     """One bar starting at `ts` from consecutive `parts` spanning `sessions` sessions."""
     volume = sum(p.volume for p in parts)
-    return SyntheticBar(
+    return type(parts[0])(
         ts=ts,
         open=parts[0].open,
         high=max(p.high for p in parts),
@@ -307,12 +341,10 @@ def combine(ts: dt.datetime, parts: Sequence[SyntheticBar], *, sessions: int = 1
     )
 
 
-def bucketed(
-    parts: Iterable[SyntheticBar], bucket: Callable[[dt.datetime], dt.datetime]
-) -> list[SyntheticBar]:
+def bucketed(parts: Iterable[AnyBar], bucket: Callable[[dt.datetime], dt.datetime]) -> list[AnyBar]:
     """Bars combined by `bucket(ts)` (consecutive parts with the same key, one session)."""
-    out: list[SyntheticBar] = []
-    group: list[SyntheticBar] = []
+    out: list[AnyBar] = []
+    group: list[AnyBar] = []
     key: dt.datetime | None = None
     for part in parts:
         start = bucket(part.ts)
@@ -434,3 +466,78 @@ def bars(
 ) -> list[SyntheticBar]:
     """`iter_bars` as a list."""
     return list(iter_bars(ticker, timeframe, first_session, last_session, extended=extended))
+
+
+def adjust(ticker: str, bar: SyntheticBar, as_of: dt.date) -> AdjustedBar:
+    """A raw bar of one session split-adjusted as of `as_of`: prices and vwap times
+    `actions.split_adjustment` of its session, volume divided by it (not for w1 bars)."""
+    day = bar.ts.astimezone(NEW_YORK).date()
+    factor = actions.split_adjustment(ticker, day, as_of)
+    if factor == 1.0:
+        return AdjustedBar(
+            bar.ts,
+            bar.open,
+            bar.high,
+            bar.low,
+            bar.close,
+            bar.volume,
+            bar.vwap,
+            bar.trade_count,
+            bar.minutes,
+            bar.sessions,
+        )
+    volume = round(bar.volume / factor, 4)
+    return AdjustedBar(
+        ts=bar.ts,
+        open=round(bar.open * factor, 4),
+        high=round(bar.high * factor, 4),
+        low=round(bar.low * factor, 4),
+        close=round(bar.close * factor, 4),
+        volume=int(volume) if volume.is_integer() else volume,
+        vwap=round(bar.vwap * factor, 4),
+        trade_count=bar.trade_count,
+        minutes=bar.minutes,
+        sessions=bar.sessions,
+    )
+
+
+def iter_adjusted_bars(
+    ticker: str,
+    timeframe: str,
+    first_session: dt.date,
+    last_session: dt.date,
+    *,
+    as_of: dt.date,
+    extended: bool = True,
+) -> Iterator[AdjustedBar]:
+    """`iter_bars` split-adjusted as of `as_of` (Polygon's adjusted=true on that date):
+    each bar of a session times that session's adjustment; a w1 bar combines its
+    week's adjusted d1 bars (a week may straddle a split)."""
+    if timeframe != "w1":
+        for bar in iter_bars(ticker, timeframe, first_session, last_session, extended=extended):
+            yield adjust(ticker, bar, as_of)
+        return
+    days = [s.session_date for s in sessions(first_session, last_session)]
+    for monday in sorted({monday_of(day) for day in days}):
+        week = [
+            adjust(ticker, day_bar, as_of)
+            for s in sessions(monday, monday + dt.timedelta(days=6))
+            if (day_bar := daily_bar(ticker, s.session_date)) is not None
+        ]
+        if week:
+            yield combine(new_york_midnight(monday), week, sessions=len(week))
+
+
+def adjusted_bars(
+    ticker: str,
+    timeframe: str,
+    first_session: dt.date,
+    last_session: dt.date,
+    *,
+    as_of: dt.date,
+    extended: bool = True,
+) -> list[AdjustedBar]:
+    """What Polygon serves with adjusted=true on `as_of` (`iter_adjusted_bars` as a list)."""
+    return list(
+        iter_adjusted_bars(ticker, timeframe, first_session, last_session, as_of=as_of, extended=extended)
+    )

@@ -8,6 +8,9 @@
 - timesales `time` is New York wall-clock without an offset; `timestamp` is epoch seconds.
 - Intraday lookback (counted back from `now`): bars older than it are silently absent.
 - X-Ratelimit-Allowed/-Used/-Available/-Expiry headers on every answer.
+- history is split-adjusted as of the server clock's New York date (prices,
+  and volume rounded to whole shares), never dividend-adjusted; timesales
+  are as traded.
 """
 
 from __future__ import annotations
@@ -125,11 +128,12 @@ class TradierServer(EmulatorServer):
         interval = request.param("interval") or "daily"
         first = dt.date.fromisoformat(request.param("start") or "")
         last = dt.date.fromisoformat(request.param("end") or "")
+        today = self.today()
         if interval == "daily":
-            return [Row.of(bar) for bar in synthetic.bars(symbol, "d1", first, last)]
+            return [Row.of(bar) for bar in synthetic.adjusted_bars(symbol, "d1", first, last, as_of=today)]
         if interval == "weekly":
             rows = []
-            for week in synthetic.bars(symbol, "w1", first, last):
+            for week in synthetic.adjusted_bars(symbol, "w1", first, last, as_of=today):
                 monday = week.ts.astimezone(NEW_YORK).date()
                 # Tradier dates a week by its first session (a Tuesday after a Monday holiday).
                 opening = synthetic.sessions(monday, monday + dt.timedelta(days=6))[0]
@@ -192,7 +196,7 @@ def _day(row: Row) -> dict[str, object]:
         "high": row.high,
         "low": row.low,
         "close": row.close,
-        "volume": row.volume,
+        "volume": None if row.volume is None else round(row.volume),
     }
 
 

@@ -11,19 +11,32 @@
 - Options: `null_rows` pads empty intraday slots with all-null rows,
   `duplicate_timestamps` repeats the first row of each session, `live_row`
   appends a row for the session after the range (today's live bar).
+- Prices are never raw: `indicators.quote` (open/high/low/close, and volume,
+  rounded to whole shares) is split-adjusted as of the server clock's New York
+  date, at every interval; `indicators.adjclose` (1d, 1wk) is that close times
+  the CRSP dividend factor (`actions.dividend_adjustment`) as of the same date.
+- `events=div,splits` (also `div|split`; `capitalGains` is ignored) adds
+  `events.dividends` and `events.splits` for ex-dates in [period1, period2]
+  up to the clock's date, keyed and dated at the ex-date's 09:30 New York
+  open; a kind without events is left out, and so is `events` when both are
+  (and for a ticker the server withholds). Assumption: a dividend's `amount`
+  is split-adjusted as of the clock's date, like the quotes (the raw amount
+  times `actions.split_adjustment` of its ex-date: NVDA's $0.04 of 2023 is
+  0.004), which is how yfinance's dividend history reads.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from ..calendar import SessionHours
-from ..emulator import synthetic
+from ..emulator import actions, synthetic
 from ..emulator.faults import Fault, Row, spoil
 from ..emulator.server import EmulatorServer, RecordedRequest, Reply
-from ..emulator.synthetic import NEW_YORK, SyntheticBar
+from ..emulator.synthetic import NEW_YORK, AdjustedBar
 
 _PATH = re.compile(r"^/v8/finance/chart/(?P<symbol>[^/]+)$")
 CLOCK_INTERVALS = {"1m": 1, "2m": 2, "5m": 5, "15m": 15, "30m": 30}
@@ -80,8 +93,9 @@ class YahooServer(EmulatorServer):
         null_rows: bool = False,
         duplicate_timestamps: bool = False,
         live_row: bool = False,
+        withheld_actions: Iterable[str] = (),
     ) -> None:
-        super().__init__(now=now, rate_limit=rate_limit)
+        super().__init__(now=now, rate_limit=rate_limit, withheld_actions=withheld_actions)
         self.dst_quirk = dst_quirk
         self.null_rows = null_rows
         self.duplicate_timestamps = duplicate_timestamps
@@ -133,7 +147,11 @@ class YahooServer(EmulatorServer):
         rows = [] if kind == "empty" else self._rows(market, interval, period1, period2, pre_post)
         if kind == "invalid_bars" and fault is not None:
             rows = spoil(rows, fault.invalid, outside=period2)
-        return Reply.json(self._chart(symbol, interval, rows))
+        events = None
+        wanted = {name for name in re.split(r"[,|]", request.param("events") or "") if name}
+        if wanted and market not in self.withheld_actions:
+            events = self._events(market, wanted, period1, period2, spoiled=kind == "invalid_actions")
+        return Reply.json(self._chart(symbol, interval, rows, events))
 
     def _refuse(self, interval: str, period1: dt.datetime, period2: dt.datetime) -> Reply | None:
         if interval not in CLOCK_INTERVALS and interval not in (*HOURLY_INTERVALS, "1d", "1wk"):
@@ -173,15 +191,22 @@ class YahooServer(EmulatorServer):
         first = period1.astimezone(NEW_YORK).date()
         last = (period2 - dt.timedelta(seconds=1)).astimezone(NEW_YORK).date()
         days = synthetic.sessions(first, last)
+        today = self.today()
         rows: list[Row] = []
         if interval == "1wk":
-            weeks = synthetic.bars(symbol, "w1", first, last + dt.timedelta(days=7))
-            rows.extend(Row.of(bar) for bar in weeks if period1 <= bar.ts < period2)
+            weeks = synthetic.adjusted_bars(symbol, "w1", first, last + dt.timedelta(days=7), as_of=today)
+            for week in weeks:
+                if period1 <= week.ts < period2:
+                    monday = week.ts.astimezone(NEW_YORK).date()
+                    closing = synthetic.sessions(monday, monday + dt.timedelta(days=6))[-1]
+                    rows.append(_restamped(symbol, week, week.ts, closing.session_date, today))
         elif interval == "1d":
             for hours in days:
                 bar = synthetic.daily_bar(symbol, hours.session_date)
                 if bar is not None:
-                    rows.append(_restamped(bar, daily_stamp(hours, dst_quirk=self.dst_quirk)))
+                    stamp = daily_stamp(hours, dst_quirk=self.dst_quirk)
+                    adjusted = synthetic.adjust(symbol, bar, today)
+                    rows.append(_restamped(symbol, adjusted, stamp, hours.session_date, today))
         else:
             for hours in days:
                 rows.extend(self._session_rows(symbol, interval, hours, pre_post, period1, period2))
@@ -209,7 +234,8 @@ class YahooServer(EmulatorServer):
         else:
             bucket = synthetic.clock_bucket(CLOCK_INTERVALS[interval])
             step = dt.timedelta(minutes=CLOCK_INTERVALS[interval])
-        bars = {bar.ts: bar for bar in synthetic.bucketed(minutes, bucket)}
+        today = self.today()
+        bars = {bar.ts: synthetic.adjust(symbol, bar, today) for bar in synthetic.bucketed(minutes, bucket)}
         if not self.null_rows:
             return [Row.of(bar) for ts, bar in bars.items() if period1 <= ts < period2]
         start = hours.premarket_open if pre_post else hours.regular_open
@@ -233,23 +259,68 @@ class YahooServer(EmulatorServer):
         bar = synthetic.daily_bar(symbol, hours.session_date)
         if bar is None:
             return None
-        return _restamped(bar, hours.regular_open)
+        today = self.today()
+        adjusted = synthetic.adjust(symbol, bar, today)
+        return _restamped(symbol, adjusted, hours.regular_open, hours.session_date, today)
 
-    def _chart(self, symbol: str, interval: str, present: list[Row]) -> dict[str, object]:
+    def _events(
+        self, market: str, wanted: set[str], period1: dt.datetime, period2: dt.datetime, *, spoiled: bool
+    ) -> dict[str, object] | None:
+        """`chart.result[0].events` for the kinds in `wanted`, or None when there are none."""
+        today = self.today()
+
+        def stamped(ex_date: dt.date) -> int | None:
+            hours = synthetic.session(ex_date)
+            if ex_date > today or hours is None or not period1 <= hours.regular_open <= period2:
+                return None
+            return int(hours.regular_open.timestamp())
+
+        dividends: dict[str, dict[str, object]] = {}
+        if wanted & {"div", "divs", "dividends"}:
+            for dividend in actions.dividends(market):
+                if (stamp := stamped(dividend.ex_date)) is not None:
+                    factor = actions.split_adjustment(market, dividend.ex_date, today)
+                    dividends[str(stamp)] = {"amount": round(dividend.cash_amount * factor, 6), "date": stamp}
+        splits: dict[str, dict[str, object]] = {}
+        if wanted & {"split", "splits"}:
+            for split in actions.splits(market):
+                if (stamp := stamped(split.ex_date)) is not None:
+                    splits[str(stamp)] = {
+                        "date": stamp,
+                        "numerator": split.split_to,
+                        "denominator": split.split_from,
+                        "splitRatio": f"{split.split_to}:{split.split_from}",
+                    }
+        if spoiled:
+            _spoil_events(dividends, splits)
+        events: dict[str, object] = {}
+        if dividends:
+            events["dividends"] = dividends
+        if splits:
+            events["splits"] = splits
+        return events or None
+
+    def _chart(
+        self, symbol: str, interval: str, present: list[Row], events: dict[str, object] | None
+    ) -> dict[str, object]:
         result: dict[str, object] = {"meta": self._meta(symbol, interval, present)}
         daily = interval in ("1d", "1wk")
         if present:
             result["timestamp"] = [int(row.ts.timestamp()) for row in present]
+        if events is not None:
+            result["events"] = events
+        if present:
             quote = {
                 "open": [row.open for row in present],
                 "high": [row.high for row in present],
                 "low": [row.low for row in present],
                 "close": [row.close for row in present],
-                "volume": [row.volume for row in present],
+                "volume": [None if row.volume is None else round(row.volume) for row in present],
             }
             indicators: dict[str, object] = {"quote": [quote]}
             if daily:
-                indicators["adjclose"] = [{"adjclose": [row.close for row in present]}]
+                adjclose = [row.close if row.adjclose is None else row.adjclose for row in present]
+                indicators["adjclose"] = [{"adjclose": adjclose}]
             result["indicators"] = indicators
         else:
             result["indicators"] = {"quote": [{}], **({"adjclose": [{}]} if daily else {})}
@@ -298,10 +369,27 @@ class YahooServer(EmulatorServer):
         return meta
 
 
-def _restamped(bar: SyntheticBar, ts: dt.datetime) -> Row:
+def _restamped(symbol: str, bar: AdjustedBar, ts: dt.datetime, closing: dt.date, today: dt.date) -> Row:
+    """A daily or weekly row stamped `ts`, its adjclose that of its last session `closing`."""
     row = Row.of(bar)
     row.ts = ts
+    row.adjclose = round(bar.close * actions.dividend_adjustment(symbol, closing, today), 4)
     return row
+
+
+def _spoil_events(dividends: dict[str, dict[str, object]], splits: dict[str, dict[str, object]]) -> None:
+    """One defect per event, as `Fault.invalid_actions` describes."""
+    if splits:
+        first = splits[min(splits)]
+        first["denominator"] = 0
+        first["splitRatio"] = f"{first['numerator']}:0"
+    if dividends:
+        keys = sorted(dividends)
+        amount = dividends[keys[0]]["amount"]
+        assert isinstance(amount, int | float)
+        dividends[keys[0]]["amount"] = -amount
+        if len(keys) > 1:
+            del dividends[keys[-1]]["date"]
 
 
 def _with_duplicates(rows: list[Row]) -> list[Row]:
@@ -315,5 +403,5 @@ def _with_duplicates(rows: list[Row]) -> list[Row]:
         day = row.ts.astimezone(NEW_YORK).date()
         if day not in seen_days:
             seen_days.add(day)
-            out.append(Row(row.ts, row.open, row.high, row.low, row.close, (row.volume or 0) + 1, None, None))
+            out.append(replace(row, volume=(row.volume or 0) + 1, vwap=None, trade_count=None))
     return out

@@ -19,14 +19,30 @@ from ..providers import polygon, tradier, yahoo
 from ..providers.http import base_url_problem
 from ..providers.polygon import PolygonProvider
 from ..providers.tradier import TradierProvider
-from ..providers.types import TIMEFRAMES, Bar, FetchRequest, FetchResult, Pace, Provider, RawRow
+from ..providers.types import (
+    TIMEFRAMES,
+    ActionSource,
+    ActionsRequest,
+    ActionsResult,
+    Bar,
+    CorporateAction,
+    FetchRequest,
+    FetchResult,
+    Pace,
+    Provider,
+    RawRow,
+)
 from ..providers.yahoo import YahooProvider
 
 __all__ = [
     "CREDENTIALS",
     "TIMEFRAMES",
+    "ActionSource",
+    "ActionsRequest",
+    "ActionsResult",
     "AuthError",
     "Bar",
+    "CorporateAction",
     "FetchRequest",
     "FetchResult",
     "Misconfigured",
@@ -41,6 +57,7 @@ __all__ = [
     "TransientError",
     "Unreachable",
     "YahooProvider",
+    "action_source",
     "build_providers",
     "misconfigured_providers",
 ]
@@ -112,3 +129,8 @@ def build_providers(
             base_url = _setting(env, cls.base_url_setting) or _DEFAULT_BASE_URLS[cls]
             providers[cls.name] = cls(client, base_url, credential, total_seconds=total_seconds)
     return providers
+
+
+def action_source(provider: Provider) -> ActionSource | None:
+    """`provider` as a source of corporate actions, or None when it reports none (Tradier)."""
+    return provider if isinstance(provider, PolygonProvider | YahooProvider) else None

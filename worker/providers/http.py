@@ -181,7 +181,8 @@ class HttpProvider:
             headers["Authorization"] = f"Bearer {self._credential}"
         return headers
 
-    def _check_request(self, request: FetchRequest) -> None:
+    def _check_ready(self) -> None:
+        """Refuse before any request when no request could succeed: no credential, a bad base URL."""
         if self.credential_name and not self._credential:
             raise AuthError(f"{self.name}: {self.credential_name} is not set")
         if self._base_url_problem:
@@ -189,6 +190,9 @@ class HttpProvider:
             raise Misconfigured(
                 f"{self.name}: {self.base_url_setting or 'the base URL'} {self._base_url_problem}"
             )
+
+    def _check_request(self, request: FetchRequest) -> None:
+        self._check_ready()
         if not self.supports(request.timeframe):
             raise NotCovered(f"{self.name} does not serve {request.timeframe} on the pgbars grid")
 

@@ -1,15 +1,20 @@
-"""Polygon.io (Massive) aggregates: every timeframe, extended hours, paginated by next_url."""
+"""Polygon.io (Massive): aggregates of every timeframe with extended hours, and splits and
+cash dividends from its reference API; both paginated by next_url."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Callable, Mapping
+from functools import partial
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from ..providers.action_sieve import ActionSieve
 from ..providers.classify import Abandoned, ErrorReply
 from ..providers.grid import INTRADAY_MINUTES, TIMEFRAMES, day_start, new_york_date, trading_week_monday
 from ..providers.http import HttpProvider
 from ..providers.sieve import BarSieve
-from ..providers.types import FetchRequest, FetchResult, Pace, spell_ticker
+from ..providers.types import ActionsRequest, ActionsResult, FetchRequest, FetchResult, Pace, spell_ticker
 
 DEFAULT_BASE_URL = "https://api.polygon.io"
 SHARE_CLASS_SEPARATOR = "."  # BRK.B, as pgbars stores it (docs/database.md#tickers)
@@ -32,6 +37,12 @@ _ACCEPTED_STATUSES = ("OK", "DELAYED")  # DELAYED: plans with 15-minute delayed 
 _MILLISECOND = dt.timedelta(milliseconds=1)
 # An aggregate's open, high, low, close, volume, vwap and trade count (BarSieve.offer_epoch_rows)
 _FIELDS = ("o", "h", "l", "c", "v", "vw", "n")
+REFERENCE_LIMIT = 1_000  # splits or dividends per page: Polygon's maximum
+# Pages of splits or of dividends for one ticker: 50,000 actions, far beyond any real history.
+MAX_REFERENCE_PAGES = 50
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE_FIELDS = {"splits": "execution_date", "dividends": "ex_dividend_date"}  # in the order fetched
+_CASH_DIVIDENDS = ("CD", "SC")  # regular and special cash; LT and ST are capital gains
 
 
 def _epoch_ms(ts: dt.datetime) -> int:
@@ -59,7 +70,8 @@ def max_pages(request: FetchRequest) -> int:
 
 
 class PolygonProvider(HttpProvider):
-    """`GET /v2/aggs/ticker/{T}/range/{mult}/{span}/{from}/{to}`, key in a Bearer header."""
+    """`GET /v2/aggs/ticker/{T}/range/{mult}/{span}/{from}/{to}` for bars, `/v3/reference/splits`
+    and `/v3/reference/dividends` for actions; the key in a Bearer header."""
 
     name = "polygon"
     credential_name = "POLYGON_API_KEY"
@@ -90,15 +102,60 @@ class PolygonProvider(HttpProvider):
             "limit": str(PAGE_LIMIT),
         }
         sieve = BarSieve(request)
+        count = len(request.sessions_inside())
+        what = f"{count} session{'' if count == 1 else 's'} of {request.timeframe}"
+        requests = await self._follow(
+            url, params, pace, lambda body: self._read_page(body, sieve), bound=max_pages(request), what=what
+        )
+        return sieve.result(self.name, requests)
+
+    async def fetch_actions(self, request: ActionsRequest, pace: Pace) -> ActionsResult:
+        """`GET /v3/reference/splits`, then `/v3/reference/dividends`: every page paced."""
+        self._check_ready()
+        ticker = spell_ticker(request.ticker, SHARE_CLASS_SEPARATOR)
+        sieve = ActionSieve(request)
         requests = 0
-        bound = max_pages(request)
+        for kind, date_field in _DATE_FIELDS.items():
+            params = {
+                "ticker": ticker,
+                "limit": str(REFERENCE_LIMIT),
+                f"{date_field}.gte": request.start.isoformat(),
+                f"{date_field}.lte": request.end.isoformat(),
+                "order": "asc",
+                "sort": date_field,
+            }
+            requests += await self._follow(
+                f"{self.base_url}/v3/reference/{kind}",
+                params,
+                pace,
+                partial(self._read_reference_page, sieve=sieve, kind=kind, ticker=ticker),
+                bound=MAX_REFERENCE_PAGES,
+                what=f"the {kind} of {ticker}",
+            )
+        return sieve.result(self.name, requests)
+
+    async def _follow(
+        self,
+        url: str,
+        params: Mapping[str, str] | None,
+        pace: Pace,
+        read_page: Callable[[object], str | None],
+        *,
+        bound: int,
+        what: str,
+    ) -> int:
+        """GET `url` and every next_url after it, each page paced; the number of requests made.
+
+        `read_page` takes a page's body and returns its next_url (None on the last).
+        """
+        requests = 0
         followed: set[str] = set()
         while True:
             requests += 1
             body = await self._get_json(url, params, pace)
-            next_url = self._read_page(body, sieve)
+            next_url = read_page(body)
             if next_url is None:
-                return sieve.result(self.name, requests)
+                return requests
             # A loop costs a rate-limit slot per page: cut it. The same URL again would
             # get the same answer, so a repeat (or a chain past the bound) is permanent.
             if next_url in followed:
@@ -106,13 +163,11 @@ class PolygonProvider(HttpProvider):
                     Abandoned("too_many_pages", f"next_url repeats itself after {requests} pages, abandoned")
                 )
             if requests >= bound:
-                count = len(request.sessions_inside())
-                what = f"{count} session{'' if count == 1 else 's'} of {request.timeframe}"
                 raise self._error(
                     Abandoned("too_many_pages", f"more than {bound} pages for {what}, abandoned")
                 )
             followed.add(next_url)
-            # next_url carries its own cursor (limit, sort, adjusted) and no key;
+            # next_url carries its own cursor (limit, sort, ...) and no key;
             # _headers() sends the key again.
             url, params = self._same_host(next_url), None
 
@@ -167,3 +222,57 @@ class PolygonProvider(HttpProvider):
             vwap=row.get("vw"),
             trade_count=row.get("n"),
         )
+
+    def _read_reference_page(self, body: object, *, sieve: ActionSieve, kind: str, ticker: str) -> str | None:
+        """Offer a page of splits or dividends to `sieve`; its next_url. No `results` (or null) is none."""
+        if not isinstance(body, dict):
+            raise self._error(ErrorReply(200, body, detail="answer is not a JSON object"))
+        if body.get("status") not in _ACCEPTED_STATUSES:
+            raise self._error(ErrorReply(200, body, detail=f"status {body.get('status')!r}"))
+        results = body.get("results")
+        if results is None:
+            results = []
+        if not isinstance(results, list):
+            raise self._error(ErrorReply(200, body, detail="results is not a list"))
+        for row in results:
+            self._offer_action(row, kind, ticker, sieve)
+        next_url = body.get("next_url")
+        return next_url if isinstance(next_url, str) and next_url else None
+
+    def _offer_action(self, row: object, kind: str, ticker: str, sieve: ActionSieve) -> None:
+        if not isinstance(row, dict):
+            sieve.reject({"row": row}, "not an object")
+            return
+        reported = row.get("ticker")
+        if reported != ticker:
+            what = "missing" if reported is None else f"{str(reported)[:20]!r}"
+            sieve.reject(row, f"ticker {what}, not {ticker} as asked")
+            return
+        date_field = _DATE_FIELDS[kind]
+        text = row.get(date_field)
+        if text is None:
+            sieve.reject(row, f"{date_field} missing")
+            return
+        try:
+            if not isinstance(text, str) or not _ISO_DATE.fullmatch(text):
+                raise ValueError(text)
+            ex_date = dt.date.fromisoformat(text)
+        except ValueError:
+            sieve.reject(row, f"{date_field} is not a YYYY-MM-DD date")
+            return
+        reference = row.get("id")
+        reference = reference if isinstance(reference, str) and reference else None
+        if kind == "splits":
+            sieve.offer_split(row, ex_date, row.get("split_from"), row.get("split_to"), reference)
+            return
+        dividend_type = row.get("dividend_type")
+        if dividend_type not in _CASH_DIVIDENDS:
+            if dividend_type in ("LT", "ST"):
+                what = f"capital gains distribution ({dividend_type})"
+            elif dividend_type is None:
+                what = "dividend_type missing"
+            else:
+                what = f"dividend_type {str(dividend_type)[:20]!r} unknown"
+            sieve.reject(row, f"{what}: not a cash dividend, not applied", ex_date)
+            return
+        sieve.offer_dividend(row, ex_date, row.get("cash_amount"), row.get("currency"), reference)

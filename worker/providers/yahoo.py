@@ -1,4 +1,5 @@
-"""Yahoo Finance chart API: m5/m15/m30 within its lookback, and d1/w1 for decades.
+"""Yahoo Finance chart API: m5/m15/m30 within its lookback, d1/w1 for decades, and the
+splits and dividends of its chart events.
 
 Not h1/h4: Yahoo's hourly bars start at 09:30 New York, off the clock-aligned
 grid, so they cannot share timestamps with other providers' hours. Not m1:
@@ -12,11 +13,12 @@ from bisect import bisect_right
 from urllib.parse import quote
 
 from ..calendar import SessionHours
+from ..providers.action_sieve import ActionSieve
 from ..providers.classify import ErrorReply
 from ..providers.grid import day_start, new_york_date, trading_week_monday
 from ..providers.http import HttpProvider
 from ..providers.sieve import BarSieve
-from ..providers.types import FetchRequest, FetchResult, Pace, spell_ticker
+from ..providers.types import ActionsRequest, ActionsResult, FetchRequest, FetchResult, Pace, spell_ticker
 
 DEFAULT_BASE_URL = "https://query1.finance.yahoo.com"
 # BRK-B: Yahoo's dot means another exchange (SHOP.TO), not a share class (docs/database.md#tickers)
@@ -50,7 +52,8 @@ def daily_session(ts: dt.datetime, sessions: list[SessionHours]) -> SessionHours
 
 
 class YahooProvider(HttpProvider):
-    """`GET /v8/finance/chart/{T}` with includePrePost=true; needs no credential."""
+    """`GET /v8/finance/chart/{T}`: with includePrePost=true for bars, events=div,splits for
+    actions; needs no credential."""
 
     name = "yahoo"
     credential_name = None
@@ -72,14 +75,71 @@ class YahooProvider(HttpProvider):
             "period2": str(int(request.end.timestamp())),
             "includePrePost": "true",
         }
-        symbol = spell_ticker(request.ticker, SHARE_CLASS_SEPARATOR)
-        url = f"{self.base_url}/v8/finance/chart/{quote(symbol, safe='')}"
-        body = await self._get_json(url, params, pace)
+        body = await self._get_json(self._chart_url(request.ticker), params, pace)
         sieve = BarSieve(request)
         self._read_chart(body, sieve)
         return sieve.result(self.name, 1)
 
-    def _read_chart(self, body: object, sieve: BarSieve) -> None:
+    async def fetch_actions(self, request: ActionsRequest, pace: Pace) -> ActionsResult:
+        """One daily chart request with `events=div,splits`; its quote arrays are not read."""
+        self._check_ready()
+        params = {
+            "interval": "1d",
+            "period1": str(int(day_start(request.start).timestamp())),
+            "period2": str(int(day_start(request.end + dt.timedelta(days=1)).timestamp())),
+            "events": "div,splits",
+            "includePrePost": "false",
+        }
+        body = await self._get_json(self._chart_url(request.ticker), params, pace)
+        result = self._chart_result(body)
+        sieve = ActionSieve(request)
+        events = result.get("events")
+        if events is None:
+            return sieve.result(self.name, 1)  # no events in the range
+        if not isinstance(events, dict):
+            raise self._error(ErrorReply(200, body, detail="events is not an object"))
+        meta = result.get("meta")
+        currency = meta.get("currency") if isinstance(meta, dict) else None
+        for kind in ("splits", "dividends"):
+            entries = events.get(kind)
+            if entries is None:
+                continue
+            if not isinstance(entries, dict):
+                raise self._error(ErrorReply(200, body, detail=f"events.{kind} is not an object"))
+            for key, entry in entries.items():
+                self._offer_event(kind, key, entry, "USD" if currency is None else currency, sieve)
+        return sieve.result(self.name, 1)
+
+    def _offer_event(self, kind: str, key: str, entry: object, currency: object, sieve: ActionSieve) -> None:
+        raw: dict[str, object] = {kind: {key: entry}}  # where it was in the answer, verbatim
+        if not isinstance(entry, dict):
+            sieve.reject(raw, "not an object")
+            return
+        stamp = entry.get("date")
+        if stamp is None:
+            sieve.reject(raw, "date missing")
+            return
+        try:
+            if isinstance(stamp, bool) or not isinstance(stamp, int):
+                raise ValueError(stamp)
+            # Yahoo dates an event at the ex-date's session open.
+            ex_date = new_york_date(dt.datetime.fromtimestamp(stamp, dt.UTC))
+        except (ValueError, OverflowError, OSError):
+            sieve.reject(raw, "date is not an epoch in seconds")
+            return
+        if kind == "splits":
+            names = ("denominator", "numerator")
+            sieve.offer_split(raw, ex_date, entry.get(names[0]), entry.get(names[1]), None, names=names)
+        else:
+            names = ("amount", "meta.currency")
+            sieve.offer_dividend(raw, ex_date, entry.get("amount"), currency, None, names=names)
+
+    def _chart_url(self, ticker: str) -> str:
+        symbol = spell_ticker(ticker, SHARE_CLASS_SEPARATOR)
+        return f"{self.base_url}/v8/finance/chart/{quote(symbol, safe='')}"
+
+    def _chart_result(self, body: object) -> dict[str, object]:
+        """`chart.result[0]`, or the error the answer is."""
         chart = body.get("chart") if isinstance(body, dict) else None
         if not isinstance(chart, dict):
             raise self._error(ErrorReply(200, body, detail="no chart object"))
@@ -88,7 +148,10 @@ class YahooProvider(HttpProvider):
         results = chart.get("result")
         if not isinstance(results, list) or not results or not isinstance(results[0], dict):
             raise self._error(ErrorReply(200, body, detail="chart.result is empty"))
-        result = results[0]
+        return results[0]
+
+    def _read_chart(self, body: object, sieve: BarSieve) -> None:
+        result = self._chart_result(body)
         timestamps = result.get("timestamp")
         if timestamps is None:
             return  # Yahoo leaves out timestamp and quote arrays when the range has no bars
