@@ -108,13 +108,11 @@ COPY_COLUMNS = (
     "vwap",
     "trade_count",
     "is_provisional",
-    "adjustment",
     "fetched_at",
 )
-READ_COLUMNS = (
-    "ts, open, high, low, close, volume, vwap, trade_count, provider, is_provisional, adjustment, fetched_at"
-)
-GET_BARS = "SELECT * FROM pgbars.get_bars(%s, %s, %s, %s)"
+READ_COLUMNS = "ts, open, high, low, close, volume, vwap, trade_count, provider, is_provisional, fetched_at"
+# 'none': the rows the plain SELECT returns (the 'splits' and 'all' variants are timed in the server)
+GET_BARS = "SELECT * FROM pgbars.get_bars(%s, %s, %s, %s, 'none')"
 # A disabled yahoo history route for h1 (priority 2), enabled around the "yahoo h1 route on" calls:
 # the ranking is then polygon, yahoo, tradier, not in name order (as for m5), with no yahoo bars.
 ADD_FALLBACK_ROUTE = (
@@ -125,7 +123,7 @@ FALLBACK_ROUTE = (
     "UPDATE pgbars.provider_routes SET enabled = %s"
     f" WHERE timeframe = '{READ_TIMEFRAME}' AND provider = 'yahoo' AND purpose = 'history'"
 )
-GET_BARS_CHART = "SELECT ts, open, high, low, close, volume FROM pgbars.get_bars(%s, %s, %s, %s)"
+GET_BARS_CHART = "SELECT ts, open, high, low, close, volume FROM pgbars.get_bars(%s, %s, %s, %s, 'none')"
 PLAIN = (
     f"SELECT {READ_COLUMNS} FROM pgbars.ohlc_bars_v2"
     " WHERE symbol_id = %s AND timeframe = %s AND ts >= %s AND ts < %s ORDER BY ts"
@@ -211,7 +209,6 @@ def _row_dtype(timeframe: str) -> np.dtype[Any]:
         ("vwap", ">f8"),
         ("trade_count", ">i8"),
         ("is_provisional", "u1"),
-        ("adjustment", "S3"),
         ("fetched_at", ">i8"),
     ]
     assert tuple(name for name, _ in sizes) == COPY_COLUMNS
@@ -257,7 +254,6 @@ def copy_block(
         ("vwap", 8),
         ("trade_count", 8),
         ("is_provisional", 1),
-        ("adjustment", 3),
         ("fetched_at", 8),
     ):
         rows[f"{name}_len"] = size
@@ -275,7 +271,6 @@ def copy_block(
     rows["trade_count"] = rng.integers(1, 5_000, n)
     # history, as store_chunk_bars writes it: never provisional
     rows["is_provisional"] = 0
-    rows["adjustment"] = b"raw"
     rows["fetched_at"] = fetched_at
     return rows.tobytes(), n
 
@@ -340,6 +335,21 @@ def build(dsn: str, tickers: Sequence[str], timeframes: Sequence[str], years: in
         cur = conn.cursor()
         cur.executemany("INSERT INTO pgbars.symbols (ticker) VALUES (%s)", [(t,) for t in tickers])
         ids: dict[str, uuid.UUID] = dict(conn.execute("SELECT ticker, id FROM pgbars.symbols").fetchall())
+        # Corporate actions, so that the adjusted reads compute: per symbol one split inside the
+        # window (2, 3, 4 or 10 for 1) and 8 quarterly cash dividends. The random-walk bars do
+        # not jump at the split: the benchmark times the adjustment, not its meaning.
+        conn.execute(
+            "INSERT INTO pgbars.corporate_actions"
+            " (symbol_id, kind, ex_date, split_from, split_to, provider, fetched_at)"
+            " SELECT id, 'split', current_date - (60 + (hashtext(ticker) & 511)), 1,"
+            " (ARRAY[2, 3, 4, 10])[1 + (hashtext(ticker) & 3)], 'polygon', now() FROM pgbars.symbols"
+        )
+        conn.execute(
+            "INSERT INTO pgbars.corporate_actions"
+            " (symbol_id, kind, ex_date, cash_amount, currency, provider, fetched_at)"
+            " SELECT s.id, 'dividend', current_date - 20 - 91 * q, 0.1, 'USD', 'polygon', now()"
+            " FROM pgbars.symbols AS s CROSS JOIN generate_series(0, 7) AS q"
+        )
     numbered = [(n, ids[t]) for n, t in enumerate(tickers)]
     parts = [numbered[k::jobs] for k in range(jobs)]
     chunks = sorted({int(c) for grid in grids for c in grid.chunk}, reverse=True)
@@ -431,7 +441,11 @@ def timed(
 # prepares a query from its 6th run), so the plan cache picks custom or generic plans alike.
 PREPARE_SERVER = (
     "PREPARE server_get_bars (text, text, timestamptz, timestamptz)"
-    " AS SELECT * FROM pgbars.get_bars($1, $2, $3, $4)",
+    " AS SELECT * FROM pgbars.get_bars($1, $2, $3, $4, 'none')",
+    "PREPARE server_splits (text, text, timestamptz, timestamptz)"
+    " AS SELECT * FROM pgbars.get_bars($1, $2, $3, $4, 'splits')",
+    "PREPARE server_all (text, text, timestamptz, timestamptz)"
+    " AS SELECT * FROM pgbars.get_bars($1, $2, $3, $4, 'all')",
     f"PREPARE server_plain (uuid, text, timestamptz, timestamptz) AS SELECT {READ_COLUMNS}"
     " FROM pgbars.ohlc_bars_v2 WHERE symbol_id = $1 AND timeframe = $2 AND ts >= $3 AND ts < $4 ORDER BY ts",
 )
@@ -467,7 +481,9 @@ def measure(
     ranked = Series("get_bars from Python, yahoo h1 route on")
     chart = Series("get_bars from Python, 6 columns")
     plain = Series("plain SELECT from Python (baseline)")
-    get_bars_exec = Series("get_bars in the server: execution", server=True)
+    get_bars_exec = Series("get_bars in the server: execution, p_adjust none", server=True)
+    splits_exec = Series("get_bars in the server: execution, p_adjust splits", server=True)
+    all_exec = Series("get_bars in the server: execution, p_adjust all", server=True)
     get_bars_serialized = Series("get_bars in the server: execution + serialization", server=True)
     plain_exec = Series("plain SELECT in the server: execution", server=True)
     plain_serialized = Series("plain SELECT in the server: execution + serialization", server=True)
@@ -477,6 +493,8 @@ def measure(
         chart,
         plain,
         get_bars_exec,
+        splits_exec,
+        all_exec,
         get_bars_serialized,
         plain_exec,
         plain_serialized,
@@ -501,9 +519,15 @@ def measure(
             for series in order[shift:] + order[:shift]:
                 if series.server:
                     is_get_bars = series in (get_bars_exec, get_bars_serialized)
+                    statement = "server_get_bars" if is_get_bars else "server_plain"
+                    if series in (splits_exec, all_exec):
+                        statement, is_get_bars = (
+                            ("server_splits" if series is splits_exec else "server_all"),
+                            True,
+                        )
                     millis, count = server_timed(
                         server_cur,
-                        "server_get_bars" if is_get_bars else "server_plain",
+                        statement,
                         params if is_get_bars else plain_params,
                         serialize=series in (get_bars_serialized, plain_serialized),
                     )
@@ -557,9 +581,9 @@ def add_layouts(conn: psycopg.Connection[Any], source_ticker: str) -> None:
             f" ON b.symbol_id = s.id WHERE s.ticker = %s AND b.timeframe = '{READ_TIMEFRAME}'),"
             " symbol AS (INSERT INTO pgbars.symbols (ticker) VALUES (%s) RETURNING id)"
             " INSERT INTO pgbars.ohlc_bars_v2 (symbol_id, timeframe, ts, provider, open, high, low, close,"
-            " volume, vwap, trade_count, is_provisional, adjustment)"
+            " volume, vwap, trade_count, is_provisional)"
             f" SELECT (SELECT id FROM symbol), '{READ_TIMEFRAME}', l.ts, l.provider, s.open, s.high, s.low,"
-            " s.close, s.volume, s.vwap, s.trade_count, l.is_provisional, s.adjustment"
+            " s.close, s.volume, s.vwap, s.trade_count, l.is_provisional"
             f" FROM ({layout}) AS l (ts, provider, is_provisional)"
             " INNER JOIN source AS s ON s.ts = l.ts - CASE WHEN l.ts > (SELECT max(ts) FROM source)"
             " THEN interval '1 day' ELSE interval '0' END",
@@ -709,7 +733,9 @@ def report(
         *_table(series),
     ]
     by_name = {s.name: s for s in series}
-    python, server = series[0], by_name["get_bars in the server: execution"]
+    python, server = series[0], by_name["get_bars in the server: execution, p_adjust none"]
+    splits = by_name["get_bars in the server: execution, p_adjust splits"]
+    every = by_name["get_bars in the server: execution, p_adjust all"]
     serialized = by_name["get_bars in the server: execution + serialization"]
     plain = by_name["plain SELECT from Python (baseline)"]
     lines += [
@@ -721,6 +747,9 @@ def report(
         f" ({python.p50:.2f} ms)",
         f"target p50 < {TARGET_P50_MS:g} ms in the server (execution):"
         f" {'MET' if server.p50 < TARGET_P50_MS else 'MISSED'} ({server.p50:.2f} ms)",
+        f"adjusted reads in the server (execution p50): none {server.p50:.2f} ms, splits {splits.p50:.2f} ms"
+        f" ({splits.p50 / server.p50:.2f}x), all {every.p50:.2f} ms ({every.p50 / server.p50:.2f}x);"
+        f" target splits <= 1.5x none: {'MET' if splits.p50 <= 1.5 * server.p50 else 'MISSED'}",
     ]
     if layouts:
         lines += ["", "other layouts of one symbol's h1 bars (bench.read.LAYOUTS):", *_table(layouts)]
