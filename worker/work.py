@@ -431,6 +431,8 @@ class Worker:
             raise asyncio.CancelledError from None
         except (ProviderError, BudgetSpent) as exc:
             fetched = exc
+        except psycopg.Error:
+            raise  # the ledger's database, not the provider: _run_lease settles it
         except Exception as exc:  # a bug in a provider: recorded, retried, never silent
             log.exception("unexpected error while fetching the actions of %s", lease.ticker)
             fetched = exc
@@ -454,6 +456,8 @@ class Worker:
             raise asyncio.CancelledError from None
         except (ProviderError, BudgetSpent) as exc:
             return exc
+        except psycopg.Error:
+            raise  # the ledger's database, not the provider: _run_lease settles it
         except Exception as exc:  # a bug in a provider: recorded, retried, never silent
             log.exception("unexpected error while fetching %s %s", request.ticker, request.timeframe)
             return exc

@@ -14,7 +14,19 @@ CREATE OR REPLACE FUNCTION pgbars._get_bars_request(
     OUT adjust text,
     OUT thresholds timestamptz[],
     OUT price_factors double precision[],
-    OUT volume_factors double precision[]
+    OUT volume_factors double precision[],
+    OUT adjust_mode integer,
+    OUT t1 timestamptz,
+    OUT t2 timestamptz,
+    OUT t3 timestamptz,
+    OUT f0 double precision,
+    OUT f1 double precision,
+    OUT f2 double precision,
+    OUT f3 double precision,
+    OUT v0 double precision,
+    OUT v1 double precision,
+    OUT v2 double precision,
+    OUT v3 double precision
 )
 LANGUAGE plpgsql
 STABLE
@@ -41,6 +53,14 @@ returns one row:
   volume_factors        prices by price_factors[width_bucket(ts, thresholds)
                         + 1] and divides its volume by volume_factors[...].
                         No actions: no thresholds, factors {1}.
+  adjust_mode,          how get_bars applies them to the bars in the window:
+  t1..t3, f0..f3,       0: not at all (no factor but 1 there); 1: at most
+  v0..v3                three thresholds fall inside the window, t1 < t2 <
+                        t3 (unused ones NULL): a bar before t1 takes f0
+                        (prices) and v0 (volume), before t2 f1 and v1,
+                        before t3 f2 and v2, any later one f3 and v3: a few
+                        scalar comparisons per bar; 2: more thresholds, the
+                        arrays and width_bucket.
 
 Finding best_provider takes one primary-key probe per provider tried, in rank
 order: usually one.
@@ -53,6 +73,8 @@ returns no bar.
 DECLARE
     v_ticker pgbars.ticker := pgbars.normalize_ticker(p_ticker);
     v_provider text;
+    v_before integer;
+    v_inside integer;
 BEGIN
     IF p_timeframe IS NULL OR btrim(p_timeframe) = '' THEN
         RAISE EXCEPTION 'timeframe is missing'
@@ -93,6 +115,35 @@ BEGIN
     SELECT st.thresholds, st.price_factors, st.volume_factors
     INTO thresholds, price_factors, volume_factors
     FROM pgbars._adjustment_steps(symbol_id, timeframe, adjust, pgbars._now()) AS st;
+    -- The thresholds inside the window: those after p_from (v_before counts the others)
+    -- and before p_to. A bar in the window takes the factors from v_before + 1 on.
+    v_before := width_bucket(p_from, thresholds);
+    v_inside := cardinality(ARRAY(SELECT t FROM unnest(thresholds) AS t WHERE t > p_from AND t < p_to));
+    f3 := price_factors[v_before + v_inside + 1];
+    v3 := volume_factors[v_before + v_inside + 1];
+    IF v_inside = 0 AND f3 = 1 AND v3 = 1 THEN
+        adjust_mode := 0;
+    ELSIF v_inside <= 3 THEN
+        adjust_mode := 1;
+        t1 := thresholds[v_before + 1];
+        f0 := price_factors[v_before + 1];
+        v0 := volume_factors[v_before + 1];
+        IF v_inside >= 2 THEN
+            t2 := thresholds[v_before + 2];
+            f1 := price_factors[v_before + 2];
+            v1 := volume_factors[v_before + 2];
+        END IF;
+        IF v_inside = 3 THEN
+            t3 := thresholds[v_before + 3];
+            f2 := price_factors[v_before + 3];
+            v2 := volume_factors[v_before + 3];
+        END IF;
+        IF v_inside = 0 THEN
+            t1 := NULL;
+        END IF;
+    ELSE
+        adjust_mode := 2;
+    END IF;
 
     ranking := pgbars._provider_ranking(timeframe);
     FOREACH v_provider IN ARRAY ranking LOOP

@@ -38,8 +38,14 @@ AS $$
     volume by, the factor of every split after the bar; 'all' also applies
     cash dividends to prices (CRSP factors), volume by splits only. The
     factors come from corporate_actions at each call, as steps over time
-    (_adjustment_steps, through _get_bars_request): one width_bucket over a
-    few thresholds per bar, and none at all when the symbol has no action.
+    (_adjustment_steps, through _get_bars_request). adjust_mode says how a
+    bar takes its factor: 0, none to apply (no action, or none after the
+    window); 1, at most three steps inside the window, as scalars: a few
+    comparisons of ts per bar; 2, the arrays and width_bucket. Each output
+    bar's two factors are computed once, in the subquery q (an output column
+    that repeated the expression would compute it once per column: PostgreSQL
+    finds no common subexpression), and the outer SELECT multiplies by them;
+    the scalar form keeps the cost per bar low (docs/benchmarks.md).
     Adjusted volume is rounded to a whole number.
 
     A plain SQL function of one SELECT, neither SECURITY DEFINER nor SET:
@@ -81,58 +87,72 @@ AS $$
     )
 
     SELECT
-        b.ts,
-        CASE
-            WHEN (SELECT cardinality(r.thresholds) FROM r) = 0 THEN b.open
-            ELSE b.open * (SELECT r.price_factors FROM r)[width_bucket(b.ts, (SELECT r.thresholds FROM r)) + 1]
-        END AS open,
-        CASE
-            WHEN (SELECT cardinality(r.thresholds) FROM r) = 0 THEN b.high
-            ELSE b.high * (SELECT r.price_factors FROM r)[width_bucket(b.ts, (SELECT r.thresholds FROM r)) + 1]
-        END AS high,
-        CASE
-            WHEN (SELECT cardinality(r.thresholds) FROM r) = 0 THEN b.low
-            ELSE b.low * (SELECT r.price_factors FROM r)[width_bucket(b.ts, (SELECT r.thresholds FROM r)) + 1]
-        END AS low,
-        CASE
-            WHEN (SELECT cardinality(r.thresholds) FROM r) = 0 THEN b.close
-            ELSE b.close * (SELECT r.price_factors FROM r)[width_bucket(b.ts, (SELECT r.thresholds FROM r)) + 1]
-        END AS close,
-        CASE
-            WHEN (SELECT cardinality(r.thresholds) FROM r) = 0 THEN b.volume
-            ELSE round(
-                b.volume / (SELECT r.volume_factors FROM r)[width_bucket(b.ts, (SELECT r.thresholds FROM r)) + 1]
-            )::bigint
-        END AS volume,
-        CASE
-            WHEN (SELECT cardinality(r.thresholds) FROM r) = 0 THEN b.vwap
-            ELSE b.vwap * (SELECT r.price_factors FROM r)[width_bucket(b.ts, (SELECT r.thresholds FROM r)) + 1]
-        END AS vwap,
-        b.trade_count,
-        b.provider,
-        b.is_provisional,
-        b.fetched_at
-    FROM pgbars.ohlc_bars_v2 AS b
-    WHERE
-        b.symbol_id = (SELECT r.symbol_id FROM r)
-        AND b.timeframe = (SELECT r.timeframe FROM r)
-        AND b.ts >= (SELECT r.from_ts FROM r)
-        AND b.ts < (SELECT r.to_ts FROM r)
-        AND b.is_forecast IS NOT TRUE
-        AND (
-            b.provider = (SELECT r.best_provider FROM r)
-            OR (b.ts, b.provider) IN (
-                SELECT
-                    rival.ts,
-                    rival.provider
-                FROM r
-                CROSS JOIN LATERAL pgbars._get_bars_rivals(
-                    r.symbol_id, r.timeframe, r.from_ts, r.to_ts, r.ranking, r.best_provider
-                ) AS rival
+        q.ts,
+        q.open * q.price_factor AS open,
+        q.high * q.price_factor AS high,
+        q.low * q.price_factor AS low,
+        q.close * q.price_factor AS close,
+        CASE WHEN q.volume_factor = 1 THEN q.volume ELSE round(q.volume / q.volume_factor)::bigint END AS volume,
+        q.vwap * q.price_factor AS vwap,
+        q.trade_count,
+        q.provider,
+        q.is_provisional,
+        q.fetched_at
+    FROM (
+        SELECT
+            b.ts,
+            b.open,
+            b.high,
+            b.low,
+            b.close,
+            b.volume,
+            b.vwap,
+            b.trade_count,
+            b.provider,
+            b.is_provisional,
+            b.fetched_at,
+            CASE (SELECT r.adjust_mode FROM r)
+                WHEN 0 THEN 1::double precision
+                WHEN 1 THEN CASE
+                    WHEN b.ts < (SELECT r.t1 FROM r) THEN (SELECT r.f0 FROM r)
+                    WHEN b.ts < (SELECT r.t2 FROM r) THEN (SELECT r.f1 FROM r)
+                    WHEN b.ts < (SELECT r.t3 FROM r) THEN (SELECT r.f2 FROM r)
+                    ELSE (SELECT r.f3 FROM r)
+                END
+                ELSE (SELECT r.price_factors FROM r)[width_bucket(b.ts, (SELECT r.thresholds FROM r)) + 1]
+            END AS price_factor,
+            CASE (SELECT r.adjust_mode FROM r)
+                WHEN 0 THEN 1::double precision
+                WHEN 1 THEN CASE
+                    WHEN b.ts < (SELECT r.t1 FROM r) THEN (SELECT r.v0 FROM r)
+                    WHEN b.ts < (SELECT r.t2 FROM r) THEN (SELECT r.v1 FROM r)
+                    WHEN b.ts < (SELECT r.t3 FROM r) THEN (SELECT r.v2 FROM r)
+                    ELSE (SELECT r.v3 FROM r)
+                END
+                ELSE (SELECT r.volume_factors FROM r)[width_bucket(b.ts, (SELECT r.thresholds FROM r)) + 1]
+            END AS volume_factor
+        FROM pgbars.ohlc_bars_v2 AS b
+        WHERE
+            b.symbol_id = (SELECT r.symbol_id FROM r)
+            AND b.timeframe = (SELECT r.timeframe FROM r)
+            AND b.ts >= (SELECT r.from_ts FROM r)
+            AND b.ts < (SELECT r.to_ts FROM r)
+            AND b.is_forecast IS NOT TRUE
+            AND (
+                b.provider = (SELECT r.best_provider FROM r)
+                OR (b.ts, b.provider) IN (
+                    SELECT
+                        rival.ts,
+                        rival.provider
+                    FROM r
+                    CROSS JOIN LATERAL pgbars._get_bars_rivals(
+                        r.symbol_id, r.timeframe, r.from_ts, r.to_ts, r.ranking, r.best_provider
+                    ) AS rival
+                )
             )
-        )
-    ORDER BY b.ts
-    LIMIT (SELECT NULL::bigint);
+        ORDER BY b.ts
+        LIMIT (SELECT NULL::bigint)
+    ) AS q;
 $$;
 
 COMMENT ON FUNCTION pgbars.get_bars(text, text, timestamptz, timestamptz, text) IS

@@ -488,14 +488,24 @@ def ranking(conn: psycopg.Connection[Any], timeframe: str) -> list[str]:
 
 @pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
 @pytest.mark.parametrize("ticker", ["T7", "T8"])  # T7: yahoo twins; T8: polygon only
-@pytest.mark.parametrize("timeframe", ["h1", "m15", "d1"])  # yahoo ranks first for d1, last for h1
+# yahoo ranks first for d1, last for h1; each adjustment once
+@pytest.mark.parametrize(("timeframe", "adjust"), [("h1", "splits"), ("m15", "none"), ("d1", "all")])
 def test_plan_is_one_primary_key_range_scan(
-    conn: psycopg.Connection[Any], plan_cache_mode: str, ticker: str, timeframe: str
+    conn: psycopg.Connection[Any], plan_cache_mode: str, ticker: str, timeframe: str, adjust: str
 ) -> None:
     load_many_bars(conn)
+    # a 2-for-1 split and a dividend inside the window, so the adjusted reads compute
+    conn.execute(
+        "INSERT INTO pgbars.corporate_actions (symbol_id, kind, ex_date, split_from, split_to, cash_amount,"
+        " currency, provider, fetched_at) SELECT id, k, d, sf, st, a, c, 'polygon', now()"
+        " FROM pgbars.symbols CROSS JOIN (VALUES ('split', date '2024-01-02', 1, 2, NULL, NULL),"
+        " ('dividend', date '2024-03-01', NULL, NULL, 0.5, 'USD')) AS x (k, d, sf, st, a, c)"
+        " WHERE ticker = %s",
+        (ticker,),
+    )
     conn.execute(
         "PREPARE get_bars_call (text, text, timestamptz, timestamptz)"
-        " AS SELECT * FROM pgbars.get_bars($1, $2, $3, $4)"
+        f" AS SELECT * FROM pgbars.get_bars($1, $2, $3, $4, '{adjust}')"
     )
     conn.execute(f"SET plan_cache_mode = {plan_cache_mode}")
     window = (dt.datetime(2023, 1, 1, tzinfo=dt.UTC), dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
@@ -512,8 +522,11 @@ def test_plan_is_one_primary_key_range_scan(
     # index order, (ts, provider), under get_bars' LIMIT (of NULL: every row): no Unique, no sort
     assert not any(n.get("Function Name") == "get_bars" for n in nodes), shape
     assert not any(n["Node Type"] in ("Seq Scan", "Bitmap Heap Scan", "Sort", "Unique") for n in nodes), shape
-    assert top["Node Type"] == "Limit", shape
-    (scan,) = [n for n in top["Plans"] if n["Parent Relationship"] == "Outer"]
+    # the adjustment's subquery (its two factors computed once per bar) over get_bars' LIMIT
+    assert top["Node Type"] == "Subquery Scan", shape
+    (limit,) = [n for n in top["Plans"] if n["Parent Relationship"] == "Subquery"]
+    assert limit["Node Type"] == "Limit", shape
+    (scan,) = [n for n in limit["Plans"] if n["Parent Relationship"] == "Outer"]
     assert (scan["Node Type"], scan["Index Name"]) == ("Index Scan", "ohlc_bars_v2_pkey"), shape
     for column in ("symbol_id =", "timeframe =", "ts >=", "ts <"):
         assert column in scan["Index Cond"], scan["Index Cond"]
@@ -530,7 +543,18 @@ def test_plan_is_one_primary_key_range_scan(
     rows = cur.execute("EXECUTE get_bars_call (%s, %s, %s, %s)", (ticker, timeframe, *window)).fetchall()
     returned = [(row[0], row[8], row[4]) for row in rows]
     expected = [b for b in expected_bars(conn, ticker, timeframe) if window[0] <= b[0] < window[1]]
-    assert returned == expected
+    split = dt.datetime(2024, 1, 2, 5, tzinfo=dt.UTC)  # 00:00 New York
+    if adjust == "none":
+        assert returned == expected
+    else:  # the same bars; before the split, at half the price (and less a dividend's factor for all)
+        assert [r[:2] for r in returned] == [e[:2] for e in expected]
+        assert all(
+            r[2] == e[2]
+            for r, e in zip(returned, expected, strict=True)
+            if r[0] >= split + dt.timedelta(days=60)
+        )
+        before = [(r[2], e[2]) for r, e in zip(returned, expected, strict=True) if r[0] < split]
+        assert before and all(0.45 * e < r <= 0.5 * e * (1 + 1e-12) for r, e in before)
     assert len(returned) > 700
     # where yahoo has a twin, it wins for d1 (its history route is priority 1), polygon elsewhere
     assert any(provider == "yahoo" for _, provider, _ in returned) == (ticker == "T7" and timeframe == "d1")
