@@ -66,7 +66,7 @@ def test_raw_and_adjusted_nvda_across_its_split(
     actions_on: psycopg.Connection[Any], dsn: str, env: dict[str, str]
 ) -> None:
     db = actions_on
-    for timeframe in ("h1", "m30", "d1"):
+    for timeframe in ("h1", "m30", "d1", "h4"):  # h4: derived from h1
         request(db, "NVDA", timeframe, FIRST, LAST)
     summary = run(dsn, env)
     assert {(r.lease.provider, r.outcome) for r in summary.actions} == {
@@ -108,8 +108,8 @@ def test_raw_and_adjusted_nvda_across_its_split(
     before, after = daily[dt.date(2024, 6, 7)], daily[SPLIT]
     assert 7 < before[4] / after[1] < 14
 
-    # Split-adjusted: no jump, and exactly Polygon's own adjusted=true bars.
-    for timeframe in ("h1", "d1"):
+    # Split-adjusted: no jump, and exactly Polygon's own adjusted=true bars (h4 derived from raw h1).
+    for timeframe in ("h1", "h4", "d1"):
         served = synthetic.adjusted_bars("NVDA", timeframe, FIRST, LAST, as_of=SERVER_NOW.date())
         got = bars(db, timeframe, "splits")
         assert [b[0] for b in got] == [b.ts for b in served]
