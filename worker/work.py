@@ -33,7 +33,7 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
@@ -64,6 +64,7 @@ __all__ = ["LeaseReport", "WorkConfig", "WorkSummary", "Worker", "prepare", "run
 
 log = logging.getLogger("pgbars.work")
 R = TypeVar("R")
+A = TypeVar("A")
 
 LEASE_LOST = "PB001"
 # After the budget, fetches already under way get this long to finish before
@@ -81,7 +82,7 @@ _STOPPED = {
     "live": "the worker stopped before the bars were written",
     "actions": "the worker stopped before the actions were written",
 }
-_EMPTY = {"history": "no bars for these sessions", "live": "no bars yet", "actions": "no actions reported"}
+_EMPTY = {"history": "no bars for these sessions", "live": "no bars yet"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,75 +392,64 @@ class Worker:
             why = self.summary.refused.get(provider) or ("stopping" if self.stopping else "budget spent")
             await self._settle(lease, report, "unfinished", why)
             return
+        fetch: Awaitable[FetchResult | ActionsResult]
         if lease.kind == "actions":
-            await self._fetch_and_store_actions(lease, pacer, report)
-            return
-        assert lease.timeframe is not None and lease.range_start is not None and lease.range_end is not None
-        request = FetchRequest(
-            ticker=lease.ticker,
-            timeframe=lease.timeframe,
-            start=lease.range_start,
-            end=lease.range_end,
-            first_session=lease.first_session,
-            last_session=lease.last_session,
-            sessions=lease.sessions,
-        )
-        fetched = await self._fetch(provider, request, pacer)
+            source = action_source(self.providers[provider])
+            if source is None:
+                await self._settle(lease, report, "permanent", f"{provider} reports no corporate actions")
+                return
+            fetch = source.fetch_actions(
+                ActionsRequest(lease.ticker, lease.first_session, lease.last_session), pacer
+            )
+        else:
+            assert (
+                lease.timeframe is not None and lease.range_start is not None and lease.range_end is not None
+            )
+            request = FetchRequest(
+                ticker=lease.ticker,
+                timeframe=lease.timeframe,
+                start=lease.range_start,
+                end=lease.range_end,
+                first_session=lease.first_session,
+                last_session=lease.last_session,
+                sessions=lease.sessions,
+            )
+            fetch = self.providers[provider].fetch(request, pacer)
+        fetched: FetchResult | ActionsResult | Exception = await self._answer(fetch, lease)
         # From here a stop waits for this lease: its outcome is being recorded.
         running = self._running.get(lease.lease_id) or self._live_running.get(lease.lease_id)
         if running is not None:
             running.phase = "settle"
-        if not isinstance(fetched, FetchResult):
+        if isinstance(fetched, Exception):
             await self._settle_failure(lease, pacer, report, fetched)
             return
         await pacer.close(None)
         rejected = [(row.ts, row.raw, row.reason) for row in fetched.rejected]
         async with self.pool.connection() as conn:
-            stored = await db.store(conn, lease, fetched.bars, rejected, pacer.requests)
-        record_stored(report, stored, fetched, empty=_EMPTY[lease.kind])
+            if isinstance(fetched, ActionsResult):
+                stored = await db.store_actions(conn, lease, fetched.actions, rejected, pacer.requests)
+                record_actions(report, stored, fetched)
+            elif isinstance(fetched, FetchResult):
+                stored = await db.store(conn, lease, fetched.bars, rejected, pacer.requests)
+                record_stored(report, stored, fetched, empty=_EMPTY[lease.kind])
 
-    async def _fetch_and_store_actions(self, lease: db.Lease, pacer: Pacer, report: LeaseReport) -> None:
-        """A symbol's splits and dividends from one provider: the same path as bars, into staged_actions."""
-        source = action_source(self.providers[lease.provider])
-        if source is None:
-            await self._settle(lease, report, "permanent", f"{lease.provider} reports no corporate actions")
-            return
-        request = ActionsRequest(lease.ticker, lease.first_session, lease.last_session)
-        try:
-            fetched: ActionsResult | Exception = await source.fetch_actions(request, pacer)
-        except Stopping:
-            raise asyncio.CancelledError from None
-        except (ProviderError, BudgetSpent) as exc:
-            fetched = exc
-        except psycopg.Error:
-            raise  # the ledger's database, not the provider: _run_lease settles it
-        except Exception as exc:  # a bug in a provider: recorded, retried, never silent
-            log.exception("unexpected error while fetching the actions of %s", lease.ticker)
-            fetched = exc
-        running = self._running.get(lease.lease_id)
-        if running is not None:
-            running.phase = "settle"
-        if not isinstance(fetched, ActionsResult):
-            await self._settle_failure(lease, pacer, report, fetched)
-            return
-        await pacer.close(None)
-        rejected = [(row.ts, row.raw, row.reason) for row in fetched.rejected]
-        async with self.pool.connection() as conn:
-            stored = await db.store_actions(conn, lease, fetched.actions, rejected, pacer.requests)
-        record_actions(report, stored, fetched)
+    async def _answer(self, fetch: Awaitable[A], lease: db.Lease) -> A | Exception:
+        """The provider's answer, or the exception that stands for it (CancelledError on a stop).
 
-    async def _fetch(self, provider: str, request: FetchRequest, pacer: Pacer) -> FetchResult | Exception:
-        """The provider's answer, or the exception that stands for it (CancelledError on a stop)."""
+        A database error (the ledger's, through the pacer) is raised for _run_lease to settle.
+        """
         try:
-            return await self.providers[provider].fetch(request, pacer)
+            return await fetch
         except Stopping:
             raise asyncio.CancelledError from None
         except (ProviderError, BudgetSpent) as exc:
             return exc
         except psycopg.Error:
-            raise  # the ledger's database, not the provider: _run_lease settles it
+            raise
         except Exception as exc:  # a bug in a provider: recorded, retried, never silent
-            log.exception("unexpected error while fetching %s %s", request.ticker, request.timeframe)
+            log.exception(
+                "unexpected error while fetching %s %s", lease.ticker, lease.timeframe or lease.kind
+            )
             return exc
 
     # --- a lease that ended without bars: Python names the failure, SQL settles it -------

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -82,3 +83,13 @@ def stage(
         cur.executemany(
             "INSERT INTO pgbars.staged_rejects (lease_id, ts, raw, reason) VALUES (%s, %s, %s, %s)", refused
         )
+
+
+@contextlib.contextmanager
+def as_role(conn: psycopg.Connection[Any], role: str) -> Iterator[None]:
+    """Run the block as `role` (SET ROLE), then back."""
+    conn.execute(f"SET ROLE {role}")
+    try:
+        yield
+    finally:
+        conn.execute("RESET ROLE")

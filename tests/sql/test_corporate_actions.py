@@ -8,9 +8,8 @@ could not be reconciled.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,7 +17,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.sql.helpers import scalar, seed, set_clock, stage
+from tests.sql.helpers import as_role, scalar, seed, set_clock, stage
 
 NEW_YORK = ZoneInfo("America/New_York")
 SPLIT = dt.date(2024, 6, 10)  # NVDA's 10-for-1: the first session on the new basis
@@ -101,15 +100,6 @@ def nvda_d1(conn: psycopg.Connection[Any]) -> None:
     """NVDA's d1 job for the fortnight around its split: one Yahoo chunk, action refreshes due."""
     set_clock(conn)
     seed(conn, "NVDA", ["d1"], start=dt.date(2024, 6, 3), end=dt.date(2024, 6, 14))
-
-
-@contextlib.contextmanager
-def as_role(conn: psycopg.Connection[Any], role: str) -> Iterator[None]:
-    conn.execute(f"SET ROLE {role}")
-    try:
-        yield
-    finally:
-        conn.execute("RESET ROLE")
 
 
 # --- planning and leases ----------------------------------------------------------------------

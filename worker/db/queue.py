@@ -123,14 +123,7 @@ async def store(
     async with conn.transaction():
         cur = conn.cursor()
         await _stage(cur, lease.lease_id, bars, rejected)
-        await cur.execute(
-            "SELECT bars_written, bars_changed, bars_rejected FROM pgbars.store_lease(%s, %s)",
-            (lease.lease_id, requests),
-        )
-        row = await cur.fetchone()
-        failpoints.hit("before-commit")
-    assert row is not None
-    return StoredChunk(*row)
+        return await _store_lease(cur, lease.lease_id, requests)
 
 
 async def store_actions(
@@ -156,12 +149,17 @@ async def store_actions(
             for action in actions:
                 await copy.write_row((lease.lease_id, *action))
         await _stage_rejects(cur, lease.lease_id, rejected)
-        await cur.execute(
-            "SELECT bars_written, bars_changed, bars_rejected FROM pgbars.store_lease(%s, %s)",
-            (lease.lease_id, requests),
-        )
-        row = await cur.fetchone()
-        failpoints.hit("before-commit")
+        return await _store_lease(cur, lease.lease_id, requests)
+
+
+async def _store_lease(cur: psycopg.AsyncCursor[Any], lease_id: uuid.UUID, requests: int) -> StoredChunk:
+    """pgbars.store_lease, in the transaction that staged the lease's rows."""
+    await cur.execute(
+        "SELECT bars_written, bars_changed, bars_rejected FROM pgbars.store_lease(%s, %s)",
+        (lease_id, requests),
+    )
+    row = await cur.fetchone()
+    failpoints.hit("before-commit")
     assert row is not None
     return StoredChunk(*row)
 
