@@ -9,7 +9,8 @@ could not be reconciled.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -389,3 +390,31 @@ def test_the_worker_role_writes_actions_only_through_its_lease(
     with as_role(conn, "pgbars_reader"):
         assert read(conn, "NVDA", "d1", "splits") == {}
         assert conn.execute("SELECT count(*) FROM pgbars.corporate_actions").fetchone() == (1,)
+
+
+@pytest.mark.parametrize("first", ["bars", "split"])
+def test_a_split_learned_while_yahoo_bars_are_stored_is_applied_once(
+    conn: psycopg.Connection[Any], nvda_d1: None, connect: Callable[[], psycopg.Connection[Any]], first: str
+) -> None:
+    """Two sessions at once: whichever commits first, the bars end raw, converted exactly once."""
+    (chunk,) = claim(conn, ["yahoo"], ["history"])
+    (refresh,) = claim(conn, ["polygon"], ["actions"])
+    bars_session, split_session = connect(), connect()
+    for session in (bars_session, split_session):
+        set_clock(session)
+    stage(conn, chunk["lease_id"], [daily(dt.date(2024, 6, 7), 120.0, 4_000)])
+    stage_actions(conn, refresh["lease_id"], [("split", SPLIT, 1, 10, None, None)])
+    holder, waiter = (bars_session, split_session) if first == "bars" else (split_session, bars_session)
+    held = chunk if first == "bars" else refresh
+    waiting = refresh if first == "bars" else chunk
+    with holder.transaction():
+        holder.execute("SELECT * FROM pgbars.store_lease(%s, 1)", (held["lease_id"],))
+        other = threading.Thread(
+            target=lambda: waiter.execute("SELECT * FROM pgbars.store_lease(%s, 1)", (waiting["lease_id"],))
+        )
+        other.start()
+        other.join(timeout=1.0)
+        assert other.is_alive()  # it waits for the symbol's actions lock
+    other.join(timeout=10)
+    assert not other.is_alive()
+    assert stored(conn, "NVDA", "d1") == {dt.date(2024, 6, 7): (1200.0, 400)}
