@@ -73,7 +73,9 @@ pgbars.get_bars(text, text, timestamptz, timestamptz, text),
 -- get_bars runs with the caller's rights and calls these (docs/reading.md)
 pgbars._get_bars_request(text, text, timestamptz, timestamptz, text),
 pgbars._get_bars_rivals(uuid, text, timestamptz, timestamptz, text[], text),
-pgbars.normalize_ticker(text)
+pgbars.normalize_ticker(text),
+-- read_bars (docs/reading.md) refuses unknown tickers
+pgbars.unknown_tickers(text[])
 TO pgbars_worker, pgbars_reader;
 -- gaps (docs/monitoring.md, docs/database.md): the coverage views for readers,
 -- repair_gaps (`pgbars repair`) for the worker role
