@@ -22,6 +22,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from pytest_postgresql import factories
 
+from tests.reading_fixtures import split_bars  # noqa: F401  (a fixture: read_bars, pgbars export)
 from worker import clock, db
 from worker.embedded import EmbeddedPostgres
 

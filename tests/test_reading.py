@@ -14,70 +14,10 @@ import psycopg
 import pyarrow as pa
 import pytest
 
+from tests.reading_fixtures import T0
 from tests.sql.helpers import as_role
 from worker import read_bars, read_bars_async
 from worker.errors import PgbarsError
-
-T0 = dt.datetime(2024, 6, 5, 13, 0, tzinfo=dt.UTC)
-HOUR = dt.timedelta(hours=1)
-
-
-def add_symbol(conn: psycopg.Connection[Any], ticker: str) -> Any:
-    return conn.execute("INSERT INTO pgbars.symbols (ticker) VALUES (%s) RETURNING id", (ticker,)).fetchone()[
-        0
-    ]  # type: ignore[index]
-
-
-def add_bar(
-    conn: psycopg.Connection[Any],
-    symbol_id: Any,
-    ts: dt.datetime,
-    provider: str,
-    close: float,
-    *,
-    vwap: float | None = None,
-    trade_count: int | None = None,
-    timeframe: str = "h1",
-) -> None:
-    conn.execute(
-        "INSERT INTO pgbars.ohlc_bars_v2 (symbol_id, timeframe, ts, provider, open, high, low, close, volume,"
-        " vwap, trade_count) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (symbol_id, timeframe, ts, provider, close, close + 1, close - 1, close, 1000, vwap, trade_count),
-    )
-
-
-@pytest.fixture
-def bars(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
-    """NVDA: 6 h1 bars across a 10-for-1 split (two with a rival yahoo bar, one without vwap and
-    trade count) and a dividend; MSFT: 2 bars."""
-    nvda, msft = add_symbol(conn, "NVDA"), add_symbol(conn, "MSFT")
-    for i in range(6):
-        ts = T0 + dt.timedelta(days=i)
-        close = 1200.0 + i if i < 3 else 120.0 + i
-        add_bar(
-            conn,
-            nvda,
-            ts,
-            "polygon",
-            close,
-            vwap=None if i == 1 else close,
-            trade_count=None if i == 1 else 7,
-        )
-        if i in (0, 4):
-            add_bar(conn, nvda, ts, "yahoo", close / 2)  # ranks after polygon for h1
-    add_bar(
-        conn, nvda, T0 + dt.timedelta(days=10), "tradier", 130.0, vwap=130.0, trade_count=3
-    )  # only tradier
-    for i in range(2):
-        add_bar(conn, msft, T0 + i * HOUR, "polygon", 400.0 + i, vwap=400.0, trade_count=9)
-    conn.execute(
-        "INSERT INTO pgbars.corporate_actions"
-        " (symbol_id, kind, ex_date, split_from, split_to, cash_amount, currency, provider, fetched_at)"
-        " VALUES (%s, 'split', '2024-06-08', 1, 10, NULL, NULL, 'polygon', now()),"
-        " (%s, 'dividend', '2024-06-10', NULL, NULL, 0.01, 'USD', 'polygon', now())",
-        (nvda, nvda),
-    )
-    return conn
 
 
 def get_bars(conn: psycopg.Connection[Any], ticker: str, adjust: str) -> list[tuple[Any, ...]]:
@@ -109,19 +49,19 @@ def frame_rows(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
 
 
 @pytest.mark.parametrize("adjust", ["none", "splits", "all"])
-def test_one_ticker_equals_get_bars(bars: psycopg.Connection[Any], dsn: str, adjust: str) -> None:
+def test_one_ticker_equals_get_bars(split_bars: psycopg.Connection[Any], dsn: str, adjust: str) -> None:
     frame = read_bars(dsn, "NVDA", "h1", adjust=adjust)  # type: ignore[arg-type]
     assert isinstance(frame.index, pd.DatetimeIndex)
     assert str(frame.index.tz) == "UTC" and frame.index.name == "ts"
     assert list(frame.columns) == [
         "open", "high", "low", "close", "volume", "vwap", "trade_count", "provider", "is_provisional"
     ]  # fmt: skip
-    assert frame_rows(frame) == get_bars(bars, "NVDA", adjust)
+    assert frame_rows(frame) == get_bars(split_bars, "NVDA", adjust)
     assert frame["trade_count"].dtype == "Int64" and frame["volume"].dtype == "int64"
 
 
-def test_several_tickers_a_multiindex_and_each_output(bars: psycopg.Connection[Any], dsn: str) -> None:
-    frame = read_bars(bars, [" msft", "NVDA"], "h1", start=T0, end=T0 + dt.timedelta(days=3))
+def test_several_tickers_a_multiindex_and_each_output(split_bars: psycopg.Connection[Any], dsn: str) -> None:
+    frame = read_bars(split_bars, [" msft", "NVDA"], "h1", start=T0, end=T0 + dt.timedelta(days=3))
     assert frame.index.names == ["ticker", "ts"]
     assert list(frame.index.get_level_values("ticker")) == ["MSFT", "MSFT", "NVDA", "NVDA", "NVDA"]
     assert list(frame.loc["NVDA"]["close"]) == pytest.approx([120.0, 120.1, 120.2])  # split-adjusted
@@ -142,7 +82,7 @@ def test_several_tickers_a_multiindex_and_each_output(bars: psycopg.Connection[A
     assert polars["close"].to_list() == frame["close"].tolist()
 
 
-def test_async_variant_and_the_reader_role(bars: psycopg.Connection[Any], dsn: str) -> None:
+def test_async_variant_and_the_reader_role(split_bars: psycopg.Connection[Any], dsn: str) -> None:
     async def read() -> pd.DataFrame:
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as aconn:
             await aconn.execute("SET ROLE pgbars_reader")
@@ -151,11 +91,11 @@ def test_async_variant_and_the_reader_role(bars: psycopg.Connection[Any], dsn: s
     frame = asyncio.run(read())
     assert list(frame.columns) == ["close", "provider"]
     assert list(frame["provider"]) == ["polygon"] * 6 + ["tradier"]
-    with as_role(bars, "pgbars_reader"):
-        assert len(read_bars(bars, "NVDA", "h1")) == 7
+    with as_role(split_bars, "pgbars_reader"):
+        assert len(read_bars(split_bars, "NVDA", "h1")) == 7
 
 
-def test_empty_ranges_dates_and_clear_errors(bars: psycopg.Connection[Any], dsn: str) -> None:
+def test_empty_ranges_dates_and_clear_errors(split_bars: psycopg.Connection[Any], dsn: str) -> None:
     empty = read_bars(dsn, "NVDA", "h1", start="2020-01-01", end="2020-01-02")
     assert empty.empty and str(empty.index.tz) == "UTC" and "close" in empty.columns
     # a date is 00:00 New York
@@ -177,7 +117,7 @@ def test_empty_ranges_dates_and_clear_errors(bars: psycopg.Connection[Any], dsn:
 
 
 def test_a_missing_extra_is_named(
-    bars: psycopg.Connection[Any], dsn: str, monkeypatch: pytest.MonkeyPatch
+    split_bars: psycopg.Connection[Any], dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "polars", None)
     with pytest.raises(PgbarsError, match=r"needs polars: pip install 'pgbars-pipeline\[polars\]'"):

@@ -68,7 +68,19 @@ async def with_connection(
 
 DEBUG_KEY = "pgbars.debug"
 # `pgbars --help` lists the commands in the order a new user meets them.
-COMMAND_ORDER = ("demo", "db", "watch", "add", "remove", "list", "request", "work", "status", "repair")
+COMMAND_ORDER = (
+    "demo",
+    "db",
+    "watch",
+    "add",
+    "remove",
+    "list",
+    "request",
+    "work",
+    "status",
+    "repair",
+    "export",
+)
 
 
 def set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> bool:

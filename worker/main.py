@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -386,3 +390,74 @@ def repair(ctx: click.Context, ticker: str | None) -> None:
         )
     elif not rows:
         click.echo("nothing to repair: no fetched session without bars, no failed chunk")
+
+
+@cli.command("export", short_help="Write bars to Parquet or CSV files, one per ticker and timeframe.")
+@click.argument("tickers", nargs=-1, required=True)
+@click.option("--timeframe", default="h1", show_default=True, help="The bars' timeframe (m1 ... w1).")
+@click.option("--start", type=cli_kit.DATE, help="First session date (default: the first bar).")
+@click.option("--end", type=cli_kit.DATE, help="Last session date, included (default: the last bar).")
+@click.option(
+    "--adjust",
+    type=click.Choice(["none", "splits", "all"]),
+    default="splits",
+    show_default=True,
+    help="Prices as traded (none), split-adjusted, or adjusted for splits and cash dividends (all).",
+)
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), required=True, help="File format.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for the files (created if missing).",
+)
+@click.pass_context
+def export(
+    ctx: click.Context,
+    tickers: tuple[str, ...],
+    timeframe: str,
+    start: dt.date | None,
+    end: dt.date | None,
+    adjust: str,
+    fmt: str,
+    out: Path,
+) -> None:
+    """Write each TICKER's bars of one timeframe to OUT/<TICKER>_<timeframe>.<format>:
+    get_bars' rows (the best provider per timestamp, adjusted as --adjust says),
+    ts in UTC. A file is replaced atomically: readers see the old one or the new
+    one, never half. Every ticker is checked before any file is written: an
+    unknown one is an error (exit 1). Parquet and CSV need pyarrow
+    (pip install 'pgbars-pipeline[arrow]').
+
+    Example: pgbars export AAPL MSFT --timeframe d1 --format parquet --out bars/
+    """
+    from .export import export_bars
+    from .reading import connect_sync
+
+    def write(dsn: str) -> list[Any]:
+        with contextlib.ExitStack() as stack:
+            conn = stack.enter_context(connect_sync(dsn))
+            advance: Callable[[str], None] = lambda _ticker: None  # noqa: E731
+            if sys.stdout.isatty():
+                bar = stack.enter_context(click.progressbar(length=len(tickers), label="exporting"))
+                advance = lambda _ticker: bar.update(1)  # noqa: E731
+            return export_bars(conn, tickers, timeframe, start, end, adjust, fmt, out, advance)  # type: ignore[arg-type]
+
+    async def run() -> list[Any]:
+        dsn = cli_kit.database_url()
+        # the schema checked as every command does, then the blocking reads in a thread
+        return await cli_kit.with_connection(dsn, lambda _conn: asyncio.to_thread(write, dsn))
+
+    written = cli_kit.run(ctx, run)
+    click.echo(
+        render.format_table(
+            [
+                {"ticker": e.ticker, "timeframe": e.timeframe, "rows": f"{e.rows:,}", "file": str(e.path)}
+                for e in written
+            ],
+            ["ticker", "timeframe", "rows", "file"],
+            right=("rows",),
+        )
+    )
+    total = sum(e.rows for e in written)
+    click.echo(f"{total:,} bars in {len(written)} file{'' if len(written) == 1 else 's'} ({fmt}, {adjust})")

@@ -29,7 +29,7 @@ from psycopg import sql
 from .db.connection import _first_line, connect, scrub_password, session_kwargs
 from .errors import PgbarsError
 
-__all__ = ["COLUMNS", "read_bars", "read_bars_async"]
+__all__ = ["COLUMNS", "connect_sync", "read_bars", "read_bars_async"]
 
 Output = Literal["pandas", "polars", "arrow"]
 Adjust = Literal["none", "splits", "all"]
@@ -87,14 +87,7 @@ def read_bars(
     """
     names, wanted = _check(tickers, columns, output)
     if isinstance(conn_or_dsn, str):
-        dsn = conn_or_dsn
-        try:
-            conn = psycopg.connect(dsn, autocommit=True, prepare_threshold=None, **session_kwargs(dsn))
-        except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
-            raise PgbarsError(
-                f"cannot connect to the database: {scrub_password(_first_line(exc), dsn)}"
-            ) from None
-        with conn:
+        with connect_sync(conn_or_dsn) as conn:
             return _read(conn, tickers, names, timeframe, start, end, adjust, wanted, output)
     return _read(conn_or_dsn, tickers, names, timeframe, start, end, adjust, wanted, output)
 
@@ -123,6 +116,16 @@ async def read_bars_async(
         if isinstance(conn_or_dsn, str):
             await conn.close()
     return _frame(data, tickers, names, wanted, output)
+
+
+def connect_sync(dsn: str) -> psycopg.Connection[Any]:
+    """A blocking autocommit connection (as db.connect's): PgbarsError, never the password, on failure."""
+    try:
+        return psycopg.connect(dsn, autocommit=True, prepare_threshold=None, **session_kwargs(dsn))
+    except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
+        raise PgbarsError(
+            f"cannot connect to the database: {scrub_password(_first_line(exc), dsn)}"
+        ) from None
 
 
 def _read(
