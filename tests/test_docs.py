@@ -52,7 +52,8 @@ def test_every_fenced_block_says_what_it_is() -> None:
 
 
 @pytest.mark.parametrize("doc", [d for d in DOCS if _blocks(d, "bash")], ids=lambda d: d.name)
-def test_bash_commands_run(doc: Path, dsn: str) -> None:
+def test_bash_commands_run(doc: Path, dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # files a command writes (pgbars export --out bars/) land here
     with (
         PolygonServer("docs-polygon-key") as polygon,
         YahooServer() as yahoo,
