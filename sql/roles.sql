@@ -92,3 +92,6 @@ pgbars.action_status
 TO pgbars_reader;
 -- price_basis_issues calls it with the reader's rights (it is SECURITY DEFINER)
 GRANT EXECUTE ON FUNCTION pgbars._dividend_factor(uuid, date, numeric) TO pgbars_worker, pgbars_reader;
+-- ticker-keyed, split-adjusted bars for BI tools (docs/grafana/README.md); the view
+-- calls _get_bars_request with the reader's rights, granted with get_bars above
+GRANT SELECT ON pgbars.bars TO pgbars_reader;
