@@ -14,6 +14,10 @@ worker writes them: 52-session chunks, newest chunk first, symbol after symbol
 The reference-check triggers of ohlc_bars_v2 are skipped while loading
 (`session_replication_role = replica`, superuser only; the rows are valid by
 construction); otherwise they run. Then VACUUM ANALYZE and a CHECKPOINT.
+Every ticker also gets one split (2, 3, 4 or 10 for 1, or 1 for 8) and quarterly USD
+cash dividends inside the window in corporate_actions (corporate_actions()), so that
+get_bars' 'splits' and 'all' really compute; the build checks that every dividend
+finds its previous close (the d1 bars).
 
 Three more symbols get the first symbol's h1 bars in other provider layouts (LAYOUTS:
 today's provisional bars on top of history, a fallback provider's newer half, two
@@ -23,8 +27,9 @@ Measured: for `--iterations` random symbols, each of these on one connection,
 in turn (the order rotates), so a slow spell of a shared machine hits them alike:
 
 from Python (client wall time of execute + fetchall, psycopg 3, binary results):
-get_bars          SELECT * FROM pgbars.get_bars(ticker, 'h1', now() - 2 years, now()),
-                  as a chart client reads it: every column, Python tuples.
+get_bars          SELECT * FROM pgbars.get_bars(ticker, 'h1', now() - 2 years, now(), p_adjust),
+                  as a chart client reads it: every column, Python tuples; for p_adjust
+                  'none', 'splits' and 'all' (the others below read 'none').
 yahoo route on    the same call with a yahoo h1 history route (priority 2) enabled just
                   before it (not timed): the ranking (polygon, yahoo, tradier) is no
                   longer in name order, as for m5; only polygon has bars.
@@ -32,17 +37,19 @@ yahoo route on    the same call with a yahoo h1 history route (priority 2) enabl
 plain SELECT      the same columns FROM ohlc_bars_v2 WHERE symbol_id = $1 AND timeframe = 'h1'
                   AND ts >= $2 AND ts < $3 ORDER BY ts (the client knows symbol_id): the baseline.
 inside the server (EXPLAIN (ANALYZE, TIMING OFF) of the same statements, prepared on the
-server): get_bars and the plain SELECT, each as "execution" (SERIALIZE NONE: the rows
+server): get_bars (for each p_adjust) and the plain SELECT, each as "execution" (SERIALIZE NONE: the rows
 are made, not formatted) and "execution + serialization" (SERIALIZE BINARY: also turned
 into the binary wire format, as for the client, but not sent). What the client waits
 for beyond that is sending the rows and decoding them in Python.
 
-get_bars, the yahoo-route call and the plain SELECT return the same rows, and the
-server-timed statements as many (checked every iteration). Statements are prepared
+get_bars, the yahoo-route call and the plain SELECT return the same rows, 'splits' and
+'all' the same bars with the first one adjusted, and the server-timed statements as many
+(checked every iteration). Before the loop, EXPLAIN of each p_adjust (custom and generic
+plan) must read ohlc_bars_v2 by one Index Scan of its primary key. Statements are prepared
 from psycopg's 6th run. The session's TimeZone is UTC: with a named zone (Etc/UTC,
 America/New_York) psycopg builds each datetime through zoneinfo, 0.5-1 us more per
-timestamp. Then EXPLAIN (ANALYZE, BUFFERS, SERIALIZE BINARY) of one get_bars call and
-one plain SELECT (each the 7th execution of its prepared statement).
+timestamp. Then EXPLAIN (ANALYZE, BUFFERS, SERIALIZE BINARY) of one get_bars call for
+each p_adjust and one plain SELECT (each the 7th execution of its prepared statement).
 
 Why over 400 lines: a benchmark that builds 500 symbols of bars, reads them
 through every query compared and prints the side-by-side table; each part
@@ -67,6 +74,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +93,7 @@ from worker.providers.grid import (
     sessions_between,
     trading_week_monday,
 )
+from worker.reading import read_bars
 
 DATABASE = "pgbars_bench_read"
 PROVIDER = "polygon"
@@ -111,8 +120,15 @@ COPY_COLUMNS = (
     "fetched_at",
 )
 READ_COLUMNS = "ts, open, high, low, close, volume, vwap, trade_count, provider, is_provisional, fetched_at"
-# 'none': the rows the plain SELECT returns (the 'splits' and 'all' variants are timed in the server)
-GET_BARS = "SELECT * FROM pgbars.get_bars(%s, %s, %s, %s, 'none')"
+# 'none': the rows the plain SELECT returns; 'splits' (get_bars' default) and 'all' adjust them
+ADJUSTS = ("none", "splits", "all")
+GET_BARS_ADJUSTED = {
+    "none": "SELECT * FROM pgbars.get_bars(%s, %s, %s, %s, 'none')",
+    "splits": "SELECT * FROM pgbars.get_bars(%s, %s, %s, %s, 'splits')",
+    "all": "SELECT * FROM pgbars.get_bars(%s, %s, %s, %s, 'all')",
+}
+GET_BARS = GET_BARS_ADJUSTED["none"]
+TARGET_SPLITS_RATIO = 1.5  # get_bars 'splits' within 1.5x 'none', execution p50 in the server
 # A disabled yahoo history route for h1 (priority 2), enabled around the "yahoo h1 route on" calls:
 # the ranking is then polygon, yahoo, tradier, not in name order (as for m5), with no yahoo bars.
 ADD_FALLBACK_ROUTE = (
@@ -284,6 +300,46 @@ class Build:
     index_bytes: int = 0
     vacuum_seconds: float = 0.0
     per_timeframe: dict[str, int] = field(default_factory=dict)
+    splits: int = 0
+    reverse_splits: int = 0
+    dividends: int = 0
+
+
+INSERT_ACTION = (
+    "INSERT INTO pgbars.corporate_actions (symbol_id, kind, ex_date, split_from, split_to, cash_amount,"
+    " currency, provider, fetched_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now())"
+)
+SPLITS = ((1, 2), (1, 3), (1, 4), (1, 10))  # (split_from, split_to): 2-for-1 ... 10-for-1
+REVERSE_SPLIT = (8, 1)  # 1-for-8
+
+
+def corporate_actions(
+    symbol_number: int, sessions: Sequence[dt.date], dividends: int
+) -> list[tuple[str, dt.date, int | None, int | None, Decimal | None, str | None, str]]:
+    """One symbol's split and `dividends` USD cash dividends at sessions of the window, the same every run.
+
+    Rows (kind, ex_date, split_from, split_to, cash_amount, currency, provider) for corporate_actions,
+    so that get_bars' 'splits' and 'all' really compute. The split is at a random session after the
+    first two, 2, 3, 4 or 10 for 1 (1 for 8 for about one symbol in ten). The dividends are evenly
+    spaced (quarterly: 8 in 2 years) from a random early session, each 0.2-1 % of the symbol's price
+    (copy_block's base price, which its random walk stays within a few % of). Every ex-date has a
+    previous session in the window, whose d1 bar (else its last regular h1 bar) gives the
+    dividend's factor. The bars are not changed to match: copy_block's prices do not jump at the
+    split or drop by the dividends, as a provider's raw bars would. The benchmark times the
+    adjustment, not its meaning.
+    """
+    rng = random.Random(f"actions {symbol_number}")
+    base = 20.0 + (symbol_number % 400)
+    split_from, split_to = REVERSE_SPLIT if rng.random() < 0.1 else rng.choice(SPLITS)
+    actions: list[tuple[str, dt.date, int | None, int | None, Decimal | None, str | None, str]] = [
+        ("split", rng.choice(sessions[2:]), split_from, split_to, None, None, PROVIDER)
+    ]
+    spacing = len(sessions) // dividends
+    first = rng.randrange(2, spacing)
+    for n in range(dividends):
+        amount = Decimal(f"{base * rng.uniform(0.002, 0.01):.4f}")
+        actions.append(("dividend", sessions[first + n * spacing], None, None, amount, "USD", PROVIDER))
+    return actions
 
 
 COPY = sql.SQL("COPY pgbars.ohlc_bars_v2 ({}) FROM STDIN (FORMAT BINARY)").format(
@@ -335,21 +391,17 @@ def build(dsn: str, tickers: Sequence[str], timeframes: Sequence[str], years: in
         cur = conn.cursor()
         cur.executemany("INSERT INTO pgbars.symbols (ticker) VALUES (%s)", [(t,) for t in tickers])
         ids: dict[str, uuid.UUID] = dict(conn.execute("SELECT ticker, id FROM pgbars.symbols").fetchall())
-        # Corporate actions, so that the adjusted reads compute: per symbol one split inside the
-        # window (2, 3, 4 or 10 for 1) and 8 quarterly cash dividends. The random-walk bars do
-        # not jump at the split: the benchmark times the adjustment, not its meaning.
-        conn.execute(
-            "INSERT INTO pgbars.corporate_actions"
-            " (symbol_id, kind, ex_date, split_from, split_to, provider, fetched_at)"
-            " SELECT id, 'split', current_date - (60 + (hashtext(ticker) & 511)), 1,"
-            " (ARRAY[2, 3, 4, 10])[1 + (hashtext(ticker) & 3)], 'polygon', now() FROM pgbars.symbols"
-        )
-        conn.execute(
-            "INSERT INTO pgbars.corporate_actions"
-            " (symbol_id, kind, ex_date, cash_amount, currency, provider, fetched_at)"
-            " SELECT s.id, 'dividend', current_date - 20 - 91 * q, 0.1, 'USD', 'polygon', now()"
-            " FROM pgbars.symbols AS s CROSS JOIN generate_series(0, 7) AS q"
-        )
+        first = today.replace(year=today.year - years)  # the grid's sessions (build_grid)
+        sessions = [s.session_date for s in sessions_between(first, today - dt.timedelta(days=1))]
+        actions = [
+            (ids[ticker], *action)
+            for number, ticker in enumerate(tickers)
+            for action in corporate_actions(number, sessions, 4 * years)
+        ]
+        cur.executemany(INSERT_ACTION, actions)
+        splits = [a[3:5] for a in actions if a[1] == "split"]
+        result.splits, result.dividends = len(splits), len(actions) - len(splits)
+        result.reverse_splits = splits.count(REVERSE_SPLIT)
     numbered = [(n, ids[t]) for n, t in enumerate(tickers)]
     parts = [numbered[k::jobs] for k in range(jobs)]
     chunks = sorted({int(c) for grid in grids for c in grid.chunk}, reverse=True)
@@ -386,6 +438,13 @@ def build(dsn: str, tickers: Sequence[str], timeframes: Sequence[str], years: in
         raise BenchError(f"wrote {result.rows:,} bars, expected {expected:,}")
     say(f"  {result.rows:,} bars in {result.seconds:.1f} s ({result.rows / result.seconds:,.0f} bars/s)")
     with psycopg.connect(dsn, autocommit=True) as conn:
+        # every dividend finds its previous session's close, so 'all' applies all of them
+        row = conn.execute(
+            "SELECT count(*) FROM pgbars.corporate_actions WHERE kind = 'dividend'"
+            " AND pgbars._dividend_factor(symbol_id, ex_date, cash_amount) IS NULL"
+        ).fetchone()
+        if row is None or row[0]:
+            raise BenchError(f"{row[0] if row else '?'} dividends find no previous close")
         add_layouts(conn, tickers[0])
         started = time.perf_counter()
         conn.execute("VACUUM (ANALYZE) pgbars.ohlc_bars_v2")
@@ -437,6 +496,43 @@ def timed(
     return ((time.perf_counter() - started) * 1000.0, (time.process_time() - cpu) * 1000.0), rows
 
 
+def frame_timed(
+    conn: psycopg.Connection[Any], ours: bool, pandas_sql: bool, params: Sequence[Any]
+) -> tuple[tuple[float, float], int]:
+    """(wall ms, client CPU ms) to read get_bars' rows into a DataFrame, and its length: with
+    read_bars (binary arrays into numpy), pandas.read_sql or polars.read_database (the same query)."""
+    ticker, timeframe, start, end = params
+    started, cpu = time.perf_counter(), time.process_time()
+    if ours:
+        frame = read_bars(conn, ticker, timeframe, start, end, adjust="none")
+    elif pandas_sql:
+        import warnings
+
+        import pandas as pd
+
+        with warnings.catch_warnings():  # pandas prefers SQLAlchemy; a DBAPI connection works
+            warnings.simplefilter("ignore", UserWarning)
+            frame = pd.read_sql(GET_BARS, conn, params=tuple(params))
+    else:
+        import polars as pl
+
+        frame = pl.read_database(GET_BARS, conn, execute_options={"params": tuple(params)})
+    return ((time.perf_counter() - started) * 1000.0, (time.process_time() - cpu) * 1000.0), len(frame)
+
+
+def bulk_read(dsn: str, tickers: Sequence[str], years: int, runs: int = 3) -> list[tuple[int, float]]:
+    """(bars, seconds) of read_bars of every symbol's h1 over the window into one pandas frame."""
+    end = dt.datetime.now(dt.UTC)
+    start = end.replace(year=end.year - years)
+    out = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for _ in range(runs):
+            started = time.perf_counter()
+            frame = read_bars(conn, list(tickers), READ_TIMEFRAME, start, end, adjust="none")
+            out.append((len(frame), time.perf_counter() - started))
+    return out
+
+
 # Server-side statements for EXPLAIN EXECUTE: prepared on the server like psycopg's (which
 # prepares a query from its 6th run), so the plan cache picks custom or generic plans alike.
 PREPARE_SERVER = (
@@ -470,6 +566,24 @@ def server_timed(
     return float(result["Execution Time"]), int(result["Plan"]["Actual Rows"])
 
 
+PYTHON_NAME = "get_bars from Python: SELECT *, p_adjust {}"
+EXECUTION_NAME = "get_bars in the server: execution, p_adjust {}"
+SERIALIZED_NAME = "get_bars in the server: execution + serialization, p_adjust {}"
+SERVER_STATEMENT = {"none": "server_get_bars", "splits": "server_splits", "all": "server_all"}
+
+
+def _check_adjusted(ticker: str, adjust: str, rows: Sequence[Any], reference: Sequence[Any]) -> None:
+    """`rows` (get_bars with p_adjust `adjust`) are `reference`'s bars, with the first bar adjusted.
+
+    The same ts, trade_count, provider, is_provisional and fetched_at, bar for bar; the first bar
+    lies before the symbol's split and its dividends, so its close differs from the reference's.
+    """
+    if [(r[0], *r[7:]) for r in rows] != [(r[0], *r[7:]) for r in reference]:
+        raise BenchError(f"{ticker}: get_bars with p_adjust {adjust} returned other bars")
+    if not rows or rows[0][4] == reference[0][4]:
+        raise BenchError(f"{ticker}: get_bars with p_adjust {adjust} adjusted nothing")
+
+
 def measure(
     dsn: str, tickers: Sequence[str], iterations: int, years: int, seed: int
 ) -> tuple[list[Series], list[float]]:
@@ -477,28 +591,42 @@ def measure(
 
     Returns the series and the 1-minute load averages seen during the run.
     """
-    get_bars = Series("get_bars from Python: SELECT * (chart read)")
+    python = {adjust: Series(PYTHON_NAME.format(adjust)) for adjust in ADJUSTS}
     ranked = Series("get_bars from Python, yahoo h1 route on")
     chart = Series("get_bars from Python, 6 columns")
     plain = Series("plain SELECT from Python (baseline)")
-    get_bars_exec = Series("get_bars in the server: execution, p_adjust none", server=True)
-    splits_exec = Series("get_bars in the server: execution, p_adjust splits", server=True)
-    all_exec = Series("get_bars in the server: execution, p_adjust all", server=True)
-    get_bars_serialized = Series("get_bars in the server: execution + serialization", server=True)
+    frame = Series("read_bars into pandas (binary arrays)")
+    pandas_sql = Series("pandas.read_sql of get_bars")
+    polars_db = Series("polars.read_database of get_bars")
+    executed = {adjust: Series(EXECUTION_NAME.format(adjust), server=True) for adjust in ADJUSTS}
+    serialized = {adjust: Series(SERIALIZED_NAME.format(adjust), server=True) for adjust in ADJUSTS}
     plain_exec = Series("plain SELECT in the server: execution", server=True)
     plain_serialized = Series("plain SELECT in the server: execution + serialization", server=True)
     order = [
-        get_bars,
+        *python.values(),
         ranked,
         chart,
         plain,
-        get_bars_exec,
-        splits_exec,
-        all_exec,
-        get_bars_serialized,
+        frame,
+        pandas_sql,
+        polars_db,
+        *executed.values(),
+        *serialized.values(),
         plain_exec,
         plain_serialized,
     ]
+    # server-timed series: (prepared statement, reads by symbol_id, serialized)
+    server_runs = {
+        **{executed[a].name: (SERVER_STATEMENT[a], False, False) for a in ADJUSTS},
+        **{serialized[a].name: (SERVER_STATEMENT[a], False, True) for a in ADJUSTS},
+        plain_exec.name: ("server_plain", True, False),
+        plain_serialized.name: ("server_plain", True, True),
+    }
+    queries = {
+        **{python[a].name: GET_BARS_ADJUSTED[a] for a in ADJUSTS},
+        chart.name: GET_BARS_CHART,
+        plain.name: PLAIN,
+    }
     rng = random.Random(seed)
     loads: list[float] = []
     with psycopg.connect(dsn, autocommit=True, options="-c TimeZone=UTC") as conn:
@@ -518,35 +646,34 @@ def measure(
             returned: dict[str, list[Any]] = {}
             for series in order[shift:] + order[:shift]:
                 if series.server:
-                    is_get_bars = series in (get_bars_exec, get_bars_serialized)
-                    statement = "server_get_bars" if is_get_bars else "server_plain"
-                    if series in (splits_exec, all_exec):
-                        statement, is_get_bars = (
-                            ("server_splits" if series is splits_exec else "server_all"),
-                            True,
-                        )
+                    statement, by_id, serialize = server_runs[series.name]
                     millis, count = server_timed(
-                        server_cur,
-                        statement,
-                        params if is_get_bars else plain_params,
-                        serialize=series in (get_bars_serialized, plain_serialized),
+                        server_cur, statement, plain_params if by_id else params, serialize
                     )
                     series.add((millis, 0.0), count)
                     continue
-                if series is plain:
-                    timing, rows = timed(cur, PLAIN, plain_params)
-                elif series is ranked:
+                if series in (frame, pandas_sql, polars_db):
+                    timing, count = frame_timed(conn, series is frame, series is pandas_sql, params)
+                    series.add(timing, count)
+                    continue
+                if series is ranked:
                     conn.execute(FALLBACK_ROUTE, (True,))  # not timed
                     timing, rows = timed(cur, GET_BARS, params)
                     conn.execute(FALLBACK_ROUTE, (False,))
                 else:
-                    timing, rows = timed(cur, GET_BARS_CHART if series is chart else GET_BARS, params)
+                    timing, rows = timed(
+                        cur, queries[series.name], params if series is not plain else plain_params
+                    )
                 series.add(timing, len(rows))
                 returned[series.name] = rows
-            if not returned[get_bars.name] == returned[ranked.name] == returned[plain.name]:
+            unadjusted = returned[python["none"].name]
+            if not unadjusted == returned[ranked.name] == returned[plain.name]:
                 raise BenchError(f"{ticker}: get_bars and the plain SELECT returned different rows")
-            if not (get_bars_exec.rows[-1] == plain_exec.rows[-1] == len(returned[get_bars.name])):
-                raise BenchError(f"{ticker}: the server-timed statements returned other row counts")
+            _check_adjusted(ticker, "splits", returned[python["splits"].name], unadjusted)
+            _check_adjusted(ticker, "all", returned[python["all"].name], returned[python["splits"].name])
+            counts = {s.rows[-1] for s in order if s.server} | {len(rows) for rows in returned.values()}
+            if counts != {len(unadjusted)}:
+                raise BenchError(f"{ticker}: the statements returned other row counts: {sorted(counts)}")
         loads.append(os.getloadavg()[0])
     return order, loads
 
@@ -617,8 +744,44 @@ def measure_layouts(dsn: str, iterations: int, years: int) -> list[Series]:
     return series
 
 
+def _plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", ()):
+        yield from _plan_nodes(child)
+
+
+def check_plan(cur: psycopg.ClientCursor[Any], statement: str, arguments: Sequence[Any]) -> None:
+    """The statement's plan reads ohlc_bars_v2 once, by an Index Scan of the primary key, with a
+    custom and with a generic plan: every p_adjust keeps get_bars on its one range scan."""
+    for mode in ("force_custom_plan", "force_generic_plan"):
+        cur.execute(f"SET plan_cache_mode = {mode}")
+        row = cur.execute(f"EXPLAIN (FORMAT JSON) EXECUTE {statement} (%s, %s, %s, %s)", arguments).fetchone()
+        assert row is not None
+        nodes = list(_plan_nodes(row[0][0]["Plan"]))
+        reads = [
+            (n["Node Type"], n.get("Index Name")) for n in nodes if n.get("Relation Name") == "ohlc_bars_v2"
+        ]
+        others = [n["Node Type"] for n in nodes if n["Node Type"] in ("Seq Scan", "Bitmap Heap Scan", "Sort")]
+        if reads != [("Index Scan", "ohlc_bars_v2_pkey")] or others:
+            raise BenchError(f"{statement} ({mode}): reads ohlc_bars_v2 by {reads}, with {others}")
+    cur.execute("RESET plan_cache_mode")
+
+
+def check_plans(dsn: str, ticker: str, years: int) -> None:
+    """check_plan of get_bars for each p_adjust, prepared as in the loop, before it runs."""
+    end = dt.datetime.now(dt.UTC)
+    params = (ticker, READ_TIMEFRAME, end.replace(year=end.year - years), end)
+    with psycopg.connect(dsn, autocommit=True, options="-c TimeZone=UTC") as conn:
+        for statement in PREPARE_SERVER:
+            conn.execute(statement)
+        cur = psycopg.ClientCursor(conn)
+        for adjust in ADJUSTS:
+            check_plan(cur, SERVER_STATEMENT[adjust], params)
+
+
 def explain(dsn: str, ticker: str, years: int) -> list[tuple[str, str]]:
-    """EXPLAIN (ANALYZE, BUFFERS) of a get_bars call and of the plain SELECT, as prepared in the loop.
+    """EXPLAIN (ANALYZE, BUFFERS) of get_bars for each p_adjust and of the plain SELECT, as prepared
+    in the loop.
 
     Each is the 7th execution of its prepared statement on the connection (after 5 custom plans
     and one more), as in the measured loop.
@@ -633,7 +796,7 @@ def explain(dsn: str, ticker: str, years: int) -> list[tuple[str, str]]:
         assert symbol_id is not None
         cur = psycopg.ClientCursor(conn)
         for label, statement, arguments in (
-            ("SELECT * FROM pgbars.get_bars(...)", "server_get_bars", params),
+            *((f"get_bars(..., '{a}')", SERVER_STATEMENT[a], params) for a in ADJUSTS),
             ("the plain SELECT", "server_plain", (symbol_id[0], *params[1:])),
         ):
             for _ in range(6):
@@ -685,14 +848,37 @@ def describe_server(dsn: str) -> str:
     return " ".join(settings)
 
 
+def _columns(table: Sequence[Sequence[str]]) -> list[str]:
+    """The rows aligned in columns (the first left, the others right), a rule under the header."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = []
+    for n, row in enumerate(table):
+        cells = [row[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True))]
+        lines.append("  ".join(cells))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
 def _table(series: Sequence[Series]) -> list[str]:
-    header = ("query", "p50 ms", "p99 ms", "mean ms", "min ms", "max ms", "client CPU p50 ms", "rows")
+    header = (
+        "query",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "mean ms",
+        "min ms",
+        "max ms",
+        "client CPU p50 ms",
+        "rows",
+    )
     table = [header]
     for s in series:
         table.append(
             (
                 s.name,
                 f"{s.p50:.2f}",
+                f"{s.quantile(0.9):.2f}",
                 f"{s.quantile(0.99):.2f}",
                 f"{statistics.fmean(s.millis):.2f}",
                 f"{min(s.millis):.2f}",
@@ -701,14 +887,35 @@ def _table(series: Sequence[Series]) -> list[str]:
                 f"{min(s.rows):,}" if min(s.rows) == max(s.rows) else f"{min(s.rows):,}-{max(s.rows):,}",
             )
         )
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    lines = []
-    for n, row in enumerate(table):
-        cells = [row[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True))]
-        lines.append("  ".join(cells))
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return lines
+    return _columns(table)
+
+
+def _adjust_table(by_name: dict[str, Series]) -> list[str]:
+    """get_bars' p50, p90 and p99 for each p_adjust side by side, and the ratios to 'none'."""
+    header = ("get_bars", "", *(f"{a} ms" for a in ADJUSTS), "splits/none", "all/none")
+    table = [header]
+    for label, name in (
+        ("in the server: execution", EXECUTION_NAME),
+        ("in the server: execution + serialization", SERIALIZED_NAME),
+        ("from Python: SELECT *", PYTHON_NAME),
+    ):
+        for q in (0.5, 0.9, 0.99):
+            none, splits, every = (
+                by_name[name.format(a)].p50 if q == 0.5 else by_name[name.format(a)].quantile(q)
+                for a in ADJUSTS
+            )
+            table.append(
+                (
+                    label if q == 0.5 else "",
+                    f"p{round(q * 100)}",
+                    f"{none:.2f}",
+                    f"{splits:.2f}",
+                    f"{every:.2f}",
+                    f"{splits / none:.2f}x",
+                    f"{every / none:.2f}x",
+                )
+            )
+    return _columns(table)
 
 
 def report(
@@ -733,10 +940,10 @@ def report(
         *_table(series),
     ]
     by_name = {s.name: s for s in series}
-    python, server = series[0], by_name["get_bars in the server: execution, p_adjust none"]
-    splits = by_name["get_bars in the server: execution, p_adjust splits"]
-    every = by_name["get_bars in the server: execution, p_adjust all"]
-    serialized = by_name["get_bars in the server: execution + serialization"]
+    python = by_name[PYTHON_NAME.format("none")]
+    server = by_name[EXECUTION_NAME.format("none")]
+    splits = by_name[EXECUTION_NAME.format("splits")]
+    serialized = by_name[SERIALIZED_NAME.format("none")]
     plain = by_name["plain SELECT from Python (baseline)"]
     lines += [
         "",
@@ -747,9 +954,21 @@ def report(
         f" ({python.p50:.2f} ms)",
         f"target p50 < {TARGET_P50_MS:g} ms in the server (execution):"
         f" {'MET' if server.p50 < TARGET_P50_MS else 'MISSED'} ({server.p50:.2f} ms)",
-        f"adjusted reads in the server (execution p50): none {server.p50:.2f} ms, splits {splits.p50:.2f} ms"
-        f" ({splits.p50 / server.p50:.2f}x), all {every.p50:.2f} ms ({every.p50 / server.p50:.2f}x);"
-        f" target splits <= 1.5x none: {'MET' if splits.p50 <= 1.5 * server.p50 else 'MISSED'}",
+        "",
+        f"get_bars by p_adjust (the same symbols; {b.splits:,} splits, {b.reverse_splits:,} of them 1 for 8,"
+        f" and {b.dividends:,} USD dividends in corporate_actions):",
+        *_adjust_table(by_name),
+        f"target splits <= {TARGET_SPLITS_RATIO:g}x none in the server (execution p50):"
+        f" {'MET' if splits.p50 <= TARGET_SPLITS_RATIO * server.p50 else 'MISSED'}"
+        f" ({splits.p50 / server.p50:.2f}x)",
+    ]
+    frame = by_name["read_bars into pandas (binary arrays)"]
+    lines += [
+        f"read_bars into pandas p50 {frame.p50:.2f} ms, psycopg fetch of the same get_bars rows"
+        f" {python.p50:.2f} ms ({frame.p50 / python.p50:.2f}x); pandas.read_sql"
+        f" {by_name['pandas.read_sql of get_bars'].p50:.2f} ms, polars.read_database"
+        f" {by_name['polars.read_database of get_bars'].p50:.2f} ms;"
+        f" target <= 0.5x the psycopg fetch: {'MET' if frame.p50 <= 0.5 * python.p50 else 'MISSED'}",
     ]
     if layouts:
         lines += ["", "other layouts of one symbol's h1 bars (bench.read.LAYOUTS):", *_table(layouts)]
@@ -812,9 +1031,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         with bench_database(server_dsn, args.keep) as dsn:
             say(describe_server(dsn))
             built = build(dsn, tickers, args.timeframes, args.years, args.jobs)
+            check_plans(dsn, tickers[0], args.years)
+            say(
+                "plans checked: get_bars with p_adjust none, splits and all reads ohlc_bars_v2 by one"
+                " Index Scan of ohlc_bars_v2_pkey (custom and generic plans)"
+            )
             say(f"measuring {args.iterations} iterations ...")
             series, loads = measure(dsn, tickers, args.iterations, args.years, args.seed)
             layouts = measure_layouts(dsn, max(20, args.iterations // 5), args.years)
+            say("reading every symbol's h1 into one frame ...")
+            bulk = bulk_read(dsn, tickers, args.years)
             plans = explain(dsn, tickers[len(tickers) // 2], args.years)
     except (BenchError, PgbarsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -825,6 +1051,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(scratch, ignore_errors=True)
     say("")
     say(report(built, series, loads, layouts, args.iterations))
+    bars, seconds = min(bulk, key=lambda run: run[1])
+    say(
+        f"read_bars of {len(tickers)} symbols' h1 into one pandas frame: {bars:,} bars in {seconds:.2f} s"
+        f" at best of {len(bulk)} ({bars / seconds:,.0f} bars/s; all runs:"
+        f" {', '.join(f'{s:.2f} s' for _, s in bulk)}); target >= 2,000,000 bars/s:"
+        f" {'MET' if bars / seconds >= 2_000_000 else 'MISSED'}"
+    )
     say("")
     for label, plan in plans:
         say(f"EXPLAIN (ANALYZE, BUFFERS) of {label}:")
