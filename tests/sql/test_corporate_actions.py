@@ -123,6 +123,22 @@ def test_a_new_symbol_gets_a_refresh_per_source_claimed_before_its_chunks(
     assert claim(conn, ["yahoo"], ["actions", "history"]) == []
 
 
+@pytest.mark.parametrize(
+    ("worker", "limit", "lease", "message"),
+    [(" ", 1, "5 minutes", "worker name is missing"), ("w", 0, "5 minutes", "limit must be at least 1"),
+     ("w", 1, "0 seconds", "lease must be positive")],
+)  # fmt: skip
+def test_a_claim_with_bad_arguments_is_refused(
+    conn: psycopg.Connection[Any], nvda_d1: None, worker: str, limit: int, lease: str, message: str
+) -> None:
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
+        conn.execute(
+            "SELECT * FROM pgbars.claim_leases(%s, '{polygon}', %s, %s::interval, NULL, '{actions}')",
+            (worker, limit, lease),
+        )
+    assert scalar(conn, "SELECT count(*) FROM pgbars.action_refreshes WHERE lease_id IS NOT NULL") == 0
+
+
 def test_a_stored_refresh_is_due_again_after_its_sources_refresh_every(
     conn: psycopg.Connection[Any], nvda_d1: None
 ) -> None:
