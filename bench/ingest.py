@@ -86,9 +86,9 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 UPSERT = """
 INSERT INTO pgbars.ohlc_bars_v2 AS b (
     symbol_id, timeframe, ts, provider, is_forecast, open, high, low, close,
-    volume, vwap, trade_count, is_provisional, adjustment, fetched_at
+    volume, vwap, trade_count, is_provisional, fetched_at
 )
-VALUES (%s, 'm1', %s, 'polygon', FALSE, %s, %s, %s, %s, %s, %s, %s, FALSE, 'raw', now())
+VALUES (%s, 'm1', %s, 'polygon', FALSE, %s, %s, %s, %s, %s, %s, %s, FALSE, now())
 ON CONFLICT (symbol_id, timeframe, ts, provider, is_forecast) DO UPDATE
     SET
         open = excluded.open,
@@ -99,14 +99,13 @@ ON CONFLICT (symbol_id, timeframe, ts, provider, is_forecast) DO UPDATE
         vwap = excluded.vwap,
         trade_count = excluded.trade_count,
         is_provisional = excluded.is_provisional,
-        adjustment = excluded.adjustment,
         fetched_at = excluded.fetched_at
     WHERE
-        (b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count, b.is_provisional, b.adjustment)
+        (b.open, b.high, b.low, b.close, b.volume, b.vwap, b.trade_count, b.is_provisional)
         IS DISTINCT FROM
         (
             excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume,
-            excluded.vwap, excluded.trade_count, excluded.is_provisional, excluded.adjustment
+            excluded.vwap, excluded.trade_count, excluded.is_provisional
         )
 """
 RAW_TABLE = "bench_raw_copy"
@@ -124,7 +123,6 @@ RAW_COLUMNS = (
     "vwap",
     "trade_count",
     "is_provisional",
-    "adjustment",
 )
 RAW_TYPES = (
     "uuid",
@@ -140,7 +138,6 @@ RAW_TYPES = (
     "float8",
     "int8",
     "bool",
-    "text",
 )
 
 
@@ -347,16 +344,7 @@ async def real_chunk(
     """One chunk through the real path, as one task of `pgbars work` handles it."""
     started = time.perf_counter()
     # as worker.work.Worker._fetch (in the provider) and _store do
-    assert chunk.timeframe is not None and chunk.range_start is not None and chunk.range_end is not None
-    request = FetchRequest(
-        ticker=chunk.ticker,
-        timeframe=chunk.timeframe,
-        start=chunk.range_start,
-        end=chunk.range_end,
-        first_session=chunk.first_session,
-        last_session=chunk.last_session,
-        sessions=chunk.sessions,
-    )
+    request = chunk.fetch_request()
     result = validate(reader, request, page)
     rejected = [(row.ts, row.raw, row.reason) for row in result.rejected]
     validated = time.perf_counter()
@@ -399,7 +387,7 @@ RAW_COPY = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
 async def raw_copy_chunk(conn: psycopg.AsyncConnection[Any], symbol_id: Any, bars: Sequence[Bar]) -> float:
     """One chunk as a binary COPY into the empty table, in one transaction; returns its seconds."""
     rows = [
-        (symbol_id, TIMEFRAME, b.ts, PROVIDER, False, *b[1:5], int(b.volume), *b[6:], False, "raw")
+        (symbol_id, TIMEFRAME, b.ts, PROVIDER, False, *b[1:5], int(b.volume), *b[6:], False)
         for b in bars
     ]
     started = time.perf_counter()

@@ -94,25 +94,16 @@ class WorkSummary:
         return sum(r.bars_rejected for r in self.reports)
 
 
-def record_stored(report: LeaseReport, stored: db.StoredChunk, result: FetchResult, *, empty: str) -> None:
-    """What a store wrote, into the chunk's or live refresh's report."""
+def record_stored(
+    report: LeaseReport, stored: db.StoredChunk, result: FetchResult | ActionsResult, *, empty: str
+) -> None:
+    """What a store wrote, into the lease's report (an action refresh's counts are actions)."""
     report.outcome = "done"
     report.bars_written = stored.bars_written
     report.bars_changed = stored.bars_changed
     report.bars_rejected = stored.bars_rejected
-    if stored.bars_written == 0:
+    if stored.bars_written == 0 and empty:
         report.detail = empty
-    if stored.bars_rejected:
-        reasons = Counter(row.reason for row in result.rejected)
-        report.detail = "quarantined: " + ", ".join(f"{n} {why}" for why, n in reasons.most_common())
-
-
-def record_actions(report: LeaseReport, stored: db.StoredChunk, result: ActionsResult) -> None:
-    """What an action refresh stored (the counts are actions, in the bars_* fields)."""
-    report.outcome = "done"
-    report.bars_written = stored.bars_written
-    report.bars_changed = stored.bars_changed
-    report.bars_rejected = stored.bars_rejected
     if stored.bars_rejected:
         reasons = Counter(row.reason for row in result.rejected)
         report.detail = "quarantined: " + ", ".join(f"{n} {why}" for why, n in reasons.most_common())
@@ -121,53 +112,46 @@ def record_actions(report: LeaseReport, stored: db.StoredChunk, result: ActionsR
 def log_lease(report: LeaseReport) -> None:
     """One line per lease: `chunk ...` for history, `live ...` for today's bars, `actions ...`."""
     lease = report.lease
-    if lease.kind == "actions":
-        line = logfmt(
-            "actions",
-            ticker=lease.ticker,
-            provider=lease.provider,
-            first=lease.first_session,
-            last=lease.last_session,
-            attempt=lease.attempt,
-            requests=report.requests,
-            reported=report.bars_written,
-            changed=report.bars_changed,
-            rejected=report.bars_rejected,
-            seconds=f"{report.seconds:.2f}",
-            outcome=report.outcome,
-            detail=report.detail or None,
-        )
-        log.log(logging.WARNING if report.outcome in ("failed", "lost") else logging.INFO, line)
-        return
-    where: dict[str, object] = (
-        {
+    where: dict[str, object]
+    if lease.kind == "history":
+        where = {
             "sessions": lease.session_count,
             "first": lease.first_session,
             "last": lease.last_session,
             "provider": lease.provider,
             "attempt": lease.attempt,
         }
-        if lease.kind == "history"
-        else {
+    elif lease.kind == "live":
+        where = {
             "targets": ",".join(lease.targets),
             "session": lease.session_date,
             "provider": lease.provider,
         }
-    )
+    else:
+        where = {
+            "provider": lease.provider,
+            "first": lease.first_session,
+            "last": lease.last_session,
+            "attempt": lease.attempt,
+        }
+    # an action refresh counts actions (reported, changed, rejected), the others bars
+    names = ("reported", "changed", "rejected") if lease.kind == "actions" else _BAR_COUNTS
+    counts = dict(zip(names, (report.bars_written, report.bars_changed, report.bars_rejected), strict=True))
     line = logfmt(
-        "chunk" if lease.kind == "history" else "live",
+        {"history": "chunk", "live": "live", "actions": "actions"}[lease.kind],
         ticker=lease.ticker,
-        timeframe=lease.timeframe,
+        timeframe=lease.timeframe,  # None, left out, for an action refresh
         **where,
         requests=report.requests,
-        bars_written=report.bars_written,
-        bars_changed=report.bars_changed,
-        bars_rejected=report.bars_rejected,
+        **counts,
         seconds=f"{report.seconds:.2f}",
         outcome=report.outcome,
         detail=report.detail or None,
     )
     log.log(logging.WARNING if report.outcome in ("failed", "lost") else logging.INFO, line)
+
+
+_BAR_COUNTS = ("bars_written", "bars_changed", "bars_rejected")
 
 
 def log_summary(s: WorkSummary) -> None:

@@ -43,13 +43,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from . import db, failpoints
 from .errors import FailureKind, PgbarsError
-from .outcomes import LeaseReport, WorkSummary, log_lease, log_summary, logfmt, record_actions, record_stored
+from .outcomes import LeaseReport, WorkSummary, log_lease, log_summary, logfmt, record_stored
 from .pacer import BudgetSpent, Pacer, Stopping
 from .providers import (
     CREDENTIALS,
     ActionsRequest,
     ActionsResult,
-    FetchRequest,
     FetchResult,
     Provider,
     ProviderError,
@@ -82,7 +81,7 @@ _STOPPED = {
     "live": "the worker stopped before the bars were written",
     "actions": "the worker stopped before the actions were written",
 }
-_EMPTY = {"history": "no bars for these sessions", "live": "no bars yet"}
+_EMPTY = {"history": "no bars for these sessions", "live": "no bars yet", "actions": ""}
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,19 +401,7 @@ class Worker:
                 ActionsRequest(lease.ticker, lease.first_session, lease.last_session), pacer
             )
         else:
-            assert (
-                lease.timeframe is not None and lease.range_start is not None and lease.range_end is not None
-            )
-            request = FetchRequest(
-                ticker=lease.ticker,
-                timeframe=lease.timeframe,
-                start=lease.range_start,
-                end=lease.range_end,
-                first_session=lease.first_session,
-                last_session=lease.last_session,
-                sessions=lease.sessions,
-            )
-            fetch = self.providers[provider].fetch(request, pacer)
+            fetch = self.providers[provider].fetch(lease.fetch_request(), pacer)
         fetched: FetchResult | ActionsResult | Exception = await self._answer(fetch, lease)
         # From here a stop waits for this lease: its outcome is being recorded.
         running = self._running.get(lease.lease_id) or self._live_running.get(lease.lease_id)
@@ -428,10 +415,9 @@ class Worker:
         async with self.pool.connection() as conn:
             if isinstance(fetched, ActionsResult):
                 stored = await db.store_actions(conn, lease, fetched.actions, rejected, pacer.requests)
-                record_actions(report, stored, fetched)
-            elif isinstance(fetched, FetchResult):
+            else:
                 stored = await db.store(conn, lease, fetched.bars, rejected, pacer.requests)
-                record_stored(report, stored, fetched, empty=_EMPTY[lease.kind])
+        record_stored(report, stored, fetched, empty=_EMPTY[lease.kind])
 
     async def _answer(self, fetch: Awaitable[A], lease: db.Lease) -> A | Exception:
         """The provider's answer, or the exception that stands for it (CancelledError on a stop).

@@ -24,8 +24,9 @@ fetched on or after the ex-date's 00:00 New York (the provider's answer
 already held the split) get prices multiplied and volume divided by
 r_new / r_old. Those fetched before the ex-date were as traded and stay.
 Their fetched_at is kept: it says when the provider's values were read.
-Then derive_bars recomputes the derived bars of the reconciled sessions and
-of the split's week (w1 on the basis of its last session).
+Then derive_bars recomputes, once for all the splits that changed, the
+derived bars of the reconciled sessions and of the splits' weeks (w1 on the
+basis of its last session).
 
 Dividends. The amount in force is raw: a report from a split-adjusted
 source (Yahoo) is multiplied by the ratio of every split in force with an
@@ -42,6 +43,7 @@ DECLARE
     v_count integer;
     v_first date;
     v_last date;
+    v_reconciled_from date;
     v_source record;
 BEGIN
     actions_changed := 0;
@@ -106,6 +108,7 @@ BEGIN
         END IF;
 
         v_ratio := v_split.new_ratio / v_split.old_ratio;
+        v_reconciled_from := NULL;
         v_boundary := v_split.ex_date::timestamp AT TIME ZONE 'America/New_York';
         IF v_ratio <> 1 THEN
             WITH reconciled AS (
@@ -134,15 +137,16 @@ BEGIN
             )
 
             SELECT count(*), min((r.ts AT TIME ZONE 'America/New_York')::date)
-            INTO v_count, v_first
+            INTO v_count, v_reconciled_from
             FROM reconciled AS r;
             bars_reconciled := bars_reconciled + v_count;
-        ELSE
-            v_first := NULL;
         END IF;
-        -- the derived bars of the reconciled sessions, and of the split's week
-        v_first := least(coalesce(v_first, v_split.ex_date), v_split.ex_date);
-        v_last := v_split.ex_date;
+        -- what the derived bars must cover: the reconciled sessions and the split's week
+        v_first := least(v_first, v_reconciled_from, v_split.ex_date);
+        v_last := greatest(v_last, v_split.ex_date);
+    END LOOP;
+    -- Derived once for every split that changed (least/greatest skip NULLs).
+    IF v_last IS NOT NULL THEN
         FOR v_source IN
             SELECT DISTINCT d.source_timeframe
             FROM pgbars.derived_routes AS d
@@ -150,7 +154,7 @@ BEGIN
         LOOP
             PERFORM pgbars.derive_bars(p_symbol_id, v_source.source_timeframe, v_first, v_last);
         END LOOP;
-    END LOOP;
+    END IF;
 
     -- Dividends in force: the preferred report, its amount made raw.
     WITH wanted AS (

@@ -34,15 +34,7 @@ attempt. Called by claim_leases.
 DECLARE
     v_today date := (pgbars._now() AT TIME ZONE 'America/New_York')::date;
 BEGIN
-    IF p_worker IS NULL OR btrim(p_worker) = '' THEN
-        RAISE EXCEPTION 'worker name is missing' USING ERRCODE = '22023';
-    END IF;
-    IF p_limit IS NULL OR p_limit < 1 THEN
-        RAISE EXCEPTION 'limit must be at least 1, not %', p_limit USING ERRCODE = '22023';
-    END IF;
-    IF p_lease IS NULL OR p_lease <= interval '0' THEN
-        RAISE EXCEPTION 'lease must be positive, not %', p_lease USING ERRCODE = '22023';
-    END IF;
+    PERFORM pgbars._check_claim_arguments(p_worker, p_limit, p_lease);
     RETURN QUERY
     WITH
     picked AS (

@@ -39,15 +39,7 @@ to the job claimed least recently, then the older job. So one ticker with
 p_tickers (NULL: all) limits the claim to those symbols, for a run by hand.
 */
 BEGIN
-    IF p_worker IS NULL OR btrim(p_worker) = '' THEN
-        RAISE EXCEPTION 'worker name is missing' USING ERRCODE = '22023';
-    END IF;
-    IF p_limit IS NULL OR p_limit < 1 THEN
-        RAISE EXCEPTION 'limit must be at least 1, not %', p_limit USING ERRCODE = '22023';
-    END IF;
-    IF p_lease IS NULL OR p_lease <= interval '0' THEN
-        RAISE EXCEPTION 'lease must be positive, not %', p_lease USING ERRCODE = '22023';
-    END IF;
+    PERFORM pgbars._check_claim_arguments(p_worker, p_limit, p_lease);
 
     -- A lease that expired on the last allowed attempt: the chunk keeps
     -- stopping its workers, so it fails instead of being handed out again.

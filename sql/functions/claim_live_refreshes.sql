@@ -35,15 +35,7 @@ every refresh re-reads the day (one request) and the bars rolled up from it
 DECLARE
     v_session date := pgbars._live_session(pgbars._now());
 BEGIN
-    IF p_worker IS NULL OR btrim(p_worker) = '' THEN
-        RAISE EXCEPTION 'worker name is missing' USING ERRCODE = '22023';
-    END IF;
-    IF p_limit IS NULL OR p_limit < 1 THEN
-        RAISE EXCEPTION 'limit must be at least 1, not %', p_limit USING ERRCODE = '22023';
-    END IF;
-    IF p_lease IS NULL OR p_lease <= interval '0' THEN
-        RAISE EXCEPTION 'lease must be positive, not %', p_lease USING ERRCODE = '22023';
-    END IF;
+    PERFORM pgbars._check_claim_arguments(p_worker, p_limit, p_lease);
     IF v_session IS NULL THEN
         RETURN;
     END IF;

@@ -5,13 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests.sql.helpers import scalar
+from tests.sql.helpers import as_role, scalar
 
 SIGNATURE = "pgbars.get_bars(text, text, timestamptz, timestamptz, text)"
 COLUMNS = [
@@ -85,15 +84,6 @@ def bars(
 
 def winners(conn: psycopg.Connection[Any], ticker: str, timeframe: str) -> list[str]:
     return [provider for _, provider, _ in bars(conn, ticker, timeframe)]
-
-
-@contextmanager
-def as_role(conn: psycopg.Connection[Any], role: str) -> Iterator[None]:
-    conn.execute(f"SET ROLE {role}")
-    try:
-        yield
-    finally:
-        conn.execute("RESET ROLE")
 
 
 def set_route(

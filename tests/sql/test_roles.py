@@ -3,23 +3,13 @@
 import datetime as dt
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.sql.helpers import scalar, seed, set_clock, stage
-
-
-@contextmanager
-def as_role(conn: psycopg.Connection[Any], role: str) -> Iterator[None]:
-    conn.execute(f"SET ROLE {role}")
-    try:
-        yield
-    finally:
-        conn.execute("RESET ROLE")
+from tests.sql.helpers import as_role, scalar, seed, set_clock, stage
 
 
 def refused(conn: psycopg.Connection[Any], statement: str) -> None:

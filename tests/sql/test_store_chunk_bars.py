@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.sql.helpers import chunk, chunks, scalar, seed, set_clock, stage
+from tests.sql.helpers import as_role, chunk, chunks, scalar, seed, set_clock, stage
 from tests.sql.test_roles import refused
 
 # ts, open, high, low, close, volume, vwap, trade_count
@@ -95,15 +94,6 @@ def symbol_id(conn: psycopg.Connection[Any], ticker: str = "AAPL") -> uuid.UUID:
     found = scalar(conn, "SELECT id FROM pgbars.symbols WHERE ticker = %s", (ticker,))
     assert isinstance(found, uuid.UUID)
     return found
-
-
-@contextmanager
-def as_role(conn: psycopg.Connection[Any], role: str) -> Iterator[None]:
-    conn.execute(f"SET ROLE {role}")
-    try:
-        yield
-    finally:
-        conn.execute("RESET ROLE")
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ from .. import failpoints
 from ..calendar import SessionHours
 from ..db.connection import connect, session_kwargs
 from ..errors import FailureKind, PgbarsError
+from ..providers.types import FetchRequest
 
 # Column order of pgbars.staged_bars after lease_id: that of worker.providers.Bar.
 _BAR_TYPES = ("uuid", "timestamptz", "float8", "float8", "float8", "float8", "float8", "float8", "int8")
@@ -69,6 +70,20 @@ class Lease:
     def session_date(self) -> dt.date:
         """A live refresh's session (its only one)."""
         return self.first_session
+
+    def fetch_request(self) -> FetchRequest:
+        """What a history chunk or a live refresh asks its provider for."""
+        if self.timeframe is None or self.range_start is None or self.range_end is None:
+            raise ValueError(f"an {self.kind} lease fetches no bars")
+        return FetchRequest(
+            ticker=self.ticker,
+            timeframe=self.timeframe,
+            start=self.range_start,
+            end=self.range_end,
+            first_session=self.first_session,
+            last_session=self.last_session,
+            sessions=self.sessions,
+        )
 
 
 def _sessions(rows: Sequence[Sequence[Any]]) -> tuple[SessionHours, ...]:

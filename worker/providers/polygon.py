@@ -184,24 +184,32 @@ class PolygonProvider(HttpProvider):
         path = base.path.rstrip("/") + target.path
         return urlunsplit((base.scheme, base.netloc, path, target.query, ""))
 
-    def _read_page(self, body: object, sieve: BarSieve) -> str | None:
+    def _page(self, body: object, *, counted: bool) -> tuple[list[object], str | None]:
+        """A page's results and its next_url, after checking the envelope every Polygon answer has.
+
+        Missing or null results are none; with `counted` (the aggregates) only when
+        resultsCount says 0: a non-zero count without results means they were lost.
+        """
         if not isinstance(body, dict):
             raise self._error(ErrorReply(200, body, detail="answer is not a JSON object"))
         if body.get("status") not in _ACCEPTED_STATUSES:
             raise self._error(ErrorReply(200, body, detail=f"status {body.get('status')!r}"))
         results = body.get("results")
         if results is None:
-            # No bars in range looks like this too; only a non-zero count means loss.
-            if body.get("resultsCount") != 0:
+            if counted and body.get("resultsCount") != 0:
                 raise self._error(ErrorReply(200, body, detail="results missing"))
             results = []
         if not isinstance(results, list):
             raise self._error(ErrorReply(200, body, detail="results is not a list"))
+        next_url = body.get("next_url")
+        return results, next_url if isinstance(next_url, str) and next_url else None
+
+    def _read_page(self, body: object, sieve: BarSieve) -> str | None:
+        results, next_url = self._page(body, counted=True)
         sieve.offer_epoch_rows(
             results, lambda row: self._offer(row, sieve), stamp="t", unit=_MILLISECOND, fields=_FIELDS
         )
-        next_url = body.get("next_url")
-        return next_url if isinstance(next_url, str) and next_url else None
+        return next_url
 
     def _offer(self, raw: object, sieve: BarSieve) -> None:
         parsed = sieve.row_epoch(raw, "t")
@@ -225,19 +233,10 @@ class PolygonProvider(HttpProvider):
 
     def _read_reference_page(self, body: object, *, sieve: ActionSieve, kind: str, ticker: str) -> str | None:
         """Offer a page of splits or dividends to `sieve`; its next_url. No `results` (or null) is none."""
-        if not isinstance(body, dict):
-            raise self._error(ErrorReply(200, body, detail="answer is not a JSON object"))
-        if body.get("status") not in _ACCEPTED_STATUSES:
-            raise self._error(ErrorReply(200, body, detail=f"status {body.get('status')!r}"))
-        results = body.get("results")
-        if results is None:
-            results = []
-        if not isinstance(results, list):
-            raise self._error(ErrorReply(200, body, detail="results is not a list"))
+        results, next_url = self._page(body, counted=False)
         for row in results:
             self._offer_action(row, kind, ticker, sieve)
-        next_url = body.get("next_url")
-        return next_url if isinstance(next_url, str) and next_url else None
+        return next_url
 
     def _offer_action(self, row: object, kind: str, ticker: str, sieve: ActionSieve) -> None:
         if not isinstance(row, dict):
