@@ -387,8 +387,7 @@ RAW_COPY = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
 async def raw_copy_chunk(conn: psycopg.AsyncConnection[Any], symbol_id: Any, bars: Sequence[Bar]) -> float:
     """One chunk as a binary COPY into the empty table, in one transaction; returns its seconds."""
     rows = [
-        (symbol_id, TIMEFRAME, b.ts, PROVIDER, False, *b[1:5], int(b.volume), *b[6:], False)
-        for b in bars
+        (symbol_id, TIMEFRAME, b.ts, PROVIDER, False, *b[1:5], int(b.volume), *b[6:], False) for b in bars
     ]
     started = time.perf_counter()
     async with conn.transaction(), conn.cursor().copy(RAW_COPY) as copy:
