@@ -1,4 +1,4 @@
-"""read_bars: get_bars' rows as pandas, polars and arrow frames, over binary COPY."""
+"""read_bars: get_bars' rows as pandas, polars and arrow frames, from binary column arrays."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from tests.reading_fixtures import T0
+from tests.reading_fixtures import T0, add_bar, add_symbol
 from tests.sql.helpers import as_role
 from worker import read_bars, read_bars_async
 from worker.errors import PgbarsError
@@ -122,3 +122,30 @@ def test_a_missing_extra_is_named(
     monkeypatch.setitem(sys.modules, "polars", None)
     with pytest.raises(PgbarsError, match=r"needs polars: pip install 'pgbars-pipeline\[polars\]'"):
         read_bars(dsn, "NVDA", "h1", output="polars")
+
+
+def test_many_tickers_over_several_connections(split_bars: psycopg.Connection[Any], dsn: str) -> None:
+    """From PARALLEL_FROM tickers on, a DSN's read is shared by connections; the frame is the same."""
+    tickers = [f"P{n:02d}" for n in range(10)]
+    for n, ticker in enumerate(tickers):
+        symbol = add_symbol(split_bars, ticker)
+        for i in range(n % 3):  # P00, P03, ... have no bar: an empty group must not shift the rest
+            add_bar(split_bars, symbol, T0 + dt.timedelta(days=i), "polygon", 10.0 + n + i)
+    alone = read_bars(split_bars, tickers, "h1")
+    assert len(alone) == sum(n % 3 for n in range(10))
+    assert sorted(set(alone.index.get_level_values("ticker"))) == [t for n, t in enumerate(tickers) if n % 3]
+    assert list(alone.index.get_level_values("ticker").categories) == tickers
+    for connections in (None, 3, 10, 25):
+        shared = read_bars(dsn, tickers, "h1", connections=connections)
+        pd.testing.assert_frame_equal(shared, alone)
+
+    async def read() -> pd.DataFrame:
+        return await read_bars_async(dsn, tickers, "h1", connections=4, output="pandas")
+
+    pd.testing.assert_frame_equal(asyncio.run(read()), alone)
+    with pytest.raises(PgbarsError, match="connections > 1 needs a DSN"):
+        read_bars(split_bars, tickers, "h1", connections=2)
+    with pytest.raises(PgbarsError, match="connections must be a whole number"):
+        read_bars(dsn, tickers, "h1", connections=0)
+    with pytest.raises(PgbarsError, match="unknown ticker ZZZZ"):  # checked before any connection opens
+        read_bars(dsn, [*tickers, "ZZZZ"], "h1", connections=4)

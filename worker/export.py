@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import psycopg
 
+from .db import frames
 from .errors import PgbarsError
 from .reading import Adjust, read_bars
 
@@ -56,28 +57,22 @@ def export_bars(
     the adjustment are checked before any file is written.
     """
     until = None if end is None else end + dt.timedelta(days=1)
-    # one empty read of every ticker: an unknown one or a bad timeframe fails before any file
-    read_bars(conn, list(tickers), timeframe, dt.date(2000, 1, 3), dt.date(2000, 1, 3), adjust, ["close"])
+    # every ticker as pgbars writes it (BRK.B), for the file names; then one empty read of them
+    # all: an unknown ticker, a bad timeframe or adjustment fails before any file is written
+    names = frames.known_tickers(conn, tickers)
+    read_bars(conn, names, timeframe, dt.date(2000, 1, 3), dt.date(2000, 1, 3), adjust, ["close"])
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PgbarsError(f"cannot create {out}: {exc.strerror}") from None
     written = []
-    for ticker in tickers:
-        table = read_bars(conn, ticker, timeframe, start, until, adjust, output="arrow")
-        name = table_ticker(conn, ticker)
+    for ticker, name in zip(tickers, names, strict=True):
+        table = read_bars(conn, name, timeframe, start, until, adjust, output="arrow")
         path = out / file_name(name, timeframe, fmt)
         _write_atomically(table, path, fmt)
         written.append(Exported(name, timeframe, table.num_rows, path))
         advance(ticker)
     return written
-
-
-def table_ticker(conn: psycopg.Connection[Any], ticker: str) -> str:
-    """The ticker as pgbars writes it (BRK.B, AAPL), for the file name."""
-    row = conn.execute("SELECT pgbars.normalize_ticker(%s)::text", (ticker,)).fetchone()
-    assert row is not None
-    return str(row[0])
 
 
 def _write_atomically(table: Any, path: Path, fmt: Format) -> None:

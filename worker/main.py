@@ -432,11 +432,11 @@ def export(
     Example: pgbars export AAPL MSFT --timeframe d1 --format parquet --out bars/
     """
     from .export import export_bars
-    from .reading import connect_sync
+    from .reading import connect_blocking
 
     def write(dsn: str) -> list[Any]:
         with contextlib.ExitStack() as stack:
-            conn = stack.enter_context(connect_sync(dsn))
+            conn = stack.enter_context(connect_blocking(dsn))
             advance: Callable[[str], None] = lambda _ticker: None  # noqa: E731
             if sys.stdout.isatty():
                 bar = stack.enter_context(click.progressbar(length=len(tickers), label="exporting"))

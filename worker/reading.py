@@ -5,65 +5,44 @@
     frames = read_bars(conn, ["AAPL", "MSFT"], "d1", adjust="none", output="polars")
 
 The rows are `pgbars.get_bars`' (the best provider per timestamp, adjusted on
-read: docs/reading.md), for every ticker in one statement. Each column travels
-as one array in its binary form (`array_send(array_agg(...))`, one bytea per
-column) and becomes a numpy column without a Python object per value: every
-element has a fixed width (a NULL vwap is sent as NaN, a NULL trade count as
--1, the provider as its number). A binary COPY was tried first: psycopg reads
-it one message, so one Python call, per row, which cost more than the rows.
-pandas comes with pgbars (its calendar needs it); polars and pyarrow are
-optional extras (`pgbars-pipeline[polars]`, `pgbars-pipeline[arrow]`), named
-in the error when missing. docs/reading.md has the figures.
+read: docs/reading.md), for every ticker in one statement per connection
+(worker/db/frames.py). Each asked-for column travels as one array in its
+binary form and becomes a numpy column without a Python object per value.
+Given a DSN and PARALLEL_FROM tickers or more, consecutive groups of them are
+read over several connections at once. pandas comes with pgbars (its
+calendar needs it); polars and pyarrow are optional extras
+(`pgbars-pipeline[polars]`, `pgbars-pipeline[arrow]`), named in the error
+when missing. docs/reading.md has the figures.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
 import psycopg
-from psycopg import sql
 
-from .db.connection import _first_line, connect, scrub_password, session_kwargs
+from .db import frames
+from .db.frames import PROVIDERS, connect_blocking
 from .errors import PgbarsError
 
-__all__ = ["COLUMNS", "connect_sync", "read_bars", "read_bars_async"]
+__all__ = ["COLUMNS", "PARALLEL_FROM", "connect_blocking", "read_bars", "read_bars_async"]
 
 Output = Literal["pandas", "polars", "arrow"]
 Adjust = Literal["none", "splits", "all"]
 # The columns read_bars can return, in order (the index: ts, and ticker for several tickers).
 COLUMNS = ("open", "high", "low", "close", "volume", "vwap", "trade_count", "provider", "is_provisional")
-PROVIDERS = ("polygon", "yahoo", "tradier")  # the provider column's codes: 1, 2, 3 (0: another)
+# Given a DSN and at least this many tickers, read_bars reads them over several connections.
+PARALLEL_FROM = 8
+_DEFAULT_CONNECTIONS = 4
 _EXTRAS = {"polars": "polars", "arrow": "pyarrow"}
 # PostgreSQL's epoch (2000-01-01) in microseconds since the Unix epoch.
 _PG_EPOCH_US = 946_684_800_000_000
-
-# The columns, as get_bars gives them, each aggregated into one array and sent as the
-# array's binary form (array_send: a header, then per element its length and value).
-_FIELDS = (
-    ("n", "t.n::int4", ">i4"),
-    ("ts", "g.ts", ">i8"),
-    ("open", "g.open", ">f8"),
-    ("high", "g.high", ">f8"),
-    ("low", "g.low", ">f8"),
-    ("close", "g.close", ">f8"),
-    ("volume", "g.volume", ">i8"),
-    ("vwap", "coalesce(g.vwap, 'NaN'::float8)", ">f8"),
-    ("trade_count", "coalesce(g.trade_count, -1)", ">i8"),
-    ("provider", "coalesce(array_position({providers}::text[], g.provider), 0)::int2", ">i2"),
-    ("is_provisional", "g.is_provisional", "u1"),
-)
 _ARRAY_HEADER = 20  # a one-dimensional array: ndim, flags, element type, length, lower bound
-# Composed from the constants above only; values are bound by _statement as sql.Literal.
-_QUERY = (
-    "SELECT "  # noqa: S608
-    + ", ".join(f"array_send(array_agg({expression}))" for _, expression, _ in _FIELDS)
-    + """
-    FROM unnest({tickers}::text[]) WITH ORDINALITY AS t (ticker, n)
-    CROSS JOIN LATERAL pgbars.get_bars(t.ticker, {timeframe}, {start}, {end}, {adjust}) AS g"""
-)
 
 
 def read_bars(
@@ -75,6 +54,7 @@ def read_bars(
     adjust: Adjust = "splits",
     columns: Sequence[str] | None = None,
     output: Output = "pandas",
+    connections: int | None = None,
 ) -> Any:
     """Bars of `tickers` and `timeframe` with start <= ts < end, as `get_bars` returns them.
 
@@ -82,14 +62,49 @@ def read_bars(
     ts) for pandas; a `ticker` column for polars and arrow. `start`/`end`: a
     timezone-aware datetime, a date (00:00 New York) or an ISO string; None is
     open. `adjust`: none, splits (default) or all. `columns`: a subset of COLUMNS.
+    `connections`: given a DSN, how many connections share the tickers (default:
+    4 from PARALLEL_FROM tickers on, else 1); on a connection, 1.
     A ticker pgbars does not know raises PgbarsError naming it; invalid input
     (ticker, timeframe, bounds, adjust) raises PgbarsError with get_bars' message.
     """
     names, wanted = _check(tickers, columns, output)
-    if isinstance(conn_or_dsn, str):
-        with connect_sync(conn_or_dsn) as conn:
-            return _read(conn, tickers, names, timeframe, start, end, adjust, wanted, output)
-    return _read(conn_or_dsn, tickers, names, timeframe, start, end, adjust, wanted, output)
+    fields = _fields(tickers, wanted)
+    window = (timeframe, _bound(start, open_end="-infinity"), _bound(end, open_end="infinity"), adjust)
+    if not isinstance(conn_or_dsn, str):
+        _one_connection(connections)
+        names = frames.known_tickers(conn_or_dsn, names)
+        return _frame(
+            [frames.bar_arrays(conn_or_dsn, names, fields, *window)],
+            [len(names)],
+            fields,
+            tickers,
+            names,
+            wanted,
+            output,
+        )
+    with connect_blocking(conn_or_dsn) as conn:
+        names = frames.known_tickers(conn, names)
+        groups = _groups(names, connections)
+        if len(groups) == 1:
+            return _frame(
+                [frames.bar_arrays(conn, names, fields, *window)],
+                [len(names)],
+                fields,
+                tickers,
+                names,
+                wanted,
+                output,
+            )
+
+        def read_group(group: list[str]) -> tuple[bytes | None, ...]:
+            with connect_blocking(conn_or_dsn) as other:
+                return frames.bar_arrays(other, group, fields, *window)
+
+        with ThreadPoolExecutor(len(groups) - 1) as pool:
+            others = pool.map(read_group, groups[1:])
+            first = frames.bar_arrays(conn, groups[0], fields, *window)
+            parts = [first, *others]
+    return _frame(parts, [len(g) for g in groups], fields, tickers, names, wanted, output)
 
 
 async def read_bars_async(
@@ -101,76 +116,66 @@ async def read_bars_async(
     adjust: Adjust = "splits",
     columns: Sequence[str] | None = None,
     output: Output = "pandas",
+    connections: int | None = None,
 ) -> Any:
-    """`read_bars` on an asyncio connection (or a DSN, opened and closed here)."""
+    """`read_bars` on an asyncio connection (or a DSN: its connections opened and closed here)."""
     names, wanted = _check(tickers, columns, output)
-    conn = await connect(conn_or_dsn) if isinstance(conn_or_dsn, str) else conn_or_dsn
-    try:
+    fields = _fields(tickers, wanted)
+    window = (timeframe, _bound(start, open_end="-infinity"), _bound(end, open_end="infinity"), adjust)
+    if not isinstance(conn_or_dsn, str):
+        _one_connection(connections)
+        names = await frames.known_tickers_async(conn_or_dsn, names)
+        parts = [await frames.bar_arrays_async(conn_or_dsn, names, fields, *window)]
+        return _frame(parts, [len(names)], fields, tickers, names, wanted, output)
+    dsn = conn_or_dsn
+
+    async def read_group(group: list[str]) -> tuple[bytes | None, ...]:
+        other = await _connect_async(dsn)
         try:
-            names = _normalised(await (await conn.execute(_KNOWN, (names, names))).fetchone())
-            query = _statement(names, timeframe, start, end, adjust)
-            data = await (await conn.execute(query, binary=True)).fetchone()
-        except psycopg.Error as exc:
-            raise _error(exc) from None
-    finally:
-        if isinstance(conn_or_dsn, str):
-            await conn.close()
-    return _frame(data, tickers, names, wanted, output)
+            return await frames.bar_arrays_async(other, group, fields, *window)
+        finally:
+            await other.close()
 
-
-def connect_sync(dsn: str) -> psycopg.Connection[Any]:
-    """A blocking autocommit connection (as db.connect's): PgbarsError, never the password, on failure."""
+    conn = await _connect_async(dsn)
     try:
-        return psycopg.connect(dsn, autocommit=True, prepare_threshold=None, **session_kwargs(dsn))
-    except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
-        raise PgbarsError(
-            f"cannot connect to the database: {scrub_password(_first_line(exc), dsn)}"
-        ) from None
-
-
-def _read(
-    conn: psycopg.Connection[Any],
-    tickers: str | Sequence[str],
-    names: list[str],
-    timeframe: str,
-    start: Any,
-    end: Any,
-    adjust: str,
-    wanted: list[str],
-    output: Output,
-) -> Any:
-    try:
-        names = _normalised(conn.execute(_KNOWN, (names, names)).fetchone())
-        query = _statement(names, timeframe, start, end, adjust)
-        data = conn.execute(query, binary=True).fetchone()
-    except psycopg.Error as exc:
-        raise _error(exc) from None
-    return _frame(data, tickers, names, wanted, output)
-
-
-# The tickers as pgbars writes them, and those it does not know (one clear error, not an empty
-# frame).
-_KNOWN = (
-    "SELECT ARRAY(SELECT pgbars.normalize_ticker(u.t)::text"
-    " FROM unnest(%s::text[]) WITH ORDINALITY AS u (t, n) ORDER BY u.n), pgbars.unknown_tickers(%s)"
-)
-
-
-def _normalised(row: Any) -> list[str]:
-    """The tickers normalised; PgbarsError naming the unknown ones."""
-    assert row is not None
-    unknown = list(row[1] or [])
-    if unknown:
-        raise PgbarsError(
-            f"unknown ticker{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}:"
-            " pgbars has no symbol for it (request it with `pgbars request`)"
+        names = await frames.known_tickers_async(conn, names)
+        groups = _groups(names, connections)
+        parts = list(
+            await asyncio.gather(
+                frames.bar_arrays_async(conn, groups[0], fields, *window),
+                *(read_group(g) for g in groups[1:]),
+            )
         )
-    return list(row[0])
+    finally:
+        await conn.close()
+    return _frame(parts, [len(g) for g in groups], fields, tickers, names, wanted, output)
 
 
-def _error(exc: psycopg.Error) -> PgbarsError:
-    diag = exc.diag
-    return PgbarsError(diag.message_primary or type(exc).__name__)
+async def _connect_async(dsn: str) -> psycopg.AsyncConnection[Any]:
+    from .db.connection import connect
+
+    return await connect(dsn)
+
+
+def _one_connection(connections: int | None) -> None:
+    if connections not in (None, 1):
+        raise PgbarsError("connections > 1 needs a DSN (read_bars opens them); a connection reads alone")
+
+
+def _groups(names: list[str], connections: int | None) -> list[list[str]]:
+    """The tickers in consecutive groups, one per connection (their order kept)."""
+    if connections is None:
+        connections = _DEFAULT_CONNECTIONS if len(names) >= PARALLEL_FROM else 1
+    if not isinstance(connections, int) or connections < 1:
+        raise PgbarsError(f"connections must be a whole number of at least 1, not {connections!r}")
+    count = min(connections, len(names))
+    size, extra = divmod(len(names), count)
+    groups, at = [], 0
+    for i in range(count):
+        taken = size + (1 if i < extra else 0)
+        groups.append(names[at : at + taken])
+        at += taken
+    return groups
 
 
 def _check(
@@ -217,35 +222,48 @@ def _bound(value: dt.datetime | dt.date | str | None, *, open_end: str) -> dt.da
     return dt.datetime.combine(value, dt.time(), ZoneInfo("America/New_York"))
 
 
-def _statement(names: list[str], timeframe: str, start: Any, end: Any, adjust: str) -> sql.Composed:
-    return sql.SQL(_QUERY).format(
-        providers=sql.Literal(list(PROVIDERS)),
-        tickers=sql.Literal(names),
-        timeframe=sql.Literal(timeframe),
-        start=sql.Literal(_bound(start, open_end="-infinity")),
-        end=sql.Literal(_bound(end, open_end="infinity")),
-        adjust=sql.Literal(adjust),
-    )
+def _fields(tickers: str | Sequence[str], wanted: list[str]) -> list[str]:
+    """What the server sends: each ticker's position for several tickers, ts, the wanted columns."""
+    return [*(() if isinstance(tickers, str) else ("n",)), "ts", *wanted]
 
 
-def _columns(row: Any) -> dict[str, np.ndarray[Any, Any]]:
-    """The answer's arrays (binary, one per column) as native numpy columns."""
-    out: dict[str, np.ndarray[Any, Any]] = {}
-    for (name, _, kind), sent in zip(_FIELDS, row, strict=True):
-        if sent is None:  # no rows: array_agg of nothing
-            out[name] = np.empty(0, dtype=kind.replace(">", "="))
-            continue
+def _columns(
+    parts: Sequence[tuple[bytes | None, ...]], groups: Sequence[int], fields: Sequence[str]
+) -> dict[str, Any]:
+    """The answers' arrays (binary, one per column and connection) as native numpy columns.
+
+    `groups`: how many tickers each part read; a part's ticker positions (n) count from 1
+    within it and are shifted to count across all of them.
+    """
+    out: dict[str, Any] = {}
+    shifts = np.cumsum([0, *groups[:-1]])
+    kinds = {name: kind for name, _, kind in frames.FIELDS}
+    for index, name in enumerate(fields):
+        kind = kinds[name]
+        native = kind.replace(">", "=") if kind.startswith(">") else "bool"
         element = np.dtype([("length", ">i4"), ("value", kind)])
-        values = np.frombuffer(sent, dtype=element, offset=_ARRAY_HEADER)["value"]
-        out[name] = values.astype(kind.replace(">", "=")) if kind.startswith(">") else values.astype(bool)
+        pieces = []
+        for part, shift in zip(parts, shifts, strict=True):
+            sent = part[index]
+            if sent is None:  # no rows: array_agg of nothing
+                continue
+            values = np.frombuffer(sent, dtype=element, offset=_ARRAY_HEADER)["value"].astype(native)
+            pieces.append(values + shift if name == "n" else values)
+        out[name] = np.concatenate(pieces) if pieces else np.empty(0, dtype=native)
     out["ts"] = (out["ts"] + _PG_EPOCH_US).astype("datetime64[us]")
     return out
 
 
 def _frame(
-    data: Any, tickers: str | Sequence[str], names: list[str], wanted: list[str], output: Output
+    parts: Sequence[tuple[bytes | None, ...]],
+    groups: Sequence[int],
+    fields: Sequence[str],
+    tickers: str | Sequence[str],
+    names: list[str],
+    wanted: list[str],
+    output: Output,
 ) -> Any:
-    cols = _columns(data)
+    cols = _columns(parts, groups, fields)
     several = not isinstance(tickers, str)
     # rows come per ticker, in ts order; the provider's code back to its name
     provider_names = np.array(["", *PROVIDERS], dtype=object)

@@ -1,7 +1,8 @@
 """Every call pgbars makes into Postgres lives in this package.
 
 The database owns the rules (sql/); these modules only send statements and
-shape their results. All access is asyncio (psycopg 3 async connections).
+shape their results. Access is asyncio (psycopg 3 async connections), except in
+`frames`, whose statements the reading API also sends on blocking connections.
 Callers use this package's names (`from worker import db; db.claim_chunks`);
 the modules behind it are split by concern:
 
@@ -9,6 +10,7 @@ the modules behind it are split by concern:
 - `installer`: `pgbars db upgrade`, the calendar load, the schema checks;
 - `queue`: the worker's claims, leases, ledger calls, stores and settlements;
 - `reads`: what the CLI asks and shows (watchlists, requests, progress, repair);
+- `frames`: the reading API's (`read_bars`, `pgbars export`): bars as binary arrays;
 - `demo`: the demo's database.
 """
 
