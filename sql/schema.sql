@@ -553,3 +553,45 @@ CREATE UNLOGGED TABLE pgbars.staged_actions (
 );
 
 CREATE INDEX staged_actions_lease_idx ON pgbars.staged_actions (lease_id);
+
+-- The queue of backfill chunks, one row per (job, provider): counters and
+-- times kept from the lane's chunks by a statement trigger on backfill_chunks
+-- (_refresh_backfill_lanes), so that a claim reaches the next job by an index
+-- instead of ranking every due chunk, and progress and ETA read one row per
+-- lane instead of every chunk (docs/database.md, "The chunk queue").
+CREATE TABLE pgbars.backfill_lanes (
+    job_id bigint NOT NULL REFERENCES pgbars.backfill_jobs (id) ON DELETE CASCADE,
+    provider text NOT NULL REFERENCES pgbars.providers (name),
+    chunks integer NOT NULL,
+    done integer NOT NULL,
+    failed integer NOT NULL,
+    running integer NOT NULL,
+    sessions_total bigint NOT NULL,
+    sessions_done bigint NOT NULL,
+    bars_written bigint NOT NULL,
+    bars_rejected bigint NOT NULL,
+    empty_chunks integer NOT NULL,
+    requests_done bigint NOT NULL,
+    first_session date NOT NULL,
+    last_session date NOT NULL,
+    next_attempt_at timestamptz,
+    last_due_at timestamptz,
+    lease_expires_at timestamptz,
+    last_claimed_at timestamptz,
+    last_completed_at timestamptz,
+    due_at timestamptz,
+    PRIMARY KEY (job_id, provider)
+);
+
+-- The claim: per provider, the lanes with queued chunks in round-robin order.
+CREATE INDEX backfill_lanes_claim_idx ON pgbars.backfill_lanes (
+    provider, running, last_claimed_at NULLS FIRST, job_id
+) WHERE due_at IS NOT NULL;
+
+-- next_claimable_at: per provider, the earliest lane to come due.
+CREATE INDEX backfill_lanes_due_idx ON pgbars.backfill_lanes (provider, due_at)
+WHERE due_at IS NOT NULL;
+
+-- The claim's first step: leases that expired on their last allowed attempt.
+CREATE INDEX backfill_chunks_lease_expiry_idx ON pgbars.backfill_chunks (lease_expires_at)
+WHERE status = 'running';

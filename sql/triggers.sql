@@ -99,3 +99,23 @@ CREATE OR REPLACE TRIGGER providers_truncate_bars
 AFTER TRUNCATE ON pgbars.providers
 FOR EACH STATEMENT
 EXECUTE FUNCTION pgbars._truncate_bars();
+
+-- The chunk queue's lanes (backfill_lanes), kept from the chunks once per
+-- statement; one trigger per event, as transition tables require.
+CREATE OR REPLACE TRIGGER backfill_chunks_lanes_insert
+AFTER INSERT ON pgbars.backfill_chunks
+REFERENCING NEW TABLE AS new_chunks
+FOR EACH STATEMENT
+EXECUTE FUNCTION pgbars._backfill_chunks_changed();
+
+CREATE OR REPLACE TRIGGER backfill_chunks_lanes_update
+AFTER UPDATE ON pgbars.backfill_chunks
+REFERENCING OLD TABLE AS old_chunks NEW TABLE AS new_chunks
+FOR EACH STATEMENT
+EXECUTE FUNCTION pgbars._backfill_chunks_changed();
+
+CREATE OR REPLACE TRIGGER backfill_chunks_lanes_delete
+AFTER DELETE ON pgbars.backfill_chunks
+REFERENCING OLD TABLE AS old_chunks
+FOR EACH STATEMENT
+EXECUTE FUNCTION pgbars._backfill_chunks_changed();

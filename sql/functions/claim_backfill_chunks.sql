@@ -31,15 +31,36 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pgbars, pg_temp
 AS $$
 /*
-Order: round-robin across jobs, newest sessions first within a job. A
-job's place in the round is its chunk's rank within the job plus the chunks
-it already has leased, so successive one-chunk claims rotate too; ties go
-to the job claimed least recently, then the older job. So one ticker with
-500 chunks cannot starve the others, and charts get the recent months first.
+Order: round-robin across jobs, newest sessions first within a job. The
+queue is backfill_lanes, one row per (job, provider) kept from the chunks by
+a trigger (docs/database.md, "The chunk queue"): each chunk is taken by
+walking the claim index of every usable provider's lanes in the order
+(running, last_claimed_at NULLS FIRST, job_id) and taking the first due lane's
+newest due chunk. A lane's place is thus the chunks it already has leased,
+then how long ago it was last claimed (never first), then the older job: one
+ticker with 500 chunks cannot starve the others, successive one-chunk claims
+rotate, and charts get the recent months first. Taking a chunk updates its
+lane (the trigger) before the next is taken, so a claim of ten with fewer
+jobs than that takes a second chunk of each in the same rotation. Each step
+is an index probe: the cost does not grow with the queue.
+
+Lanes and chunks are locked with SKIP LOCKED, so concurrent claimers never
+wait for each other and never get the same chunk. A lane whose due chunks
+are all locked by another transaction is passed over for this call.
 p_tickers (NULL: all) limits the claim to those symbols, for a run by hand.
 */
+DECLARE
+    v_providers text [];
+    v_jobs bigint [];
+    v_passed text [] := '{}';
+    v_lane record;
+    v_chunk bigint;
+    v_claimed bigint [] := '{}';
 BEGIN
     PERFORM pgbars._check_claim_arguments(p_worker, p_limit, p_lease);
+    IF p_tickers IS NOT NULL THEN
+        v_jobs := ARRAY(SELECT pgbars._ticker_jobs(p_tickers));  -- 22023 for an invalid ticker
+    END IF;
 
     -- A lease that expired on the last allowed attempt: the chunk keeps
     -- stopping its workers, so it fails instead of being handed out again.
@@ -58,58 +79,45 @@ BEGIN
         AND c.lease_expires_at <= now()
         AND c.attempts >= c.max_attempts;
 
-    RETURN QUERY
-    WITH
-    -- due chunks of providers this worker may use that are not paused
-    candidates AS (
-        SELECT
-            c.id,
-            c.job_id,
-            row_number() OVER (PARTITION BY c.job_id ORDER BY c.last_session DESC) AS job_rank
-        FROM pgbars.backfill_chunks AS c
-        INNER JOIN pgbars.providers AS p ON c.provider = p.name
+    -- the providers this worker may use that are enabled and not paused
+    v_providers := ARRAY(
+        SELECT p.name
+        FROM pgbars.providers AS p
         WHERE
-            c.provider = ANY(p_providers)
-            AND (
-                p_tickers IS NULL
-                OR c.job_id IN (SELECT pgbars._ticker_jobs(p_tickers))
-            )
+            p.name = ANY(p_providers)
             AND p.enabled
             AND (p.paused_until IS NULL OR p.paused_until <= now())
-            AND (
-                (c.status = 'pending' AND c.next_attempt_at <= now())
-                OR (c.status = 'running' AND c.lease_expires_at <= now())
-            )
-    ),
+    );
 
-    -- what each of those jobs already has in flight, and when it last got a turn
-    job_load AS (
+    WHILE cardinality(v_claimed) < p_limit LOOP
+        -- the first due lane in claim order, over the usable providers' indexes
         SELECT
-            c.job_id,
-            count(*) FILTER (WHERE c.status = 'running' AND c.lease_expires_at > now()) AS leased,
-            max(c.claimed_at) AS last_claimed_at
-        FROM pgbars.backfill_chunks AS c
-        WHERE c.job_id IN (SELECT k.job_id FROM candidates AS k)
-        GROUP BY c.job_id
-    ),
+            l.job_id,
+            l.provider
+        INTO v_lane
+        FROM unnest(v_providers) AS u (provider)
+        CROSS JOIN LATERAL (
+            SELECT
+                n.job_id,
+                n.provider,
+                n.running,
+                n.last_claimed_at
+            FROM pgbars.backfill_lanes AS n
+            WHERE
+                n.provider = u.provider
+                AND n.due_at <= now()
+                AND (v_jobs IS NULL OR n.job_id = ANY(v_jobs))
+                AND NOT (n.job_id::text || '/' || n.provider) = ANY(v_passed)
+            ORDER BY n.running, n.last_claimed_at NULLS FIRST, n.job_id
+            LIMIT 1
+            FOR UPDATE SKIP LOCKED
+        ) AS l
+        ORDER BY l.running, l.last_claimed_at NULLS FIRST, l.job_id
+        LIMIT 1;
+        EXIT WHEN NOT FOUND;
 
-    -- lock the first p_limit of them; the due test is repeated here so that
-    -- a chunk another worker claimed meanwhile is re-checked on its new row
-    picked AS (
-        SELECT c.id
-        FROM pgbars.backfill_chunks AS c
-        INNER JOIN candidates AS k ON c.id = k.id
-        INNER JOIN job_load AS l ON k.job_id = l.job_id
-        WHERE
-            (c.status = 'pending' AND c.next_attempt_at <= now())
-            OR (c.status = 'running' AND c.lease_expires_at <= now())
-        ORDER BY k.job_rank + l.leased, l.last_claimed_at ASC NULLS FIRST, k.job_id
-        LIMIT p_limit
-        FOR UPDATE OF c SKIP LOCKED
-    ),
-
-    -- take the lease and count the attempt
-    claimed AS (
+        -- its newest due chunk: take the lease and count the attempt
+        v_chunk := NULL;
         UPDATE pgbars.backfill_chunks AS c
         SET
             status = 'running',
@@ -118,11 +126,29 @@ BEGIN
             claimed_at = now(),
             lease_expires_at = now() + p_lease,
             attempts = c.attempts + 1
-        FROM picked
-        WHERE c.id = picked.id
-        RETURNING c.*
-    )
+        WHERE c.id = (
+            SELECT d.id
+            FROM pgbars.backfill_chunks AS d
+            WHERE
+                d.job_id = v_lane.job_id
+                AND d.provider = v_lane.provider
+                AND (
+                    (d.status = 'pending' AND d.next_attempt_at <= now())
+                    OR (d.status = 'running' AND d.lease_expires_at <= now())
+                )
+            ORDER BY d.last_session DESC
+            LIMIT 1
+            FOR UPDATE SKIP LOCKED
+        )
+        RETURNING c.id INTO v_chunk;
+        IF v_chunk IS NULL THEN
+            v_passed := v_passed || (v_lane.job_id::text || '/' || v_lane.provider);
+        ELSE
+            v_claimed := v_claimed || v_chunk;
+        END IF;
+    END LOOP;
 
+    RETURN QUERY
     SELECT
         cl.id,
         cl.lease_id,
@@ -138,11 +164,12 @@ BEGIN
         last_day.after_hours_close,
         cl.attempts,
         cl.lease_expires_at
-    FROM claimed AS cl
+    FROM pgbars.backfill_chunks AS cl
     INNER JOIN pgbars.backfill_jobs AS j ON cl.job_id = j.id
     INNER JOIN pgbars.symbols AS s ON j.symbol_id = s.id
     INNER JOIN pgbars.market_sessions AS first_day ON cl.first_session = first_day.session_date
     INNER JOIN pgbars.market_sessions AS last_day ON cl.last_session = last_day.session_date
+    WHERE cl.id = ANY(v_claimed)
     ORDER BY cl.last_session DESC;
 END;
 $$;
@@ -150,6 +177,6 @@ $$;
 COMMENT ON FUNCTION pgbars.claim_backfill_chunks(text, text[], integer, interval, text[]) IS
 'Claims up to p_limit due chunks (FOR UPDATE SKIP LOCKED) of the given, unpaused providers '
 '(and of p_tickers, when given): '
-'round-robin across jobs (also across successive calls), newest first within a job. '
+'round-robin across jobs (also across successive calls), newest first within a job, through backfill_lanes. '
 'Takes a lease and counts an attempt; '
 'expired leases are claimable again, and a chunk whose last allowed lease expired is failed.';

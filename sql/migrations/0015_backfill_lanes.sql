@@ -1,0 +1,70 @@
+-- The queue of backfill chunks, one row per (job, provider): counters and
+-- times kept from the lane's chunks by a statement trigger on backfill_chunks
+-- (_refresh_backfill_lanes), so that a claim reaches the next job by an index
+-- instead of ranking every due chunk, and progress and ETA read one row per
+-- lane instead of every chunk (docs/database.md, "The chunk queue").
+CREATE TABLE pgbars.backfill_lanes (
+    job_id bigint NOT NULL REFERENCES pgbars.backfill_jobs (id) ON DELETE CASCADE,
+    provider text NOT NULL REFERENCES pgbars.providers (name),
+    chunks integer NOT NULL,
+    done integer NOT NULL,
+    failed integer NOT NULL,
+    running integer NOT NULL,
+    sessions_total bigint NOT NULL,
+    sessions_done bigint NOT NULL,
+    bars_written bigint NOT NULL,
+    bars_rejected bigint NOT NULL,
+    empty_chunks integer NOT NULL,
+    requests_done bigint NOT NULL,
+    first_session date NOT NULL,
+    last_session date NOT NULL,
+    next_attempt_at timestamptz,
+    last_due_at timestamptz,
+    lease_expires_at timestamptz,
+    last_claimed_at timestamptz,
+    last_completed_at timestamptz,
+    due_at timestamptz,
+    PRIMARY KEY (job_id, provider)
+);
+
+-- The claim: per provider, the lanes with queued chunks in round-robin order.
+CREATE INDEX backfill_lanes_claim_idx ON pgbars.backfill_lanes (
+    provider, running, last_claimed_at NULLS FIRST, job_id
+) WHERE due_at IS NOT NULL;
+
+-- next_claimable_at: per provider, the earliest lane to come due.
+CREATE INDEX backfill_lanes_due_idx ON pgbars.backfill_lanes (provider, due_at)
+WHERE due_at IS NOT NULL;
+
+-- The claim's first step: leases that expired on their last allowed attempt.
+CREATE INDEX backfill_chunks_lease_expiry_idx ON pgbars.backfill_chunks (lease_expires_at)
+WHERE status = 'running';
+
+-- The lanes of the chunks already planned (afterwards the trigger keeps them).
+INSERT INTO pgbars.backfill_lanes
+SELECT
+    c.job_id,
+    c.provider,
+    count(*)::integer,
+    (count(*) FILTER (WHERE c.status = 'done'))::integer,
+    (count(*) FILTER (WHERE c.status = 'failed'))::integer,
+    (count(*) FILTER (WHERE c.status = 'running'))::integer,
+    sum(c.session_count),
+    coalesce(sum(c.session_count) FILTER (WHERE c.status = 'done'), 0),
+    coalesce(sum(c.bars_written), 0),
+    coalesce(sum(c.bars_rejected), 0),
+    (count(*) FILTER (WHERE c.status = 'done' AND c.bars_written = 0))::integer,
+    coalesce(sum(c.requests_used) FILTER (WHERE c.status = 'done'), 0),
+    min(c.first_session),
+    max(c.last_session),
+    min(c.next_attempt_at) FILTER (WHERE c.status = 'pending'),
+    max(c.next_attempt_at) FILTER (WHERE c.status = 'pending'),
+    min(c.lease_expires_at) FILTER (WHERE c.status = 'running'),
+    max(c.claimed_at),
+    max(c.completed_at),
+    least(
+        min(c.next_attempt_at) FILTER (WHERE c.status = 'pending'),
+        min(c.lease_expires_at) FILTER (WHERE c.status = 'running')
+    )
+FROM pgbars.backfill_chunks AS c
+GROUP BY c.job_id, c.provider;
