@@ -49,6 +49,7 @@ pgbars.cancel_provider_call(bigint),
 pgbars.prune_provider_calls(interval),
 pgbars.seed_backfill_for_symbol(uuid, text[], date, date, integer),
 pgbars.request_backfill(text, text[], date, date, integer),
+pgbars.request_backfills(text[], text[], date, date, integer),
 pgbars.roll_forward_backfills(),
 -- today's bars (docs/database.md, "Today's bars")
 pgbars.cleanup_provisional_bars(),

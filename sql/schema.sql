@@ -259,8 +259,8 @@ CREATE TABLE pgbars.backfill_chunks (
     UNIQUE (job_id, last_session)
 );
 
--- The claim's hot path: due work by provider.
-CREATE INDEX backfill_chunks_claimable_idx ON pgbars.backfill_chunks (provider, next_attempt_at)
+-- The claim's second step: a lane's (job and provider's) queued chunks, newest first.
+CREATE INDEX backfill_chunks_queue_idx ON pgbars.backfill_chunks (job_id, provider, last_session)
 WHERE status IN ('pending', 'running');
 
 -- Bars a provider served that broke a rule: kept with their raw values and
@@ -572,6 +572,7 @@ CREATE TABLE pgbars.backfill_lanes (
     bars_rejected bigint NOT NULL,
     empty_chunks integer NOT NULL,
     requests_done bigint NOT NULL,
+    done_with_requests integer NOT NULL,
     first_session date NOT NULL,
     last_session date NOT NULL,
     next_attempt_at timestamptz,

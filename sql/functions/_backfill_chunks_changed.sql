@@ -12,8 +12,8 @@ thousand, a cascade from a deleted symbol each refresh the lanes (job,
 provider) of the chunks they touched, once.
 */
 DECLARE
-    v_jobs bigint [];
-    v_providers text [];
+    v_jobs bigint[];
+    v_providers text[];
 BEGIN
     IF tg_op = 'INSERT' THEN
         SELECT array_agg(p.job_id), array_agg(p.provider) INTO v_jobs, v_providers

@@ -1,5 +1,5 @@
 -- Recompute the given backfill lanes (job, provider) from their chunks (the trigger on backfill_chunks calls it).
-CREATE OR REPLACE FUNCTION pgbars._refresh_backfill_lanes(p_jobs bigint [], p_providers text [])
+CREATE OR REPLACE FUNCTION pgbars._refresh_backfill_lanes(p_jobs bigint[], p_providers text[])
 RETURNS void
 LANGUAGE sql
 VOLATILE
@@ -26,34 +26,42 @@ AS $$
     WITH
     fresh AS (
         SELECT
-            c.job_id,
-            c.provider,
-            count(*)::integer AS chunks,
-            (count(*) FILTER (WHERE c.status = 'done'))::integer AS done,
-            (count(*) FILTER (WHERE c.status = 'failed'))::integer AS failed,
-            (count(*) FILTER (WHERE c.status = 'running'))::integer AS running,
-            sum(c.session_count) AS sessions_total,
-            coalesce(sum(c.session_count) FILTER (WHERE c.status = 'done'), 0) AS sessions_done,
-            coalesce(sum(c.bars_written), 0) AS bars_written,
-            coalesce(sum(c.bars_rejected), 0) AS bars_rejected,
-            (count(*) FILTER (WHERE c.status = 'done' AND c.bars_written = 0))::integer AS empty_chunks,
-            coalesce(sum(c.requests_used) FILTER (WHERE c.status = 'done'), 0) AS requests_done,
-            min(c.first_session) AS first_session,
-            max(c.last_session) AS last_session,
-            min(c.next_attempt_at) FILTER (WHERE c.status = 'pending') AS next_attempt_at,
-            max(c.next_attempt_at) FILTER (WHERE c.status = 'pending') AS last_due_at,
-            min(c.lease_expires_at) FILTER (WHERE c.status = 'running') AS lease_expires_at,
-            max(c.claimed_at) AS last_claimed_at,
-            max(c.completed_at) AS last_completed_at
-        FROM pgbars.backfill_chunks AS c
-        WHERE (c.job_id, c.provider) IN (SELECT * FROM unnest(p_jobs, p_providers))
-        GROUP BY c.job_id, c.provider
+            k.job_id,
+            k.provider,
+            a.*
+        FROM unnest(p_jobs, p_providers) AS k (job_id, provider)
+        -- per lane, its chunks by the (job_id, ...) index, whatever the statistics say
+        CROSS JOIN LATERAL (
+            SELECT
+                count(*)::integer AS chunks,
+                (count(*) FILTER (WHERE c.status = 'done'))::integer AS done,
+                (count(*) FILTER (WHERE c.status = 'failed'))::integer AS failed,
+                (count(*) FILTER (WHERE c.status = 'running'))::integer AS running,
+                sum(c.session_count) AS sessions_total,
+                coalesce(sum(c.session_count) FILTER (WHERE c.status = 'done'), 0) AS sessions_done,
+                coalesce(sum(c.bars_written), 0) AS bars_written,
+                coalesce(sum(c.bars_rejected), 0) AS bars_rejected,
+                (count(*) FILTER (WHERE c.status = 'done' AND c.bars_written = 0))::integer AS empty_chunks,
+                coalesce(sum(c.requests_used) FILTER (WHERE c.status = 'done'), 0) AS requests_done,
+                (count(c.requests_used) FILTER (WHERE c.status = 'done'))::integer AS done_with_requests,
+                min(c.first_session) AS first_session,
+                max(c.last_session) AS last_session,
+                min(c.next_attempt_at) FILTER (WHERE c.status = 'pending') AS next_attempt_at,
+                max(c.next_attempt_at) FILTER (WHERE c.status = 'pending') AS last_due_at,
+                min(c.lease_expires_at) FILTER (WHERE c.status = 'running') AS lease_expires_at,
+                max(c.claimed_at) AS last_claimed_at,
+                max(c.completed_at) AS last_completed_at
+            FROM pgbars.backfill_chunks AS c
+            WHERE c.job_id = k.job_id AND c.provider = k.provider
+        ) AS a
+        WHERE a.chunks > 0
     ),
 
     gone AS (
         DELETE FROM pgbars.backfill_lanes AS l
         WHERE
-            (l.job_id, l.provider) IN (SELECT * FROM unnest(p_jobs, p_providers))
+            l.job_id = ANY(p_jobs)
+            AND (l.job_id, l.provider) IN (SELECT * FROM unnest(p_jobs, p_providers))
             AND NOT EXISTS (
                 SELECT FROM fresh AS f
                 WHERE f.job_id = l.job_id AND f.provider = l.provider
@@ -62,7 +70,7 @@ AS $$
 
     INSERT INTO pgbars.backfill_lanes AS l (
         job_id, provider, chunks, done, failed, running, sessions_total, sessions_done,
-        bars_written, bars_rejected, empty_chunks, requests_done, first_session, last_session,
+        bars_written, bars_rejected, empty_chunks, requests_done, done_with_requests, first_session, last_session,
         next_attempt_at, last_due_at, lease_expires_at, last_claimed_at, last_completed_at, due_at
     )
     SELECT
@@ -78,6 +86,7 @@ AS $$
         f.bars_rejected,
         f.empty_chunks,
         f.requests_done,
+        f.done_with_requests,
         f.first_session,
         f.last_session,
         f.next_attempt_at,
@@ -100,6 +109,7 @@ AS $$
         bars_rejected = excluded.bars_rejected,
         empty_chunks = excluded.empty_chunks,
         requests_done = excluded.requests_done,
+        done_with_requests = excluded.done_with_requests,
         first_session = excluded.first_session,
         last_session = excluded.last_session,
         next_attempt_at = excluded.next_attempt_at,
@@ -111,5 +121,5 @@ AS $$
     WHERE (l.*) IS DISTINCT FROM (excluded.*);
 $$;
 
-COMMENT ON FUNCTION pgbars._refresh_backfill_lanes(bigint [], text []) IS
+COMMENT ON FUNCTION pgbars._refresh_backfill_lanes(bigint[], text[]) IS
 'Recomputes the backfill_lanes rows (p_jobs[i], p_providers[i]) from their chunks.';

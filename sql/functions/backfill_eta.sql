@@ -32,8 +32,10 @@ AS $$
       backed-off chunk is due plus one request.
     A job on several providers takes its latest provider (the one returned).
     eta_at is NULL when nothing is left, or when a provider it needs is
-    disabled. Every job is in the queue, so the ETA of one ticker reads all
-    remaining chunks (partial index); p_tickers only filters the rows.
+    disabled. Every job is in the queue, so the ETA of one ticker reads every
+    lane with queued chunks (backfill_lanes: one row per job and provider,
+    its counters kept from the chunks, so no chunk is read); p_tickers only
+    filters the rows.
 
     The first statement checks p_tickers (22023 for a ticker that is not
     valid), so a bad ticker is refused even where no job exists, whose filter
@@ -43,35 +45,21 @@ AS $$
 
     WITH
     -- the work left per job and provider
-    remaining AS (
-        SELECT
-            c.job_id,
-            c.provider,
-            count(*) AS chunks,
-            max(c.next_attempt_at) FILTER (WHERE c.status = 'pending') AS last_due_at
-        FROM pgbars.backfill_chunks AS c
-        WHERE c.status IN ('pending', 'running')
-        GROUP BY c.job_id, c.provider
-    ),
-
-    -- in requests: the job's own average per done chunk of that provider, else 1
+    -- each lane's queued chunks (pending or running) and their expected requests
     demand AS (
         SELECT
-            r.job_id,
-            r.provider,
-            r.chunks,
-            r.last_due_at,
-            ceil(r.chunks * greatest(coalesce(u.per_chunk, 1), 1))::bigint AS requests
-        FROM remaining AS r
-        CROSS JOIN LATERAL (
-            SELECT avg(c.requests_used) AS per_chunk
-            FROM pgbars.backfill_chunks AS c
-            WHERE c.job_id = r.job_id AND c.provider = r.provider AND c.status = 'done'
-        ) AS u
+            l.job_id,
+            l.provider,
+            (l.chunks - l.done - l.failed)::bigint AS chunks,
+            l.last_due_at,
+            ceil(
+                (l.chunks - l.done - l.failed)
+                * greatest(coalesce(l.requests_done::numeric / nullif(l.done_with_requests, 0), 1), 1)
+            )::bigint AS requests
+        FROM pgbars.backfill_lanes AS l
+        WHERE l.due_at IS NOT NULL
     ),
 
-    -- round-robin: requests of the provider served when this job's last one is,
-    -- sum(min(R_J, R)) = sum of the R_J <= R, plus R for each job with more left
     queue AS (
         SELECT
             d.*,

@@ -50,12 +50,12 @@ are all locked by another transaction is passed over for this call.
 p_tickers (NULL: all) limits the claim to those symbols, for a run by hand.
 */
 DECLARE
-    v_providers text [];
-    v_jobs bigint [];
-    v_passed text [] := '{}';
+    v_providers text[];
+    v_jobs bigint[];
+    v_passed text[] := '{}';
     v_lane record;
     v_chunk bigint;
-    v_claimed bigint [] := '{}';
+    v_claimed bigint[] := '{}';
 BEGIN
     PERFORM pgbars._check_claim_arguments(p_worker, p_limit, p_lease);
     IF p_tickers IS NOT NULL THEN
@@ -136,6 +136,7 @@ BEGIN
                     (d.status = 'pending' AND d.next_attempt_at <= now())
                     OR (d.status = 'running' AND d.lease_expires_at <= now())
                 )
+            -- backfill_chunks_queue_idx, backwards from the lane's newest queued chunk
             ORDER BY d.last_session DESC
             LIMIT 1
             FOR UPDATE SKIP LOCKED

@@ -19,21 +19,24 @@ AS $$
     */
     SELECT min(w.claimable_at)
     FROM (
-        SELECT
-            greatest(
-                CASE WHEN c.status = 'pending' THEN c.next_attempt_at ELSE c.lease_expires_at END,
-                coalesce(p.paused_until, '-infinity')
-            ) AS claimable_at
-        FROM pgbars.backfill_chunks AS c
-        INNER JOIN pgbars.providers AS p ON c.provider = p.name
+        SELECT greatest(l.due_at, coalesce(p.paused_until, '-infinity')) AS claimable_at
+        FROM pgbars.providers AS p
+        CROSS JOIN LATERAL (
+            -- the provider's earliest lane to come due: the first entry of backfill_lanes_due_idx
+            SELECT min(n.due_at) AS due_at
+            FROM pgbars.backfill_lanes AS n
+            WHERE
+                n.provider = p.name
+                AND n.due_at IS NOT NULL
+                AND (
+                    p_tickers IS NULL
+                    OR n.job_id IN (SELECT pgbars._ticker_jobs(p_tickers))
+                )
+        ) AS l
         WHERE
-            c.provider = ANY(p_providers)
+            p.name = ANY(p_providers)
             AND p.enabled
-            AND c.status IN ('pending', 'running')
-            AND (
-                p_tickers IS NULL
-                OR c.job_id IN (SELECT pgbars._ticker_jobs(p_tickers))
-            )
+            AND l.due_at IS NOT NULL
         UNION ALL
         -- an action refresh being retried or leased (attempts > 0); not the next daily one
         SELECT

@@ -122,11 +122,13 @@ BEGIN
                 route.provider,
                 route.request_capacity
             FROM (
+                -- seq numbers the window's sessions: consecutive sessions, consecutive numbers
                 SELECT
                     s.session_date,
                     s.base_minutes,
                     row_number() OVER (ORDER BY s.session_date) AS seq
                 FROM pgbars.market_sessions AS s
+                WHERE s.session_date BETWEEN v_from AND v_window.window_end
             ) AS cal
             LEFT JOIN LATERAL (
                 SELECT r.provider, p.request_capacity
@@ -142,8 +144,7 @@ BEGIN
                 LIMIT 1
             ) AS route ON true
             WHERE
-                cal.session_date BETWEEN v_from AND v_window.window_end
-                AND NOT EXISTS (
+                NOT EXISTS (
                     SELECT 1
                     FROM pgbars.backfill_chunks AS c
                     WHERE
@@ -186,7 +187,7 @@ BEGIN
         GROUP BY plan.chunk_no;
         GET DIAGNOSTICS v_chunks_added = ROW_COUNT;
 
-        IF v_chunks_added > 0 THEN
+        IF v_chunks_added > 0 AND NOT v_created THEN
             UPDATE pgbars.backfill_jobs SET updated_at = now() WHERE id = v_job_id;
         END IF;
 

@@ -16,6 +16,7 @@ CREATE TABLE pgbars.backfill_lanes (
     bars_rejected bigint NOT NULL,
     empty_chunks integer NOT NULL,
     requests_done bigint NOT NULL,
+    done_with_requests integer NOT NULL,
     first_session date NOT NULL,
     last_session date NOT NULL,
     next_attempt_at timestamptz,
@@ -36,6 +37,12 @@ CREATE INDEX backfill_lanes_claim_idx ON pgbars.backfill_lanes (
 CREATE INDEX backfill_lanes_due_idx ON pgbars.backfill_lanes (provider, due_at)
 WHERE due_at IS NOT NULL;
 
+-- The claim's second step: a lane's (job and provider's) queued chunks, newest first. It
+-- replaces the index of due work by provider, which the claim no longer scans.
+DROP INDEX pgbars.backfill_chunks_claimable_idx;
+CREATE INDEX backfill_chunks_queue_idx ON pgbars.backfill_chunks (job_id, provider, last_session)
+WHERE status IN ('pending', 'running');
+
 -- The claim's first step: leases that expired on their last allowed attempt.
 CREATE INDEX backfill_chunks_lease_expiry_idx ON pgbars.backfill_chunks (lease_expires_at)
 WHERE status = 'running';
@@ -45,26 +52,27 @@ INSERT INTO pgbars.backfill_lanes
 SELECT
     c.job_id,
     c.provider,
-    count(*)::integer,
-    (count(*) FILTER (WHERE c.status = 'done'))::integer,
-    (count(*) FILTER (WHERE c.status = 'failed'))::integer,
-    (count(*) FILTER (WHERE c.status = 'running'))::integer,
-    sum(c.session_count),
-    coalesce(sum(c.session_count) FILTER (WHERE c.status = 'done'), 0),
-    coalesce(sum(c.bars_written), 0),
-    coalesce(sum(c.bars_rejected), 0),
-    (count(*) FILTER (WHERE c.status = 'done' AND c.bars_written = 0))::integer,
-    coalesce(sum(c.requests_used) FILTER (WHERE c.status = 'done'), 0),
-    min(c.first_session),
-    max(c.last_session),
-    min(c.next_attempt_at) FILTER (WHERE c.status = 'pending'),
-    max(c.next_attempt_at) FILTER (WHERE c.status = 'pending'),
-    min(c.lease_expires_at) FILTER (WHERE c.status = 'running'),
-    max(c.claimed_at),
-    max(c.completed_at),
+    count(*)::integer AS chunks,
+    (count(*) FILTER (WHERE c.status = 'done'))::integer AS done,
+    (count(*) FILTER (WHERE c.status = 'failed'))::integer AS failed,
+    (count(*) FILTER (WHERE c.status = 'running'))::integer AS running,
+    sum(c.session_count) AS sessions_total,
+    coalesce(sum(c.session_count) FILTER (WHERE c.status = 'done'), 0) AS sessions_done,
+    coalesce(sum(c.bars_written), 0) AS bars_written,
+    coalesce(sum(c.bars_rejected), 0) AS bars_rejected,
+    (count(*) FILTER (WHERE c.status = 'done' AND c.bars_written = 0))::integer AS empty_chunks,
+    coalesce(sum(c.requests_used) FILTER (WHERE c.status = 'done'), 0) AS requests_done,
+    (count(c.requests_used) FILTER (WHERE c.status = 'done'))::integer AS done_with_requests,
+    min(c.first_session) AS first_session,
+    max(c.last_session) AS last_session,
+    min(c.next_attempt_at) FILTER (WHERE c.status = 'pending') AS next_attempt_at,
+    max(c.next_attempt_at) FILTER (WHERE c.status = 'pending') AS last_due_at,
+    min(c.lease_expires_at) FILTER (WHERE c.status = 'running') AS lease_expires_at,
+    max(c.claimed_at) AS last_claimed_at,
+    max(c.completed_at) AS last_completed_at,
     least(
         min(c.next_attempt_at) FILTER (WHERE c.status = 'pending'),
         min(c.lease_expires_at) FILTER (WHERE c.status = 'running')
-    )
+    ) AS due_at
 FROM pgbars.backfill_chunks AS c
 GROUP BY c.job_id, c.provider;

@@ -1,7 +1,9 @@
--- Backfill progress per job, derived from its chunks when read.
--- Nothing is recomputed when a chunk changes; a read aggregates each job's
--- chunks through the (job_id, ...) index, so filtering by symbol is cheap.
+-- Backfill progress per job, from its lanes (backfill_lanes: one row per job
+-- and provider, whose counters the trigger on backfill_chunks keeps), so a
+-- read costs one or two rows per job however many chunks it has.
 -- A running chunk whose lease expired counts as pending: it is claimable.
+-- Only a lane with such a lease (its earliest lease_expires_at has passed)
+-- counts its live leases from its chunks.
 -- A derived timeframe (h4 from h1, w1 from d1: derived_jobs) has no chunks of
 -- its own: its row shows its source job's chunks (job_id is the source's),
 -- bars_written counts its derived (history) bars, and derived_from names the source
@@ -66,21 +68,34 @@ FROM jobs AS j
 INNER JOIN pgbars.symbols AS s ON j.symbol_id = s.id
 CROSS JOIN LATERAL (
     SELECT
-        count(*) AS total,
-        count(*) FILTER (WHERE c.status = 'done') AS done,
-        count(*) FILTER (WHERE c.status = 'failed') AS failed,
-        count(*) FILTER (WHERE c.status = 'running' AND c.lease_expires_at > now()) AS running,
-        coalesce(sum(c.session_count), 0) AS sessions_total,
-        coalesce(sum(c.session_count) FILTER (WHERE c.status = 'done'), 0) AS sessions_done,
-        coalesce(sum(c.bars_written), 0) AS bars_written,
-        coalesce(sum(c.bars_rejected), 0) AS bars_rejected,
-        count(*) FILTER (WHERE c.status = 'done' AND c.bars_written = 0) AS empty_chunks,
-        min(c.first_session) AS first_session,
-        max(c.last_session) AS last_session,
-        min(c.next_attempt_at) FILTER (WHERE c.status = 'pending') AS next_attempt_at,
-        max(c.completed_at) AS last_completed_at
-    FROM pgbars.backfill_chunks AS c
-    WHERE c.job_id = j.id
+        coalesce(sum(l.chunks), 0) AS total,
+        coalesce(sum(l.done), 0) AS done,
+        coalesce(sum(l.failed), 0) AS failed,
+        coalesce(sum(
+            CASE
+                WHEN l.running = 0 OR l.lease_expires_at > now() THEN l.running
+                ELSE (
+                    SELECT count(*)
+                    FROM pgbars.backfill_chunks AS c
+                    WHERE
+                        c.job_id = l.job_id
+                        AND c.provider = l.provider
+                        AND c.status = 'running'
+                        AND c.lease_expires_at > now()
+                )
+            END
+        ), 0)::bigint AS running,
+        coalesce(sum(l.sessions_total), 0)::bigint AS sessions_total,
+        coalesce(sum(l.sessions_done), 0)::bigint AS sessions_done,
+        coalesce(sum(l.bars_written), 0)::bigint AS bars_written,
+        coalesce(sum(l.bars_rejected), 0)::bigint AS bars_rejected,
+        coalesce(sum(l.empty_chunks), 0) AS empty_chunks,
+        min(l.first_session) AS first_session,
+        max(l.last_session) AS last_session,
+        min(l.next_attempt_at) AS next_attempt_at,
+        max(l.last_completed_at) AS last_completed_at
+    FROM pgbars.backfill_lanes AS l
+    WHERE l.job_id = j.id
 ) AS k;
 
 COMMENT ON VIEW pgbars.backfill_progress IS

@@ -23,15 +23,11 @@ async def normalize_ticker(conn: psycopg.AsyncConnection[Any], ticker: str) -> s
 async def add_to_watchlist(
     conn: psycopg.AsyncConnection[Any], tickers: Sequence[str], watchlist: str
 ) -> list[dict[str, Any]]:
-    """Add tickers in one transaction: one bad ticker adds none of them."""
-    results = []
-    async with conn.transaction():
-        for ticker in tickers:
-            cur = await conn.execute("SELECT pgbars.add_to_watchlist(%s, %s)", (ticker, watchlist))
-            row = await cur.fetchone()
-            assert row is not None
-            results.append(row[0])
-    return results
+    """Add tickers in one statement (add_tickers_to_watchlist): one bad ticker adds none of them."""
+    cur = await conn.execute(
+        "SELECT r FROM pgbars.add_tickers_to_watchlist(%s, %s) AS r", (list(tickers), watchlist)
+    )
+    return [row[0] for row in await cur.fetchall()]
 
 
 async def remove_from_watchlist(
@@ -72,18 +68,12 @@ async def request_backfill(
     end: dt.date | None,
     years: int | None,
 ) -> list[dict[str, Any]]:
-    """Seed every ticker in one transaction: one bad ticker requests none of them."""
-    results = []
-    async with conn.transaction():
-        for ticker in tickers:
-            cur = await conn.execute(
-                "SELECT pgbars.request_backfill(%s, %s, %s, %s, %s)",
-                (ticker, list(timeframes), start, end, years),
-            )
-            row = await cur.fetchone()
-            assert row is not None
-            results.append(row[0])
-    return results
+    """Seed every ticker in one statement (request_backfills): one bad ticker requests none of them."""
+    cur = await conn.execute(
+        "SELECT r FROM pgbars.request_backfills(%s, %s, %s, %s, %s) AS r",
+        (list(tickers), list(timeframes), start, end, years),
+    )
+    return [row[0] for row in await cur.fetchall()]
 
 
 async def backfill_progress(
