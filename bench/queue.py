@@ -1,6 +1,6 @@
 """The chunk queue at depth, next to pgqueuer, in one run.
 
-    .venv/bin/python -m bench.queue                          # 1k, 10k, 100k, 500k chunks; embedded server
+    .venv/bin/python -m bench.queue                          # 1k to 500k chunks; embedded server
     .venv/bin/python -m bench.queue --depths 1000,10000 --drain 2000 --tickers 500    # a quick run
     .venv/bin/python -m bench.queue --dsn postgresql://postgres@/postgres?host=/run/postgresql
 
@@ -262,7 +262,9 @@ def seeding(server_dsn: str, tickers: int) -> dict[str, float]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.queue", description=__doc__.splitlines()[0])
-    parser.add_argument("--depths", default="1000,10000,100000,500000", help="queued chunks, comma-separated")
+    parser.add_argument(
+        "--depths", default="1000,10000,50000,100000,500000", help="queued chunks, comma-separated"
+    )
     parser.add_argument("--cycles", type=int, default=300, help="claim+complete cycles per depth (300)")
     parser.add_argument("--drain", type=int, default=10000, help="chunks (and pgqueuer jobs) drained (10000)")
     parser.add_argument("--tickers", type=int, default=5000, help="tickers seeded in one command (5000)")

@@ -12,7 +12,9 @@ AS $$
     */
     SELECT max(s.session_date)
     FROM pgbars.market_sessions AS s
-    WHERE s.after_hours_close <= p_at;
+    -- sessions close in date order: the primary key, backwards from the newest session that
+    -- could have closed, reaches it at once instead of scanning the whole calendar
+    WHERE s.session_date <= (p_at AT TIME ZONE 'America/New_York')::date AND s.after_hours_close <= p_at;
 $$;
 
 COMMENT ON FUNCTION pgbars._last_completed_session(timestamptz) IS

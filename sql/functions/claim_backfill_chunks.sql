@@ -39,10 +39,11 @@ walking the claim index of every usable provider's lanes in the order
 newest due chunk. A lane's place is thus the chunks it already has leased,
 then how long ago it was last claimed (never first), then the older job: one
 ticker with 500 chunks cannot starve the others, successive one-chunk claims
-rotate, and charts get the recent months first. Taking a chunk updates its
-lane (the trigger) before the next is taken, so a claim of ten with fewer
-jobs than that takes a second chunk of each in the same rotation. Each step
-is an index probe: the cost does not grow with the queue.
+rotate, and charts get the recent months first. A claim of ten among fewer
+due lanes than that takes a second chunk of each, in a second round. Each
+step is an index probe: the cost does not grow with the queue. The leases
+are taken by one UPDATE at the end, so the trigger refreshes the claimed
+lanes once.
 
 Lanes and chunks are locked with SKIP LOCKED, so concurrent claimers never
 wait for each other and never get the same chunk. A lane whose due chunks
@@ -55,6 +56,7 @@ DECLARE
     v_passed text[] := '{}';
     v_lane record;
     v_chunk bigint;
+    v_found integer;
     v_claimed bigint[] := '{}';
 BEGIN
     PERFORM pgbars._check_claim_arguments(p_worker, p_limit, p_lease);
@@ -89,49 +91,44 @@ BEGIN
             AND (p.paused_until IS NULL OR p.paused_until <= now())
     );
 
+    -- Rounds: each takes the first due lanes in claim order (through each usable
+    -- provider's claim index) and one chunk of each, its newest due one. A second
+    -- round happens only when the first found fewer lanes than the limit, so
+    -- every due lane had its turn: it takes them again, in the same order.
     WHILE cardinality(v_claimed) < p_limit LOOP
-        -- the first due lane in claim order, over the usable providers' indexes
-        SELECT
-            l.job_id,
-            l.provider
-        INTO v_lane
-        FROM unnest(v_providers) AS u (provider)
-        CROSS JOIN LATERAL (
+        v_found := 0;
+        FOR v_lane IN
             SELECT
-                n.job_id,
-                n.provider,
-                n.running,
-                n.last_claimed_at
-            FROM pgbars.backfill_lanes AS n
-            WHERE
-                n.provider = u.provider
-                AND n.due_at <= now()
-                AND (v_jobs IS NULL OR n.job_id = ANY(v_jobs))
-                AND NOT (n.job_id::text || '/' || n.provider) = ANY(v_passed)
-            ORDER BY n.running, n.last_claimed_at NULLS FIRST, n.job_id
-            LIMIT 1
-            FOR UPDATE SKIP LOCKED
-        ) AS l
-        ORDER BY l.running, l.last_claimed_at NULLS FIRST, l.job_id
-        LIMIT 1;
-        EXIT WHEN NOT FOUND;
-
-        -- its newest due chunk: take the lease and count the attempt
-        v_chunk := NULL;
-        UPDATE pgbars.backfill_chunks AS c
-        SET
-            status = 'running',
-            lease_id = gen_random_uuid(),
-            claimed_by = p_worker,
-            claimed_at = now(),
-            lease_expires_at = now() + p_lease,
-            attempts = c.attempts + 1
-        WHERE c.id = (
-            SELECT d.id
+                l.job_id,
+                l.provider
+            FROM unnest(v_providers) AS u (provider)
+            CROSS JOIN LATERAL (
+                SELECT
+                    n.job_id,
+                    n.provider,
+                    n.running,
+                    n.last_claimed_at
+                FROM pgbars.backfill_lanes AS n
+                WHERE
+                    n.provider = u.provider
+                    AND n.due_at <= now()
+                    AND (v_jobs IS NULL OR n.job_id = ANY(v_jobs))
+                    AND NOT (n.job_id::text || '/' || n.provider) = ANY(v_passed)
+                ORDER BY n.running, n.last_claimed_at NULLS FIRST, n.job_id
+                LIMIT p_limit - cardinality(v_claimed)
+                FOR UPDATE SKIP LOCKED
+            ) AS l
+            ORDER BY l.running, l.last_claimed_at NULLS FIRST, l.job_id
+            LIMIT p_limit - cardinality(v_claimed)
+        LOOP
+            v_found := v_found + 1;
+            v_chunk := NULL;
+            SELECT d.id INTO v_chunk
             FROM pgbars.backfill_chunks AS d
             WHERE
                 d.job_id = v_lane.job_id
                 AND d.provider = v_lane.provider
+                AND d.id <> ALL(v_claimed)
                 AND (
                     (d.status = 'pending' AND d.next_attempt_at <= now())
                     OR (d.status = 'running' AND d.lease_expires_at <= now())
@@ -139,15 +136,26 @@ BEGIN
             -- backfill_chunks_queue_idx, backwards from the lane's newest queued chunk
             ORDER BY d.last_session DESC
             LIMIT 1
-            FOR UPDATE SKIP LOCKED
-        )
-        RETURNING c.id INTO v_chunk;
-        IF v_chunk IS NULL THEN
-            v_passed := v_passed || (v_lane.job_id::text || '/' || v_lane.provider);
-        ELSE
-            v_claimed := v_claimed || v_chunk;
-        END IF;
+            FOR UPDATE SKIP LOCKED;
+            IF v_chunk IS NULL THEN
+                v_passed := v_passed || (v_lane.job_id::text || '/' || v_lane.provider);
+            ELSE
+                v_claimed := v_claimed || v_chunk;
+            END IF;
+        END LOOP;
+        EXIT WHEN v_found = 0;
     END LOOP;
+
+    -- take the leases and count the attempts: one statement, so the lanes are refreshed once
+    UPDATE pgbars.backfill_chunks AS c
+    SET
+        status = 'running',
+        lease_id = gen_random_uuid(),
+        claimed_by = p_worker,
+        claimed_at = now(),
+        lease_expires_at = now() + p_lease,
+        attempts = c.attempts + 1
+    WHERE c.id = ANY(v_claimed);
 
     RETURN QUERY
     SELECT

@@ -47,9 +47,11 @@ DECLARE
     v_chunk_cost bigint;
     v_chunk_provider text;
     v_prev_seq bigint;
-    v_dates date[];
-    v_chunk_nos integer[];
+    v_firsts date[];
+    v_lasts date[];
+    v_counts integer[];
     v_providers text[];
+    v_sessions_added integer;
     v_chunks_added integer;
     v_jobs jsonb := '[]';
     v_requested text[];
@@ -107,20 +109,41 @@ BEGIN
         FOR UPDATE;
 
         -- Assign each unplanned session a chunk number, greedily, in date order.
-        v_dates := '{}';
-        v_chunk_nos := '{}';
+        -- the chunks as they are cut: first and last session, sessions, provider
+        v_firsts := '{}';
+        v_lasts := '{}';
+        v_counts := '{}';
         v_providers := '{}';
+        v_sessions_added := 0;
         v_chunk_no := 0;
         v_chunk_cost := 0;
         v_chunk_provider := NULL;
         v_prev_seq := NULL;
         FOR v_session IN
-            SELECT
+            -- the timeframe's history routes, read once (not once per session)
+            WITH routes AS MATERIALIZED (
+                SELECT
+                    r.provider,
+                    r.priority,
+                    r.max_lookback,
+                    p.request_capacity
+                FROM pgbars.provider_routes AS r
+                INNER JOIN pgbars.providers AS p ON r.provider = p.name
+                WHERE
+                    r.timeframe = v_timeframe
+                    AND r.purpose = 'history'
+                    AND r.enabled
+                    AND p.enabled
+            )
+
+            -- each session with its route: the first by priority whose lookback reaches it
+            -- (one sort of the window, not one per session); NULL: none does
+            SELECT DISTINCT ON (cal.session_date)
                 cal.session_date,
                 cal.seq,
                 CASE WHEN v_is_intraday THEN cal.base_minutes ELSE 1 END AS cost,
-                route.provider,
-                route.request_capacity
+                r.provider,
+                r.request_capacity
             FROM (
                 -- seq numbers the window's sessions: consecutive sessions, consecutive numbers
                 SELECT
@@ -130,19 +153,8 @@ BEGIN
                 FROM pgbars.market_sessions AS s
                 WHERE s.session_date BETWEEN v_from AND v_window.window_end
             ) AS cal
-            LEFT JOIN LATERAL (
-                SELECT r.provider, p.request_capacity
-                FROM pgbars.provider_routes AS r
-                INNER JOIN pgbars.providers AS p ON r.provider = p.name
-                WHERE
-                    r.timeframe = v_timeframe
-                    AND r.purpose = 'history'
-                    AND r.enabled
-                    AND p.enabled
-                    AND (r.max_lookback IS NULL OR cal.session_date >= v_today - r.max_lookback)
-                ORDER BY r.priority
-                LIMIT 1
-            ) AS route ON true
+            LEFT JOIN routes AS r
+                ON r.max_lookback IS NULL OR cal.session_date >= v_today - r.max_lookback
             WHERE
                 NOT EXISTS (
                     SELECT 1
@@ -151,7 +163,7 @@ BEGIN
                         c.job_id = v_job_id
                         AND cal.session_date BETWEEN c.first_session AND c.last_session
                 )
-            ORDER BY cal.session_date
+            ORDER BY cal.session_date, r.priority
         LOOP
             IF v_session.provider IS NULL THEN
                 RAISE EXCEPTION 'no enabled history route serves timeframe % for session %',
@@ -167,12 +179,16 @@ BEGIN
                 v_chunk_no := v_chunk_no + 1;
                 v_chunk_cost := 0;
                 v_chunk_provider := v_session.provider;
+                v_firsts := v_firsts || v_session.session_date;
+                v_lasts := v_lasts || v_session.session_date;
+                v_counts := v_counts || 0;
+                v_providers := v_providers || v_session.provider;
             END IF;
             v_chunk_cost := v_chunk_cost + v_session.cost;
             v_prev_seq := v_session.seq;
-            v_dates := v_dates || v_session.session_date;
-            v_chunk_nos := v_chunk_nos || v_chunk_no;
-            v_providers := v_providers || v_session.provider;
+            v_lasts[v_chunk_no] := v_session.session_date;
+            v_counts[v_chunk_no] := v_counts[v_chunk_no] + 1;
+            v_sessions_added := v_sessions_added + 1;
         END LOOP;
 
         -- created_at is the planning clock: roll_forward_backfills reads it to tell
@@ -181,10 +197,11 @@ BEGIN
             job_id, provider, first_session, last_session, session_count, created_at
         )
         SELECT
-            v_job_id, min(plan.provider), min(plan.session_date), max(plan.session_date), count(*),
+            v_job_id, plan.provider, plan.first_session, plan.last_session, plan.session_count,
             pgbars._now()
-        FROM unnest(v_dates, v_chunk_nos, v_providers) AS plan (session_date, chunk_no, provider)
-        GROUP BY plan.chunk_no;
+        FROM unnest(v_providers, v_firsts, v_lasts, v_counts) AS plan (
+            provider, first_session, last_session, session_count
+        );
         GET DIAGNOSTICS v_chunks_added = ROW_COUNT;
 
         IF v_chunks_added > 0 AND NOT v_created THEN
@@ -196,7 +213,7 @@ BEGIN
             'timeframe', v_timeframe,
             'created', v_created,
             'chunks_added', v_chunks_added,
-            'sessions_added', cardinality(v_dates),
+            'sessions_added', v_sessions_added,
             'chunks_total', (SELECT count(*) FROM pgbars.backfill_chunks AS c WHERE c.job_id = v_job_id)
         );
     END LOOP;
