@@ -525,7 +525,7 @@ CREATE TABLE pgbars.action_refreshes (
 CREATE UNIQUE INDEX action_refreshes_lease_idx ON pgbars.action_refreshes (lease_id)
 WHERE lease_id IS NOT NULL;
 
-CREATE INDEX action_refreshes_due_idx ON pgbars.action_refreshes (provider, due_at);
+CREATE INDEX action_refreshes_due_idx ON pgbars.action_refreshes (provider, due_at, symbol_id);
 
 -- Action rows a provider reported that pgbars does not apply: malformed, or
 -- not a split or a cash dividend. Kept with the reason, never silently dropped.

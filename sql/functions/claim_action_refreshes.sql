@@ -26,7 +26,9 @@ An action refresh (action_refreshes: one per symbol with a backfill job and
 enabled corporate_action_sources row) is due when nobody holds its lease
 (or it expired), due_at has come (a new symbol's at once, then after its
 source's refresh_every, or its retry backoff), and its provider is enabled,
-not paused and among p_providers. Earliest due first. The lease asks for
+not paused and among p_providers. Earliest due first (then the preferred
+source, then by symbol id), through an index: the cost does not grow with
+the number of due refreshes. The lease asks for
 the ex-dates from the symbol's earliest planned session (an action before
 every bar adjusts nothing) to today (the planning clock), and counts an
 attempt. Called by claim_leases.
@@ -37,28 +39,45 @@ BEGIN
     PERFORM pgbars._check_claim_arguments(p_worker, p_limit, p_lease);
     RETURN QUERY
     WITH
+    -- per usable source, its earliest due refreshes through action_refreshes_due_idx
+    -- (provider, due_at, symbol_id): no sort of every due refresh, however many
     picked AS (
         SELECT
             r.symbol_id,
             r.provider
-        FROM pgbars.action_refreshes AS r
-        INNER JOIN pgbars.corporate_action_sources AS src ON r.provider = src.provider
-        INNER JOIN pgbars.providers AS pr ON r.provider = pr.name
-        INNER JOIN pgbars.symbols AS s ON r.symbol_id = s.id
+        FROM pgbars.corporate_action_sources AS src
+        INNER JOIN pgbars.providers AS pr ON src.provider = pr.name
+        CROSS JOIN LATERAL (
+            SELECT
+                d.symbol_id,
+                d.provider,
+                d.due_at
+            FROM pgbars.action_refreshes AS d
+            WHERE
+                d.provider = src.provider
+                AND d.due_at <= now()
+                AND (d.lease_id IS NULL OR d.lease_expires_at <= now())
+                AND (
+                    p_tickers IS NULL
+                    OR d.symbol_id IN (
+                        SELECT s.id
+                        FROM pgbars.symbols AS s
+                        WHERE s.ticker IN (
+                            SELECT pgbars.normalize_ticker(t.ticker) FROM unnest(p_tickers) AS t (ticker)
+                        )
+                    )
+                )
+            ORDER BY d.due_at, d.symbol_id
+            LIMIT p_limit
+            FOR UPDATE SKIP LOCKED
+        ) AS r
         WHERE
-            r.provider = ANY(p_providers)
+            src.provider = ANY(p_providers)
             AND src.enabled
             AND pr.enabled
             AND (pr.paused_until IS NULL OR pr.paused_until <= now())
-            AND r.due_at <= now()
-            AND (r.lease_id IS NULL OR r.lease_expires_at <= now())
-            AND (
-                p_tickers IS NULL
-                OR s.ticker IN (SELECT pgbars.normalize_ticker(t.ticker) FROM unnest(p_tickers) AS t (ticker))
-            )
-        ORDER BY r.due_at, s.ticker, src.priority
+        ORDER BY r.due_at, src.priority, r.symbol_id
         LIMIT p_limit
-        FOR UPDATE OF r SKIP LOCKED
     ),
 
     claimed AS (

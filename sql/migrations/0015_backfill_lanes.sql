@@ -76,3 +76,8 @@ SELECT
     ) AS due_at
 FROM pgbars.backfill_chunks AS c
 GROUP BY c.job_id, c.provider;
+
+-- The action-refresh claim: per source, the earliest due refreshes in index order,
+-- ties by symbol (it sorted every due refresh by ticker).
+DROP INDEX pgbars.action_refreshes_due_idx;
+CREATE INDEX action_refreshes_due_idx ON pgbars.action_refreshes (provider, due_at, symbol_id);
