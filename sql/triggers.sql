@@ -119,3 +119,8 @@ AFTER DELETE ON pgbars.backfill_chunks
 REFERENCING OLD TABLE AS old_chunks
 FOR EACH STATEMENT
 EXECUTE FUNCTION pgbars._backfill_chunks_changed();
+
+CREATE OR REPLACE TRIGGER backfill_chunks_lanes_truncate
+AFTER TRUNCATE ON pgbars.backfill_chunks
+FOR EACH STATEMENT
+EXECUTE FUNCTION pgbars._truncate_backfill_lanes();

@@ -12,12 +12,20 @@ thousand, a cascade from a deleted symbol each refresh the lanes (job,
 provider) of the chunks they touched, once. An insert adds the new chunks
 to their lanes; an update or a delete recomputes the lanes from their
 chunks (_refresh_backfill_lanes).
+
+Every writer of a lane first locks its job's row (_lock_lane_jobs, in id
+order), and counts in a later statement: two transactions changing chunks
+of one lane take turns, and the second counts with the first's changes
+committed, so no change is lost (a count taken before the lock could
+overwrite the other's). The claim locks the jobs it picks the same way
+(SKIP LOCKED), so it never waits for a lane.
 */
 DECLARE
     v_jobs bigint[];
     v_providers text[];
 BEGIN
     IF tg_op = 'INSERT' THEN
+        PERFORM pgbars._lock_lane_jobs(ARRAY(SELECT DISTINCT n.job_id FROM new_chunks AS n));
         -- New chunks only add to their lanes: the lane plus the new chunks' aggregates,
         -- read from the transition table alone (seeding inserts a job's chunks in one
         -- statement; this keeps it from reading them back). least and greatest skip NULLs.
@@ -88,6 +96,9 @@ BEGIN
         ) AS p;
     END IF;
     IF v_jobs IS NOT NULL THEN
+        -- first the jobs' locks, then (a new statement: a new snapshot, under READ COMMITTED)
+        -- the count, so it sees every change committed by whoever held them before
+        PERFORM pgbars._lock_lane_jobs(v_jobs);
         PERFORM pgbars._refresh_backfill_lanes(v_jobs, v_providers);
     END IF;
     RETURN NULL;

@@ -33,11 +33,12 @@ AS $$
 /*
 Order: round-robin across jobs, newest sessions first within a job. The
 queue is backfill_lanes, one row per (job, provider) kept from the chunks by
-a trigger (docs/database.md, "The chunk queue"): each chunk is taken by
+a trigger (docs/database.md, "Claiming"): each chunk is taken by
 walking the claim index of every usable provider's lanes in the order
 (running, last_claimed_at NULLS FIRST, job_id) and taking the first due lane's
 newest due chunk. A lane's place is thus the chunks it already has leased,
-then how long ago it was last claimed (never first), then the older job: one
+then how long ago it was last claimed (never first), then the older job,
+per lane (a job with chunks at two providers has two places): one
 ticker with 500 chunks cannot starve the others, successive one-chunk claims
 rotate, and charts get the recent months first. A claim of ten among fewer
 due lanes than that takes a second chunk of each, in a second round. Each
@@ -45,10 +46,14 @@ step is an index probe: the cost does not grow with the queue. The leases
 are taken by one UPDATE at the end, so the trigger refreshes the claimed
 lanes once.
 
-Lanes and chunks are locked with SKIP LOCKED, so concurrent claimers never
-wait for each other and never get the same chunk. A lane whose due chunks
-are all locked by another transaction is passed over for this call.
-p_tickers (NULL: all) limits the claim to those symbols, for a run by hand.
+A picked lane's job and its chunk are locked with SKIP LOCKED, so
+concurrent claimers never wait for each other and never get the same
+chunk; a lane whose job another transaction holds (a claim, a store of one
+of its chunks, a seeder planning it) is passed over for this call, as is
+a lane whose due chunks are all locked.
+Leases that expired are taken first, oldest first: the work of a worker
+that stopped is not left behind the queue. p_tickers (NULL: all) limits
+the claim to those symbols, for a run by hand.
 */
 DECLARE
     v_providers text[];
@@ -91,6 +96,26 @@ BEGIN
             AND (p.paused_until IS NULL OR p.paused_until <= now())
     );
 
+    -- First, leases that expired (a worker stopped or lost its way): oldest first, through
+    -- backfill_chunks_lease_expiry_idx. A lane counts its leases expired or not (running),
+    -- so without this step its expired chunks would wait behind every lane with fewer.
+    FOR v_lane IN
+        SELECT c.id
+        FROM pgbars.backfill_chunks AS c
+        INNER JOIN pgbars.backfill_jobs AS j ON c.job_id = j.id
+        WHERE
+            c.status = 'running'
+            AND c.lease_expires_at <= now()
+            AND c.provider = ANY(v_providers)
+            AND (v_jobs IS NULL OR c.job_id = ANY(v_jobs))
+        ORDER BY c.lease_expires_at
+        LIMIT p_limit
+        FOR UPDATE OF c SKIP LOCKED
+        FOR NO KEY UPDATE OF j SKIP LOCKED
+    LOOP
+        v_claimed := v_claimed || v_lane.id;
+    END LOOP;
+
     -- Rounds: each takes the first due lanes in claim order (through each usable
     -- provider's claim index) and one chunk of each, its newest due one. A second
     -- round happens only when the first found fewer lanes than the limit, so
@@ -103,12 +128,15 @@ BEGIN
                 l.provider
             FROM unnest(v_providers) AS u (provider)
             CROSS JOIN LATERAL (
+                -- the lane's job is locked, not the lane: every writer of a lane locks its
+                -- job first (_lock_lane_jobs), so a claim never waits for one
                 SELECT
                     n.job_id,
                     n.provider,
                     n.running,
                     n.last_claimed_at
                 FROM pgbars.backfill_lanes AS n
+                INNER JOIN pgbars.backfill_jobs AS j ON n.job_id = j.id
                 WHERE
                     n.provider = u.provider
                     AND n.due_at <= now()
@@ -116,7 +144,7 @@ BEGIN
                     AND NOT (n.job_id::text || '/' || n.provider) = ANY(v_passed)
                 ORDER BY n.running, n.last_claimed_at NULLS FIRST, n.job_id
                 LIMIT p_limit - cardinality(v_claimed)
-                FOR UPDATE SKIP LOCKED
+                FOR NO KEY UPDATE OF j SKIP LOCKED
             ) AS l
             ORDER BY l.running, l.last_claimed_at NULLS FIRST, l.job_id
             LIMIT p_limit - cardinality(v_claimed)

@@ -2,7 +2,7 @@
 -- times kept from the lane's chunks by a statement trigger on backfill_chunks
 -- (_refresh_backfill_lanes), so that a claim reaches the next job by an index
 -- instead of ranking every due chunk, and progress and ETA read one row per
--- lane instead of every chunk (docs/database.md, "The chunk queue").
+-- lane instead of every chunk (docs/database.md, "Claiming").
 CREATE TABLE pgbars.backfill_lanes (
     job_id bigint NOT NULL REFERENCES pgbars.backfill_jobs (id) ON DELETE CASCADE,
     provider text NOT NULL REFERENCES pgbars.providers (name),

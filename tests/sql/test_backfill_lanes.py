@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -167,3 +170,66 @@ def test_a_claim_takes_the_lanes_in_rotation_when_jobs_are_fewer_than_the_limit(
     )
     assert counts["MSFT"] == min(2, msft_chunks)
     assert counts["AAPL"] == 4 - counts["MSFT"]
+
+
+def test_two_transactions_changing_one_lane_lose_nothing(
+    conn: psycopg.Connection[Any], connect: Callable[[], psycopg.Connection[Any]]
+) -> None:
+    """The second writer of a lane waits for the first (the job's lock) and counts after it
+    committed: a count taken before would overwrite the first's change."""
+    set_clock(conn)
+    seed(conn, "AAPL", ["h1"])
+    first, second = claim(conn, 2)
+    assert first["job_id"] == second["job_id"]
+    one, two = connect(), connect()
+    pid = scalar(two, "SELECT pg_backend_pid()")
+    one.execute("BEGIN")
+    one.execute(
+        "SELECT pgbars.complete_backfill_chunk(%s, %s, 10, 0, 1)", (first["chunk_id"], first["lease_id"])
+    )
+    done = threading.Event()
+
+    def complete_second() -> None:
+        with two.transaction():
+            two.execute(
+                "SELECT pgbars.fail_backfill_chunk(%s, %s, 'boom', true)",
+                (second["chunk_id"], second["lease_id"]),
+            )
+        done.set()
+
+    worker = threading.Thread(target=complete_second)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while scalar(conn, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)) != "Lock":
+        assert time.monotonic() < deadline, "the second writer never waited for the first"
+        time.sleep(0.02)
+    assert not done.is_set()
+    one.execute("COMMIT")
+    worker.join(10)
+    assert done.is_set()
+    assert_lanes_match_chunks(conn)
+    lane = conn.cursor(row_factory=dict_row).execute("SELECT * FROM pgbars.backfill_lanes").fetchone()
+    assert lane is not None and (lane["done"], lane["running"]) == (1, 0)
+
+
+def test_a_truncate_of_the_chunks_empties_the_lanes(conn: psycopg.Connection[Any]) -> None:
+    set_clock(conn)
+    seed(conn, "AAPL", ["h1"])
+    conn.execute("TRUNCATE pgbars.backfill_chunks CASCADE")  # rejected_bars refers to chunks
+    assert scalar(conn, "SELECT count(*) FROM pgbars.backfill_lanes") == 0
+    assert_lanes_match_chunks(conn)
+
+
+def test_a_lease_that_expired_is_claimed_before_new_work(conn: psycopg.Connection[Any]) -> None:
+    """Its lane still counts the expired lease as running; the claim takes expired leases first,
+    so a stopped worker's chunk does not wait behind every other lane."""
+    set_clock(conn)
+    for ticker in ("AAPL", "MSFT", "GOOG"):
+        seed(conn, ticker, ["h1"])
+    (held,) = claim(conn, 1)
+    conn.execute(
+        "UPDATE pgbars.backfill_chunks SET lease_expires_at = now() - interval '1 second' WHERE id = %s",
+        (held["chunk_id"],),
+    )
+    (again,) = claim(conn, 1, "w2")
+    assert again["chunk_id"] == held["chunk_id"] and again["attempt"] == 2
