@@ -13,8 +13,10 @@ provider) of the chunks they touched, once. An insert adds the new chunks
 to their lanes; an update or a delete recomputes the lanes from their
 chunks (_refresh_backfill_lanes).
 
-Every writer of a lane first locks its job's row (_lock_lane_jobs, in id
-order), and counts in a later statement: two transactions changing chunks
+Every writer of a lane first locks its job's row (FOR NO KEY UPDATE, in id
+order: it conflicts with a seeder's FOR UPDATE of the job it plans and with
+another lane writer's lock, not with the foreign-key checks of new chunks),
+and counts in a later statement: two transactions changing chunks
 of one lane take turns, and the second counts with the first's changes
 committed, so no change is lost (a count taken before the lock could
 overwrite the other's). The claim locks the jobs it picks the same way
@@ -25,7 +27,11 @@ DECLARE
     v_providers text[];
 BEGIN
     IF tg_op = 'INSERT' THEN
-        PERFORM pgbars._lock_lane_jobs(ARRAY(SELECT DISTINCT n.job_id FROM new_chunks AS n));
+        PERFORM
+        FROM pgbars.backfill_jobs AS j
+        WHERE j.id IN (SELECT n.job_id FROM new_chunks AS n)
+        ORDER BY j.id
+        FOR NO KEY UPDATE OF j;
         -- New chunks only add to their lanes: the lane plus the new chunks' aggregates,
         -- read from the transition table alone (seeding inserts a job's chunks in one
         -- statement; this keeps it from reading them back). least and greatest skip NULLs.
@@ -98,7 +104,11 @@ BEGIN
     IF v_jobs IS NOT NULL THEN
         -- first the jobs' locks, then (a new statement: a new snapshot, under READ COMMITTED)
         -- the count, so it sees every change committed by whoever held them before
-        PERFORM pgbars._lock_lane_jobs(v_jobs);
+        PERFORM
+        FROM pgbars.backfill_jobs AS j
+        WHERE j.id = ANY(v_jobs)
+        ORDER BY j.id
+        FOR NO KEY UPDATE OF j;
         PERFORM pgbars._refresh_backfill_lanes(v_jobs, v_providers);
     END IF;
     RETURN NULL;

@@ -129,7 +129,7 @@ BEGIN
             FROM unnest(v_providers) AS u (provider)
             CROSS JOIN LATERAL (
                 -- the lane's job is locked, not the lane: every writer of a lane locks its
-                -- job first (_lock_lane_jobs), so a claim never waits for one
+                -- job first (_backfill_chunks_changed), so a claim never waits for one
                 SELECT
                     n.job_id,
                     n.provider,
