@@ -15,12 +15,13 @@ progress        `SELECT * FROM pgbars.backfill_progress` (every job): the server
                 execution (EXPLAIN ANALYZE) and the client's wall time, p50 of 5.
 eta             `SELECT * FROM pgbars.backfill_eta()` (every job): the same.
 
-Drain, at --drain chunks, --drain-runs times (the median is the figure): 4 worker processes, each on its own connection,
-claim 10 chunks and complete each (one pipelined round trip) until the queue
-is empty; then, in the same database, pgqueuer (psycopg driver) with the same
-number of jobs (a no-op entrypoint) and 4 QueueManager processes with
-batch_size 10 in drain mode. Each figure is items over the wall time from
-releasing the processes, started and connected, until the last one exits.
+Drain, at --drain chunks, --drain-runs times (the median is the figure): 4
+worker processes, each on its own connection, claim 10 chunks and complete
+each (one pipelined round trip) until the queue is empty; then, in the same
+database, pgqueuer (psycopg driver) with the same number of jobs (a no-op
+entrypoint) and 4 QueueManager processes with batch_size 10 in drain mode.
+Each figure is items over the wall time from releasing the processes,
+started and connected, until the last one exits.
 
 Seeding, in a fresh database: --tickers tickers by `pgbars request` (one
 command, as a user runs it; request_backfills in one statement) and by
