@@ -207,7 +207,7 @@ BEGIN
     INNER JOIN pgbars.market_sessions AS first_day ON cl.first_session = first_day.session_date
     INNER JOIN pgbars.market_sessions AS last_day ON cl.last_session = last_day.session_date
     WHERE cl.id = ANY(v_claimed)
-    ORDER BY cl.last_session DESC;
+    ORDER BY cl.last_session DESC, cl.job_id, cl.id;
 END;
 $$;
 

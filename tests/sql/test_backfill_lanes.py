@@ -141,12 +141,19 @@ def test_claims_are_fair_across_5000_jobs(conn: psycopg.Connection[Any]) -> None
     assert scalar(conn, "SELECT count(*) FROM pgbars.backfill_lanes WHERE due_at IS NOT NULL") == jobs
     job_ids = [row[0] for row in conn.execute("SELECT id FROM pgbars.backfill_jobs ORDER BY id").fetchall()]
 
-    first_round = [row for _ in range(jobs // 10) for row in claim(conn, 10)]
-    assert [r["job_id"] for r in first_round] == job_ids  # each job once, the older first
+    # each claim takes the next ten jobs: each job once, the older first
+    first_claims = [claim(conn, 10) for _ in range(jobs // 10)]
+    assert [sorted(r["job_id"] for r in rows) for rows in first_claims] == [
+        job_ids[at : at + 10] for at in range(0, jobs, 10)
+    ]
+    first_round = [row for rows in first_claims for row in rows]
     assert {r["last_session"] for r in first_round} == {sessions[-1]}  # each job's newest chunk
 
-    second_round = [row for _ in range(jobs // 10) for row in claim(conn, 10, "w2")]
-    assert [r["job_id"] for r in second_round] == job_ids
+    second_claims = [claim(conn, 10, "w2") for _ in range(jobs // 10)]
+    assert [sorted(r["job_id"] for r in rows) for rows in second_claims] == [
+        job_ids[at : at + 10] for at in range(0, jobs, 10)
+    ]
+    second_round = [row for rows in second_claims for row in rows]
     assert {r["last_session"] for r in second_round} == {sessions[-2]}
 
     taken = Counter(r["job_id"] for r in first_round + second_round)
