@@ -21,12 +21,14 @@ import asyncio
 import datetime as dt
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import psycopg
 
 from .db import frames
+from .db.connection import connect
 from .db.frames import PROVIDERS, connect_blocking
 from .errors import PgbarsError
 
@@ -67,44 +69,23 @@ def read_bars(
     A ticker pgbars does not know raises PgbarsError naming it; invalid input
     (ticker, timeframe, bounds, adjust) raises PgbarsError with get_bars' message.
     """
-    names, wanted = _check(tickers, columns, output)
-    fields = _fields(tickers, wanted)
-    window = (timeframe, _bound(start, open_end="-infinity"), _bound(end, open_end="infinity"), adjust)
+    request = _Request.of(tickers, timeframe, start, end, adjust, columns, output)
     if not isinstance(conn_or_dsn, str):
         _one_connection(connections)
-        names = frames.known_tickers(conn_or_dsn, names)
-        return _frame(
-            [frames.bar_arrays(conn_or_dsn, names, fields, *window)],
-            [len(names)],
-            fields,
-            tickers,
-            names,
-            wanted,
-            output,
-        )
-    with connect_blocking(conn_or_dsn) as conn:
-        names = frames.known_tickers(conn, names)
-        groups = _groups(names, connections)
-        if len(groups) == 1:
-            return _frame(
-                [frames.bar_arrays(conn, names, fields, *window)],
-                [len(names)],
-                fields,
-                tickers,
-                names,
-                wanted,
-                output,
-            )
+        names = frames.known_tickers(conn_or_dsn, request.names)
+        return request.frame([request.read(conn_or_dsn, names)], [names])
+    dsn = conn_or_dsn
 
-        def read_group(group: list[str]) -> tuple[bytes | None, ...]:
-            with connect_blocking(conn_or_dsn) as other:
-                return frames.bar_arrays(other, group, fields, *window)
+    def read_group(group: list[str]) -> tuple[bytes | None, ...]:
+        with connect_blocking(dsn) as other:
+            return request.read(other, group)
 
-        with ThreadPoolExecutor(len(groups) - 1) as pool:
+    with connect_blocking(dsn) as conn:
+        groups = _groups(frames.known_tickers(conn, request.names), connections)
+        with ThreadPoolExecutor(max(len(groups) - 1, 1)) as pool:
             others = pool.map(read_group, groups[1:])
-            first = frames.bar_arrays(conn, groups[0], fields, *window)
-            parts = [first, *others]
-    return _frame(parts, [len(g) for g in groups], fields, tickers, names, wanted, output)
+            parts = [request.read(conn, groups[0]), *others]
+    return request.frame(parts, groups)
 
 
 async def read_bars_async(
@@ -119,42 +100,69 @@ async def read_bars_async(
     connections: int | None = None,
 ) -> Any:
     """`read_bars` on an asyncio connection (or a DSN: its connections opened and closed here)."""
-    names, wanted = _check(tickers, columns, output)
-    fields = _fields(tickers, wanted)
-    window = (timeframe, _bound(start, open_end="-infinity"), _bound(end, open_end="infinity"), adjust)
+    request = _Request.of(tickers, timeframe, start, end, adjust, columns, output)
     if not isinstance(conn_or_dsn, str):
         _one_connection(connections)
-        names = await frames.known_tickers_async(conn_or_dsn, names)
-        parts = [await frames.bar_arrays_async(conn_or_dsn, names, fields, *window)]
-        return _frame(parts, [len(names)], fields, tickers, names, wanted, output)
+        names = await frames.known_tickers_async(conn_or_dsn, request.names)
+        return request.frame([await request.read_async(conn_or_dsn, names)], [names])
     dsn = conn_or_dsn
 
     async def read_group(group: list[str]) -> tuple[bytes | None, ...]:
-        other = await _connect_async(dsn)
+        other = await connect(dsn)
         try:
-            return await frames.bar_arrays_async(other, group, fields, *window)
+            return await request.read_async(other, group)
         finally:
             await other.close()
 
-    conn = await _connect_async(dsn)
+    conn = await connect(dsn)
     try:
-        names = await frames.known_tickers_async(conn, names)
-        groups = _groups(names, connections)
-        parts = list(
-            await asyncio.gather(
-                frames.bar_arrays_async(conn, groups[0], fields, *window),
-                *(read_group(g) for g in groups[1:]),
-            )
-        )
+        groups = _groups(await frames.known_tickers_async(conn, request.names), connections)
+        parts = await asyncio.gather(request.read_async(conn, groups[0]), *map(read_group, groups[1:]))
     finally:
         await conn.close()
-    return _frame(parts, [len(g) for g in groups], fields, tickers, names, wanted, output)
+    return request.frame(parts, groups)
 
 
-async def _connect_async(dsn: str) -> psycopg.AsyncConnection[Any]:
-    from .db.connection import connect
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """One call's checked arguments: what to read (FIELDS' names) and how to shape it."""
 
-    return await connect(dsn)
+    tickers: str | Sequence[str]
+    names: list[str]
+    wanted: list[str]
+    fields: list[str]
+    window: tuple[str, frames.Bound, frames.Bound, str]
+    output: Output
+
+    @classmethod
+    def of(
+        cls,
+        tickers: str | Sequence[str],
+        timeframe: str,
+        start: dt.datetime | dt.date | str | None,
+        end: dt.datetime | dt.date | str | None,
+        adjust: str,
+        columns: Sequence[str] | None,
+        output: Output,
+    ) -> _Request:
+        names, wanted = _check(tickers, columns, output)
+        window = (timeframe, _bound(start, open_end="-infinity"), _bound(end, open_end="infinity"), adjust)
+        return cls(tickers, names, wanted, _fields(tickers, wanted), window, output)
+
+    def read(self, conn: psycopg.Connection[Any], group: list[str]) -> tuple[bytes | None, ...]:
+        return frames.bar_arrays(conn, group, self.fields, *self.window)
+
+    async def read_async(
+        self, conn: psycopg.AsyncConnection[Any], group: list[str]
+    ) -> tuple[bytes | None, ...]:
+        return await frames.bar_arrays_async(conn, group, self.fields, *self.window)
+
+    def frame(self, parts: Sequence[tuple[bytes | None, ...]], groups: Sequence[list[str]]) -> Any:
+        """The groups' answers (in order) as one frame of the wanted output."""
+        names = [name for group in groups for name in group]
+        return _frame(
+            parts, [len(g) for g in groups], self.fields, self.tickers, names, self.wanted, self.output
+        )
 
 
 def _one_connection(connections: int | None) -> None:

@@ -60,6 +60,7 @@ DECLARE
     v_jobs bigint[];
     v_passed text[] := '{}';
     v_lane record;
+    v_expired record;
     v_chunk bigint;
     v_found integer;
     v_claimed bigint[] := '{}';
@@ -99,7 +100,7 @@ BEGIN
     -- First, leases that expired (a worker stopped or lost its way): oldest first, through
     -- backfill_chunks_lease_expiry_idx. A lane counts its leases expired or not (running),
     -- so without this step its expired chunks would wait behind every lane with fewer.
-    FOR v_lane IN
+    FOR v_expired IN
         SELECT c.id
         FROM pgbars.backfill_chunks AS c
         INNER JOIN pgbars.backfill_jobs AS j ON c.job_id = j.id
@@ -113,7 +114,7 @@ BEGIN
         FOR UPDATE OF c SKIP LOCKED
         FOR NO KEY UPDATE OF j SKIP LOCKED
     LOOP
-        v_claimed := v_claimed || v_lane.id;
+        v_claimed := v_claimed || v_expired.id;
     END LOOP;
 
     -- Rounds: each takes the first due lanes in claim order (through each usable
