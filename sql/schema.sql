@@ -193,7 +193,18 @@ CREATE TABLE pgbars.ohlc_bars_v2 (
     CONSTRAINT ohlc_bars_v2_volume_nonnegative CHECK (volume >= 0),
     CONSTRAINT ohlc_bars_v2_vwap_positive CHECK (vwap IS NULL OR vwap > 0),
     CONSTRAINT ohlc_bars_v2_trade_count_nonnegative CHECK (trade_count IS NULL OR trade_count >= 0)
-);
+) PARTITION BY RANGE (ts);
+
+-- One partition per calendar year (UTC), ohlc_bars_v2_yYYYY, created ahead
+-- through the calendar's end by pgbars.extend_bar_partitions (the installer,
+-- and every `pgbars work` run); ohlc_bars_v2_earlier and ohlc_bars_v2_later
+-- take any timestamp before 2000 or after the last year, so that no write
+-- ever finds no partition. Migration 0016; docs/scale.md.
+CREATE TABLE pgbars.ohlc_bars_v2_earlier PARTITION OF pgbars.ohlc_bars_v2
+FOR VALUES FROM (MINVALUE) TO ('2000-01-01 00:00:00+00');
+
+CREATE TABLE pgbars.ohlc_bars_v2_later PARTITION OF pgbars.ohlc_bars_v2
+FOR VALUES FROM ('2000-01-01 00:00:00+00') TO (MAXVALUE);
 
 -- PostgreSQL 18 can declare a foreign key without enforcing it: catalog
 -- tools still see symbol_id as a reference to symbols (and its cascade,

@@ -253,3 +253,78 @@ def test_upgrade_on_new_years_day_when_the_year_ends_on_a_weekend(new_database: 
     assert first.sessions_added > 0
     again = asyncio.run(run_upgrade(dsn, today=dt.date(2027, 1, 1)))
     assert again.sessions_added == 0 and not again.changed
+
+
+def test_upgrade_to_partitioned_bars_keeps_every_bar_in_place(
+    new_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database at 0015 with bars, views and grants gets 0016: the table is rebuilt partitioned by
+    year in the upgrade's transaction, every bar kept as it was; the views that read it, dropped with
+    the old table, come back with the routines (re-applied because a migration ran)."""
+    dsn = new_database()
+    chain = db.migration_files()
+    with monkeypatch.context() as patched:
+        patched.setattr(installer, "migration_files", lambda: [m for m in chain if m.name < "0016"])
+        patched.setattr(installer, "_extend_bar_partitions", lambda conn, today: _nothing())
+        asyncio.run(run_upgrade(dsn, baseline="migrations"))
+    stamps = ["1998-06-01 04:00+00", "2024-12-30 14:00+00", "2025-01-02 14:00+00", "2031-03-03 14:00+00"]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute(
+            "SELECT relkind FROM pg_class WHERE oid = 'pgbars.ohlc_bars_v2'::regclass"
+        ).fetchone() == ("r",)
+        symbol = conn.execute("INSERT INTO pgbars.symbols (ticker) VALUES ('AAPL') RETURNING id").fetchone()
+        assert symbol is not None
+        for n, ts in enumerate(stamps):
+            conn.execute(
+                "INSERT INTO pgbars.ohlc_bars_v2 (symbol_id, timeframe, ts, provider, open, high, low, close,"
+                " volume, vwap, is_provisional, fetched_at) VALUES"
+                " (%s, 'd1', %s, 'polygon', 10 + %s, 11 + %s, 9, 10, 5, 10.5, %s, '2025-02-03 10:00+00')",
+                (symbol[0], ts, n, n, n == 2),
+            )
+        before = conn.execute("SELECT * FROM pgbars.ohlc_bars_v2 ORDER BY ts").fetchall()
+
+    report = asyncio.run(run_upgrade(dsn))
+
+    assert report.migrations_applied == ["0016_partitioned_bars.sql"]
+    assert report.routines_applied
+    asyncio.run(_assert_current(dsn))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT * FROM pgbars.ohlc_bars_v2 ORDER BY ts").fetchall() == before
+        where = conn.execute(
+            "SELECT ts, tableoid::regclass::text FROM pgbars.ohlc_bars_v2 ORDER BY ts"
+        ).fetchall()
+        assert [w[1] for w in where] == [
+            "pgbars.ohlc_bars_v2_earlier",
+            "pgbars.ohlc_bars_v2_y2024",
+            "pgbars.ohlc_bars_v2_y2025",
+            "pgbars.ohlc_bars_v2_y2031",  # the years through the newest bar's, then the calendar's
+        ]
+        assert conn.execute(
+            "SELECT pg_get_expr(relpartbound, oid) FROM pg_class"
+            " WHERE oid = 'pgbars.ohlc_bars_v2_later'::regclass"
+        ).fetchone() == ("FOR VALUES FROM ('2032-01-01 00:00:00+00') TO (MAXVALUE)",)
+        # the views, grants and triggers are back
+        conn.execute("GRANT pgbars_reader TO CURRENT_USER")
+        conn.execute("SET ROLE pgbars_reader")
+        assert len(conn.execute("SELECT ts FROM pgbars.bars WHERE ticker = 'AAPL'").fetchall()) == 4
+        assert (
+            len(
+                conn.execute(
+                    "SELECT * FROM pgbars.get_bars('AAPL', 'd1', '2024-01-01', '2026-01-01')"
+                ).fetchall()
+            )
+            == 2
+        )
+        conn.execute("RESET ROLE")
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            conn.execute(
+                "INSERT INTO pgbars.ohlc_bars_v2 (symbol_id, timeframe, ts, provider, open, high, low, close,"
+                " volume) VALUES (%s, 'h1', '2024-12-30 14:00+00', 'polygon', 10, 11, 9, 10, 5)",
+                (uuid.uuid4(),),
+            )
+    # and a second upgrade has nothing to do
+    assert not asyncio.run(run_upgrade(dsn)).changed
+
+
+async def _nothing() -> int:
+    return 0

@@ -70,6 +70,8 @@ def upgrade_text(report: db.UpgradeReport) -> str:
         parts.append("updated functions, views and triggers")
     if report.sessions_added:
         parts.append(f"loaded {report.sessions_added} market sessions")
+    if report.partitions_added:
+        parts.append(f"created {report.partitions_added} year partitions of the bars")
     return "; ".join(parts) + f" ({report.seconds:.2f} s)"
 
 

@@ -549,6 +549,7 @@ async def _roll_forward(pool: AsyncConnectionPool) -> dict[str, Any]:
             jobs_extended=rolled.get("jobs_extended"),
             chunks_added=rolled.get("chunks_added"),
             sessions_added=rolled.get("sessions_added"),
+            partitions_added=rolled.get("partitions_added"),
         )
     )
     for skipped in rolled.get("skipped") or []:

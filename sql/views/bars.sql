@@ -22,7 +22,12 @@ a view run with the caller's rights, tables with the view owner's. The same
 function as get_bars, so the same ranking, clock and factors: one rule.
 
 The bars are read with the query's symbol, timeframe and ts bounds in the
-primary key's index condition (symbol_id, timeframe, ts, ...). A bar of
+primary key's index condition (symbol_id, timeframe, ts, ...), of the years
+of the ts bounds only (ohlc_bars_v2 is partitioned by year). The symbol and
+timeframe come from _get_bars_request's row (the same as s.id and tf.name),
+so the bars are joined after it and it runs once: joined to s and tf, it
+could be placed after the bars, where PostgreSQL, costing the rescans of a
+function scan as free, would call it again for every bar. A bar of
 best_provider is kept as it is: no better-ranked provider has a bar of that
 symbol and timeframe. Any other (usually none) is kept when no better-ranked
 bar shares its ts: one probe of the primary key, ranked as _get_bars_rivals
@@ -67,8 +72,8 @@ CROSS JOIN pgbars.timeframes AS tf
 CROSS JOIN LATERAL pgbars._get_bars_request(s.ticker, tf.name, '-infinity', 'infinity', 'splits') AS r
 INNER JOIN pgbars.ohlc_bars_v2 AS b
     ON
-        s.id = b.symbol_id
-        AND tf.name = b.timeframe
+        r.symbol_id = b.symbol_id
+        AND r.timeframe = b.timeframe
 CROSS JOIN
     LATERAL (
         VALUES (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -12,6 +13,19 @@ from psycopg.types.json import Jsonb
 # 2025-01-02 12:00 New York: the last completed session is 2024-12-31, so a
 # default 2-year window is 2023-01-01 .. 2024-12-31 (502 XNYS sessions).
 CLOCK = "2025-01-02 12:00 America/New_York"
+
+# ohlc_bars_v2's partitions (migration 0016): one per year, and the two open ends
+BAR_PARTITION = re.compile(r"ohlc_bars_v2_(y[0-9]{4}|earlier|later)")
+
+
+def bar_reads(nodes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The nodes of an EXPLAIN (FORMAT JSON) plan that read a partition of ohlc_bars_v2."""
+    return [n for n in nodes if BAR_PARTITION.fullmatch(n.get("Relation Name") or "")]
+
+
+def reads_primary_key(scan: dict[str, Any]) -> bool:
+    """The scan reads its partition by that partition's primary key."""
+    return bool(scan.get("Index Name") == f"{scan['Relation Name']}_pkey")
 
 
 def set_clock(conn: psycopg.Connection[Any], at: str = CLOCK) -> None:

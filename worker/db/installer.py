@@ -2,8 +2,9 @@
 
 sql/schema.sql on a fresh database (or the migration chain), pending
 migrations after their checksums are verified, the routines (functions,
-views, triggers, grants) when their checksum changed, and the XNYS calendar
-(market_sessions) through the end of next year; all in one transaction
+views, triggers, grants) when their checksum changed or a migration ran, the
+XNYS calendar (market_sessions) and the year partitions of ohlc_bars_v2
+through the end of next year; all in one transaction
 under an advisory lock, so two installers at once are safe.
 """
 
@@ -44,6 +45,7 @@ class UpgradeReport:
     migrations_applied: list[str] = field(default_factory=list)
     routines_applied: bool = False
     sessions_added: int = 0
+    partitions_added: int = 0
     seconds: float = 0.0
 
     @property
@@ -53,6 +55,7 @@ class UpgradeReport:
             or bool(self.migrations_applied)
             or self.routines_applied
             or self.sessions_added > 0
+            or self.partitions_added > 0
         )
 
 
@@ -138,7 +141,9 @@ async def upgrade(
         wanted = routines_checksum(routines)
         cur = await conn.execute("SELECT checksum FROM pgbars.schema_migrations WHERE name = %s", (ROUTINES,))
         row = await cur.fetchone()
-        if row is None or row[0] != wanted:
+        # After any migration too: one that rebuilds a table (0016) drops the
+        # views that read it, and the routines bring them back.
+        if row is None or row[0] != wanted or report.migrations_applied:
             # Routines reference each other and the views; bodies are checked
             # when called, as pg_dump restores do.
             await conn.execute("SET LOCAL check_function_bodies = off")
@@ -148,6 +153,7 @@ async def upgrade(
             report.routines_applied = True
 
         report.sessions_added = await _extend_market_sessions(conn, today)
+        report.partitions_added = await _extend_bar_partitions(conn, today)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -216,6 +222,18 @@ async def _extend_market_sessions(conn: psycopg.AsyncConnection[Any], today: dt.
                 )
             )
     return len(sessions)
+
+
+async def _extend_bar_partitions(conn: psycopg.AsyncConnection[Any], today: dt.date | None) -> int:
+    """Create ohlc_bars_v2's year partitions through the end of next year, as the calendar."""
+    # (a schema before migration 0016, as upgrade tests build, has no partitions)
+    cur = await conn.execute("SELECT to_regprocedure('pgbars.extend_bar_partitions(date)') IS NOT NULL")
+    found = await cur.fetchone()
+    if not (found and found[0]):
+        return 0
+    cur = await conn.execute("SELECT pgbars.extend_bar_partitions(%s)", (calendar.calendar_end(today),))
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 async def require_schema(conn: psycopg.AsyncConnection[Any]) -> None:
