@@ -454,8 +454,9 @@ def build(dsn: str, tickers: Sequence[str], timeframes: Sequence[str], years: in
         with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
             conn.execute("CHECKPOINT")
         result.vacuum_seconds = time.perf_counter() - started
-        row = conn.execute(
-            "SELECT pg_table_size('pgbars.ohlc_bars_v2'), pg_indexes_size('pgbars.ohlc_bars_v2')"
+        row = conn.execute(  # summed over the partitions (by year, migration 0016)
+            "SELECT sum(pg_table_size(relid)), sum(pg_indexes_size(relid))"
+            " FROM pg_partition_tree('pgbars.ohlc_bars_v2') WHERE isleaf"
         ).fetchone()
         assert row is not None
         result.table_bytes, result.index_bytes = int(row[0]), int(row[1])
