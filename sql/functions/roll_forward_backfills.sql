@@ -34,8 +34,6 @@ DECLARE
     v_skipped jsonb := '[]';
     v_chunks_added integer := 0;
     v_sessions_added integer := 0;
-    -- the bars' year partitions roll forward with the clock too (extend_bar_partitions)
-    v_partitions_added integer := pgbars.extend_bar_partitions();
 BEGIN
     FOR v_job IN
         SELECT
@@ -112,7 +110,6 @@ BEGIN
         'jobs_extended', jsonb_array_length(v_jobs),
         'chunks_added', v_chunks_added,
         'sessions_added', v_sessions_added,
-        'partitions_added', v_partitions_added,
         'jobs', v_jobs,
         'skipped', v_skipped
     );

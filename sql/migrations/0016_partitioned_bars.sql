@@ -4,7 +4,7 @@
 -- partition (docs/scale.md: why by time, and the figures). The table is
 -- rebuilt in place, in this migration's transaction: the bars are copied
 -- once, into the year partitions their timestamps fall in (years through the
--- newest bar's; pgbars.extend_bar_partitions, called by the installer after
+-- newest bar's, at most next year; pgbars.extend_bar_partitions, called by the installer after
 -- the routines, adds the rest through the calendar's end). The views that
 -- read the bars go with the old table and come back with the routines,
 -- which the installer re-applies after any migration. The end state is
@@ -67,11 +67,17 @@ $$;
 
 CREATE INDEX ohlc_bars_v2_provisional_idx ON pgbars.ohlc_bars_v2 (ts) WHERE is_provisional;
 
--- The partitions: years 2000 through the newest bar's, between the two open ends.
+-- The partitions: years 2000 through the newest bar's (at most next year's: a bar
+-- further ahead stays in ohlc_bars_v2_later), between the two open ends.
 DO $$
 DECLARE
+    v_next integer := extract(YEAR FROM now() AT TIME ZONE 'UTC')::integer + 1;
     v_last integer := coalesce(
-        (SELECT extract(YEAR FROM max(ts) AT TIME ZONE 'UTC')::integer FROM pgbars.ohlc_bars_v2_unpartitioned),
+        (
+            SELECT extract(YEAR FROM max(ts) AT TIME ZONE 'UTC')::integer
+            FROM pgbars.ohlc_bars_v2_unpartitioned
+            WHERE ts < make_timestamptz(v_next + 1, 1, 1, 0, 0, 0, 'UTC')
+        ),
         1999
     );
 BEGIN

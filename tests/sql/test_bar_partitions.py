@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -122,17 +123,31 @@ def test_extending_creates_the_years_and_moves_their_rows_out_of_the_open_end(
 
 def test_roll_forward_creates_next_year_as_the_clock_moves(conn: psycopg.Connection[Any]) -> None:
     last_year = years(conn)[-1]
-    set_clock(conn, f"{last_year - 1}-12-30 12:00 America/New_York")
-    rolled = scalar(conn, "SELECT pgbars.roll_forward_backfills()")
-    assert rolled["partitions_added"] == 0
-    # the worker role runs the roll-forward (SECURITY DEFINER); it may not create partitions itself
+    set_clock(conn, f"{last_year - 1}-12-31 12:00 America/New_York")
+    assert scalar(conn, "SELECT pgbars.roll_forward_bar_partitions()") == 0
+    # the worker role rolls them forward (SECURITY DEFINER); it may not choose the horizon
     set_clock(conn, f"{last_year}-01-02 12:00 America/New_York")
     with as_role(conn, "pgbars_worker"):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT pgbars.extend_bar_partitions()")
-        rolled = scalar(conn, "SELECT pgbars.roll_forward_backfills()")
-    assert rolled["partitions_added"] == 1
+        assert scalar(conn, "SELECT pgbars.roll_forward_bar_partitions()") == 1
     assert years(conn)[-1] == last_year + 1
+
+
+def test_roll_forward_gives_up_on_a_held_lock_and_tries_again(
+    conn: psycopg.Connection[Any], connect: Callable[[], psycopg.Connection[Any]]
+) -> None:
+    last_year = years(conn)[-1]
+    reader = connect()
+    with reader.transaction():
+        reader.execute("SELECT count(*) FROM pgbars.ohlc_bars_v2")  # a long read holds its lock
+        roller = connect()
+        set_clock(roller, f"{last_year}-01-02 12:00 America/New_York")
+        started = time.perf_counter()
+        assert scalar(roller, "SELECT pgbars.roll_forward_bar_partitions()") == 0
+        assert 4 < time.perf_counter() - started < 30  # its own lock_timeout, 5 s
+    assert years(conn)[-1] == last_year
+    assert scalar(roller, "SELECT pgbars.roll_forward_bar_partitions()") == 1
 
 
 def test_two_callers_at_once_create_each_year_once(

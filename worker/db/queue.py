@@ -385,8 +385,12 @@ async def cleanup_provisional(conn: psycopg.AsyncConnection[Any]) -> int:
 
 
 async def roll_forward(conn: psycopg.AsyncConnection[Any]) -> dict[str, Any]:
-    """Extend every open-ended job to the last completed session (pgbars.roll_forward_backfills)."""
+    """The bars' year partitions ahead (pgbars.roll_forward_bar_partitions, a transaction of its
+    own on this autocommit connection), then every open-ended job extended to the last completed
+    session (pgbars.roll_forward_backfills); its jsonb with `partitions_added`."""
+    cur = await conn.execute("SELECT pgbars.roll_forward_bar_partitions()")
+    added = await cur.fetchone()
     cur = await conn.execute("SELECT pgbars.roll_forward_backfills()")
     row = await cur.fetchone()
-    assert row is not None
-    return dict(row[0])
+    assert row is not None and added is not None
+    return {**row[0], "partitions_added": int(added[0])}
