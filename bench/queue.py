@@ -37,11 +37,9 @@ import argparse
 import asyncio
 import multiprocessing
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -51,6 +49,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from bench.server import postgres
 from worker import db
 
 DATABASE = "pgbars_bench_queue"
@@ -279,18 +278,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     say(f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    server = None
-    scratch = Path()
-    if args.dsn:
-        server_dsn = args.dsn
-    else:
-        from worker.embedded import EmbeddedPostgres
-
-        scratch = Path(tempfile.mkdtemp(prefix="pgbars-bench-queue-"))
-        server = EmbeddedPostgres(scratch / "postgres", delete_on_stop=True)
-        server_dsn = server.dsn("postgres")
     rows = []
-    try:
+    with postgres(args.dsn, "queue") as server_dsn:
         for depth in args.depths:
             with fresh_database(server_dsn) as dsn:
                 built = fill(dsn, depth)
@@ -304,10 +293,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         drains = [drain(server_dsn, args.drain) for _ in range(args.drain_runs)]
         say(f"seeding {args.tickers:,} tickers ...")
         seeded = seeding(server_dsn, args.tickers)
-    finally:
-        if server is not None:
-            server.stop()
-            shutil.rmtree(scratch, ignore_errors=True)
 
     say("")
     say(

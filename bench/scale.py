@@ -59,15 +59,12 @@ import asyncio
 import datetime as dt
 import os
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -77,6 +74,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from bench.ingest import Workload, real_batch
+from bench.server import postgres
 from worker import db
 from worker.db import installer
 from worker.errors import PgbarsError
@@ -648,7 +646,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-migrate", action="store_true", help="skip the in-place migration of the plain table"
     )
-    parser.add_argument("--keep", action="store_true", help="keep the two databases")
+    parser.add_argument("--keep", action="store_true", help="keep the three databases")
     parser.add_argument("--dsn", help="a server whose user may create databases (default: embedded)")
     args = parser.parse_args(argv)
     if args.symbols < 1 or args.reads < 1 or args.h1_sessions < 1 or args.d1_years <= 0:
@@ -659,29 +657,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     say(f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    server = None
-    scratch = Path()
-    if args.dsn:
-        server_dsn = args.dsn
-    else:
-        from worker.embedded import EmbeddedPostgres
-
-        scratch = Path(tempfile.mkdtemp(prefix="pgbars-bench-scale-"))
-        server = EmbeddedPostgres(scratch / "postgres", delete_on_stop=True)
-        server_dsn = server.dsn("postgres")
     try:
-        with psycopg.connect(server_dsn) as conn:
-            row = conn.execute("SELECT version(), current_setting('shared_buffers')").fetchone()
-        assert row is not None
-        say(f"{row[0].split(',')[0]}, shared_buffers {row[1]}")
-        rows = run(server_dsn, args)
+        with postgres(args.dsn, "scale") as server_dsn:
+            with psycopg.connect(server_dsn) as conn:
+                row = conn.execute("SELECT version(), current_setting('shared_buffers')").fetchone()
+            assert row is not None
+            say(f"{row[0].split(',')[0]}, shared_buffers {row[1]}")
+            rows = run(server_dsn, args)
     except BenchError as error:
         say(f"error: {error}")
         return 1
-    finally:
-        if server is not None:
-            server.stop()
-            shutil.rmtree(scratch, ignore_errors=True)
     header = ("", *(TITLES[layout] for layout in LAYOUTS))
     widths = [max(len(r[k]) for r in [header, *rows]) for k in range(len(header))]
     say("")
