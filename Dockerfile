@@ -1,6 +1,7 @@
-# pgbars as a container image: `pgbars work` by default, any other command by
-# argument (docker run IMAGE status). Configuration comes from the environment
-# (DATABASE_URL, POLYGON_API_KEY, TRADIER_TOKEN, ...) as everywhere else.
+# pgbars as a container image: `pgbars serve`, the long-running worker, by default;
+# any other command by argument (docker run IMAGE work, IMAGE db upgrade, IMAGE status).
+# Configuration comes from the environment (DATABASE_URL, POLYGON_API_KEY,
+# TRADIER_TOKEN, ...) as everywhere else. compose.yaml and deploy/ run it.
 # Dependencies at the versions constraints.txt pins (scripts/lock); see docs/deploy.md.
 FROM python:3.11-slim
 
@@ -25,7 +26,10 @@ RUN groupadd --gid 10001 pgbars \
 USER 10001:10001
 WORKDIR /home/pgbars
 
-# Exec form: pgbars is PID 1 and gets docker stop's SIGTERM itself (it releases
-# its leases and exits).
+# Exec form: pgbars is PID 1 and gets the stop signal itself. On SIGTERM `serve`
+# stops claiming, releases the fetches in flight, lets writes under way commit and
+# exits within 10 s (`work` releases its leases and exits): a stop timeout of 15 s
+# or more never kills it mid-write.
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["pgbars"]
-CMD ["work"]
+CMD ["serve"]

@@ -4,7 +4,7 @@
     .venv/bin/python -m bench.queue --depths 1000,10000 --drain 2000 --tickers 500    # a quick run
     .venv/bin/python -m bench.queue --dsn postgresql://postgres@/postgres?host=/run/postgresql
 
-Needs pgqueuer (`pip install -e '.[bench]'`). For each queue depth a fresh
+pgqueuer is a dependency of pgbars (`pgbars serve`). For each queue depth a fresh
 database `pgbars_bench_queue` gets pgbars (`db.upgrade`) and depth/10 tickers
 with one h1 job of 10 chunks each, inserted set-based (the seeding path is
 measured apart), then VACUUM ANALYZE. Measured there, on one connection:

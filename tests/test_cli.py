@@ -421,7 +421,7 @@ def test_root_help_lists_whole_sentences_in_the_order_people_use_them() -> None:
     lines = result.output.splitlines()
     commands = [line.split(None, 1) for line in lines[lines.index("Commands:") + 1 :] if line.strip()]
     assert [name for name, _ in commands] == [
-        "demo", "db", "watch", "request", "work", "status", "repair", "export"
+        "demo", "db", "watch", "request", "work", "serve", "status", "repair", "export"
     ]  # fmt: skip
     for name, text in commands:
         assert text.endswith(".") and not text.endswith("..."), (name, text)

@@ -679,7 +679,8 @@ def test_lock_scripts_pass_shellcheck() -> None:
 # --- the Dockerfile (checked without a Docker daemon) -------------------------------------------
 
 
-def test_the_image_is_slim_python_non_root_and_runs_pgbars_work() -> None:
+def test_the_image_is_slim_python_non_root_and_runs_pgbars_serve() -> None:
+    """`pgbars serve` by default, stopped by SIGTERM; `docker run IMAGE work` runs the one-shot."""
     steps = dockerfile()
     keywords = [keyword for keyword, _ in steps]
     (base,) = [args for keyword, args in steps if keyword == "FROM"]
@@ -693,7 +694,8 @@ def test_the_image_is_slim_python_non_root_and_runs_pgbars_work() -> None:
     )
     assert last_user < keywords.index("ENTRYPOINT") and keywords.count("ENTRYPOINT") == 1
     assert json.loads(dict(steps)["ENTRYPOINT"]) == ["pgbars"]
-    assert json.loads(dict(steps)["CMD"]) == ["work"]
+    assert json.loads(dict(steps)["CMD"]) == ["serve"] and keywords.count("CMD") == 1
+    assert dict(steps).get("STOPSIGNAL", "SIGTERM") == "SIGTERM"  # what serve stops cleanly on
     ((install_at, install),) = [(i, a) for i, (k, a) in enumerate(steps) if k == "RUN" and "pip install" in a]
     assert "--no-cache-dir" in install.split() and USES_THE_LOCK.search(install)
     copied_first = [i for i, (k, a) in enumerate(steps) if k == "COPY" and "constraints.txt" in a.split()]

@@ -77,6 +77,7 @@ COMMAND_ORDER = (
     "list",
     "request",
     "work",
+    "serve",
     "status",
     "repair",
     "export",

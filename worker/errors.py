@@ -20,6 +20,10 @@ class PgbarsError(Exception):
     """A failure to show the user as one line: what was wrong, never a secret."""
 
 
+class DatabaseUnavailable(PgbarsError):
+    """No connection to the database: it is down, restarting or unreachable (pgbars serve retries)."""
+
+
 class SchemaError(PgbarsError):
     """The database schema is missing, or differs from what this code expects."""
 

@@ -363,6 +363,54 @@ def work_command(
         sys.exit(STRICT_EXIT)
 
 
+@cli.command("serve", short_help="Run as a service that reacts in seconds.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Chunks in flight at once in this replica.",
+)
+@click.option(
+    "--lease-seconds",
+    type=click.FloatRange(min=1),
+    default=300,
+    show_default=True,
+    help="How long a claimed chunk stays this replica's; a killed replica's chunks return after it.",
+)
+@click.option(
+    "--http-timeout",
+    type=click.FloatRange(min=0.1),
+    default=30,
+    show_default=True,
+    help="Seconds to wait for each read of an answer; a whole request gets twice that, at least 60.",
+)
+@click.pass_context
+def serve_command(ctx: click.Context, concurrency: int, lease_seconds: float, http_timeout: float) -> None:
+    """Run until SIGTERM or SIGINT: claim chunks the moment they are queued, refresh
+    today's bars every live_settings.refresh_every while a session trades, and run
+    the schedules (roll-forward, pruning) once across all replicas.
+
+    Wakes on NOTIFY pgbars_wake (a watchlist add, `pgbars request`), not by polling;
+    announces every committed store on NOTIFY pgbars_bars (docs/reading.md). Run as
+    many replicas as you like: they share the queue and the rate limit through
+    Postgres. A database restart is waited out (reconnecting, one log line each
+    try); a stop signal gives back the fetches in flight and exits 0.
+
+    Exit codes: 0 after a stop signal; 1 when it cannot run (schema missing or
+    older than this code, no usable provider); 2 on a usage error.
+
+    Example: pgbars serve --concurrency 4
+    """
+    from . import serve
+
+    logs.to_stderr(cli_kit.debug(ctx))
+    config = serve.ServeConfig(
+        concurrency=concurrency, lease_seconds=lease_seconds, http_timeout=http_timeout
+    )
+    cli_kit.run(ctx, lambda: serve.run(cli_kit.database_url(), os.environ, config))
+
+
 @cli.command("repair", short_help="Re-queue sessions that came back empty, once.")
 @click.argument("ticker", required=False)
 @click.pass_context

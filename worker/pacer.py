@@ -8,6 +8,8 @@ ends the fetch with BudgetSpent or Stopping, and the reservation is given back.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import time
 from collections import Counter
@@ -22,7 +24,9 @@ class PacedRun(Protocol):
     """What a pacer needs of the run it paces (worker.work.Worker)."""
 
     pool: AsyncConnectionPool
-    not_after: dt.datetime
+
+    @property
+    def not_after(self) -> dt.datetime: ...
 
     @property
     def stopping(self) -> bool: ...
@@ -66,10 +70,7 @@ class Pacer:
         worker, provider = self._worker, self._provider
         if worker.stopping:
             raise Stopping
-        async with worker.pool.connection() as conn:
-            reservation = await db.reserve_call(
-                conn, provider, worker.worker_name, self._chunk_id, worker.not_after
-            )
+        reservation = await self._reserve()
         failpoints.hit("during-reserve")
         if reservation.call_id is None:
             raise BudgetSpent(
@@ -83,6 +84,28 @@ class Pacer:
         self._started = time.monotonic()
         self.requests += 1
         worker.calls[provider] += 1
+
+    async def _reserve(self) -> db.Reservation:
+        """A slot in the ledger. A cancellation (a stop) while the reservation is under way
+        waits for it and gives it back, so no reserved call is left behind."""
+        worker = self._worker
+
+        async def reserve() -> db.Reservation:
+            async with worker.pool.connection() as conn:
+                return await db.reserve_call(
+                    conn, self._provider, worker.worker_name, self._chunk_id, worker.not_after
+                )
+
+        pending = asyncio.ensure_future(reserve())
+        try:
+            return await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                reservation = await pending
+                if reservation.call_id is not None:
+                    async with worker.pool.connection() as conn:
+                        await db.cancel_call(conn, reservation.call_id)
+            raise
 
     def answered(self, status: int | None) -> None:
         self._status, self._answered = status, True

@@ -72,6 +72,8 @@ def upgrade_text(report: db.UpgradeReport) -> str:
         parts.append(f"loaded {report.sessions_added} market sessions")
     if report.partitions_added:
         parts.append(f"created {report.partitions_added} year partitions of the bars")
+    if report.queue_statements:
+        parts.append("installed or upgraded the schedules' tables (pgbars_queue)")
     return "; ".join(parts) + f" ({report.seconds:.2f} s)"
 
 

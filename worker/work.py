@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import math
 import os
 import signal
 import socket
@@ -59,7 +60,7 @@ from .providers import (
 )
 from .providers.http import DEFAULT_TOTAL_SECONDS
 
-__all__ = ["LeaseReport", "WorkConfig", "WorkSummary", "Worker", "prepare", "run"]
+__all__ = ["LeaseReport", "WorkConfig", "WorkSummary", "Worker", "clean_up", "prepare", "roll_forward", "run"]
 
 log = logging.getLogger("pgbars.work")
 R = TypeVar("R")
@@ -75,6 +76,10 @@ MIN_WAIT_SECONDS = 0.2
 # Live refreshes are claimed in one go (each at most once a run), with a lease that
 # outlasts the run, so that none queued behind the others expires meanwhile.
 LIVE_CLAIM_LIMIT = 1000
+# Under serve, a provider whose next slot lies beyond half a lease is left alone this long.
+SERVE_SPENT_SECONDS = 30.0
+# Under serve, after a database error in today's bars' loop, try again after this long.
+SERVE_LIVE_RETRY_SECONDS = 15.0
 # What a lease's report says when the worker stopped before writing it, or the answer was empty.
 _STOPPED = {
     "history": "the worker stopped before the chunk was written",
@@ -92,12 +97,18 @@ class WorkConfig:
     lease_seconds: float = 300.0
     worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     allow_demo_database: bool = False  # only `pgbars demo` works in a database marked as the demo's
+    # pgbars serve (worker/serve.py): no budget; with nothing to claim the run waits for a
+    # wake-up or the next due time instead of ending, and today's bars are refreshed again
+    # whenever they come due. The service handles the signals.
+    serve: bool = False
 
 
 @dataclass(slots=True)
 class _Running(Generic[R]):
     task: asyncio.Task[R]
-    phase: Literal["fetch", "settle"] = "fetch"  # stop() cancels fetches only
+    # stop() cancels fetches only: a lease not yet started (or waiting for the gate) sees
+    # the stop itself and is given back; one being settled finishes.
+    phase: Literal["queued", "fetch", "settle"] = "queued"
 
 
 class Worker:
@@ -117,9 +128,14 @@ class Worker:
         self.summary = WorkSummary(config.worker_name, sorted(providers))
         self._stop = asyncio.Event()
         self._started = time.monotonic()
-        self._deadline = self._started + config.max_seconds
-        self.not_after = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=config.max_seconds)
-        self._spent: set[str] = set()  # providers whose next slot is past the budget
+        self._deadline = math.inf if config.serve else self._started + config.max_seconds
+        self._not_after = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=config.max_seconds)
+        # providers whose next slot is past the budget, until when (monotonic) they are left alone
+        self._spent: dict[str, float] = {}
+        # set by wake() (serve: a NOTIFY on pgbars_wake or a schedule): look for work now
+        self._wake = asyncio.Event()
+        self._live_wake = asyncio.Event()
+        self._no_data_said: set[tuple[str, str, str, str]] = set()
         # leases in flight, by lease id: history chunks (the claim loop's) and live refreshes
         self._running: dict[uuid.UUID, _Running[LeaseReport]] = {}
         self._live_running: dict[uuid.UUID, _Running[LeaseReport]] = {}
@@ -144,6 +160,19 @@ class Worker:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    @property
+    def not_after(self) -> dt.datetime:
+        """A request whose slot comes later is not started: the budget's end, or (serve) half a lease."""
+        if self.config.serve:
+            return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.config.lease_seconds / 2)
+        return self._not_after
+
+    def wake(self, reason: str = "") -> None:
+        """Look for claimable work and due refreshes now (serve: a wake-up arrived)."""
+        log.debug(logfmt("wake", reason=reason or None))
+        self._wake.set()
+        self._live_wake.set()
+
     def stop(self, reason: str = "signal") -> None:
         """Stop claiming and abandon fetches (their chunks are released); writes finish."""
         if not self._stop.is_set():
@@ -163,15 +192,26 @@ class Worker:
             return False
         return True
 
+    async def _idle(self, event: asyncio.Event, seconds: float | None) -> None:
+        """Wait until `event` is set (a wake-up), `seconds` pass (None: no limit) or a stop."""
+        waiters = [asyncio.create_task(event.wait()), asyncio.create_task(self._stop.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
     def _usable(self) -> list[str]:
-        return sorted(set(self.providers) - set(self.summary.refused) - self._spent)
+        now = time.monotonic()
+        spent = {name for name, until in self._spent.items() if until > now}
+        return sorted(set(self.providers) - set(self.summary.refused) - spent)
 
     # --- the run -------------------------------------------------------------------
 
     async def run(self) -> WorkSummary:
         loop = asyncio.get_running_loop()
         installed = []
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in () if self.config.serve else (signal.SIGTERM, signal.SIGINT):
             try:
                 loop.add_signal_handler(signum, self.stop, signal.Signals(signum).name)
                 installed.append(signum)
@@ -183,7 +223,7 @@ class Worker:
                 worker=self.config.worker_name,
                 providers=",".join(self.summary.providers),
                 concurrency=self.config.concurrency,
-                budget_s=self.config.max_seconds,
+                budget_s=None if self.config.serve else self.config.max_seconds,
                 tickers=",".join(self.config.tickers) or None,
             )
         )
@@ -191,7 +231,18 @@ class Worker:
         # refreshes (one provider) do not hold up the history (another).
         live = asyncio.create_task(self._refresh_live(), name="live")
         try:
-            await self._claim_loop()
+            if self.config.serve:
+                # Both loops run until a stop; an error in either (the database gone) ends the run.
+                claims = asyncio.create_task(self._claim_loop(), name="claims")
+                await asyncio.wait([claims, live], return_when=asyncio.FIRST_EXCEPTION)
+                for loop_task in (claims, live):
+                    error = loop_task.exception() if loop_task.done() and not loop_task.cancelled() else None
+                    if error is not None:
+                        claims.cancel()
+                        await self._abandon()
+                        raise error
+            else:
+                await self._claim_loop()
             await self._finish()
             await live
         finally:
@@ -212,6 +263,13 @@ class Worker:
                 return
             usable = self._usable()
             if not usable:
+                if self.config.serve and not self._running:
+                    # every provider refused or past its slot: wait for the earliest to come back
+                    now = time.monotonic()
+                    back = [until - now for until in self._spent.values() if until > now]
+                    await self._idle(self._wake, min(back) if back else None)
+                    self._wake.clear()
+                    continue
                 if not self._running:
                     refused = set(self.summary.refused) & set(self.providers)
                     self.summary.stopped_by = "no provider left" if refused else "budget spent"
@@ -221,6 +279,7 @@ class Worker:
             free = self.config.concurrency - len(self._running)
             claimed: list[db.Lease] = []
             if free > 0:
+                self._wake.clear()  # before the claim: a wake-up during it is not lost
                 async with self.pool.connection() as conn:
                     claimed = await db.claim(
                         conn,
@@ -245,6 +304,13 @@ class Worker:
                 continue
             async with self.pool.connection() as conn:
                 wait = await db.seconds_until_claimable(conn, usable, tickers)
+            if self.config.serve:
+                # Nothing claimable: sleep until the next chunk comes due (a backoff, a pause,
+                # a lease's expiry) or a wake-up, whichever is first. No polling.
+                if wait is None or wait >= 1.0:
+                    log.debug(logfmt("idle", next_due_s=None if wait is None else round(wait, 1)))
+                await self._idle(self._wake, None if wait is None else max(wait, MIN_WAIT_SECONDS))
+                continue
             if wait is None:
                 self.summary.stopped_by = "queue empty"
                 return
@@ -258,12 +324,16 @@ class Worker:
             await self.sleep(max(wait, MIN_WAIT_SECONDS))
 
     async def _wait_for_running(self, at_most: float | None) -> None:
+        """Until a lease in flight ends, `at_most` passes, a stop, or (with a slot free) a wake-up."""
         tasks = [r.task for r in self._running.values()]
-        stop = asyncio.create_task(self._stop.wait())
+        waiters = [asyncio.create_task(self._stop.wait())]
+        if len(self._running) < self.config.concurrency:
+            waiters.append(asyncio.create_task(self._wake.wait()))
         try:
-            await asyncio.wait([*tasks, stop], timeout=at_most, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([*tasks, *waiters], timeout=at_most, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            stop.cancel()
+            for waiter in waiters:
+                waiter.cancel()
         self._reap()
 
     def _reap(self) -> None:
@@ -271,10 +341,27 @@ class Worker:
             if running.task.done():
                 del self._running[lease_id]
                 report = running.task.result()
+                if self.config.serve:
+                    continue  # logged one line each (log_lease); a service keeps no list of them
                 if report.lease.kind == "actions":
                     self.summary.actions.append(report)
                 else:
                     self.summary.reports.append(report)
+
+    async def _abandon(self, seconds: float = 5.0) -> None:
+        """After an error that ends the run: stop, and give its leases in flight `seconds` to settle.
+
+        What cannot settle (the database is gone) is left to its lease's expiry.
+        """
+        self.stop("database error")
+        tasks = [r.task for r in [*self._running.values(), *self._live_running.values()]]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._running.clear()
+        self._live_running.clear()
 
     async def _finish(self) -> None:
         """After the claim loop: let chunks in flight end (abandon fetches on a stop)."""
@@ -304,11 +391,31 @@ class Worker:
         request under the provider's shared rate limit, `concurrency` at a time. A
         database error here is reported and ends only this part: the backfill goes on.
         """
+        if self.config.serve:
+            await self._serve_live()
+            return
         try:
             await self._refresh_live_or_raise()
         except psycopg.Error as exc:
             self.summary.live_error = db.describe_error(exc)
             log.error(logfmt("live_error", error=self.summary.live_error))
+
+    async def _serve_live(self) -> None:
+        """Under serve: a pass whenever a refresh comes due (the database's timer) or a wake-up
+        arrives. A database error is logged and the loop tries again; when the database is
+        gone the claim loop's error ends the run and the service reconnects."""
+        while not self.stopping:
+            self._live_wake.clear()
+            try:
+                await self._refresh_live_or_raise()
+                async with self.pool.connection() as conn:
+                    wait = await db.seconds_until_live_refresh(conn, self._usable())
+            except psycopg.Error as exc:
+                log.error(logfmt("live_error", error=db.describe_error(exc)))
+                wait = SERVE_LIVE_RETRY_SECONDS
+            if wait is not None and wait > 0:
+                log.debug(logfmt("live_idle", next_due_s=round(wait, 1)))
+            await self._idle(self._live_wake, None if wait is None else max(wait, MIN_WAIT_SECONDS))
 
     async def _refresh_live_or_raise(self) -> None:
         tickers = self.config.tickers or None
@@ -317,16 +424,21 @@ class Worker:
             if state.session is None:
                 return
             for provider, wanted in state.wanted.items():
-                if provider not in self.providers:
+                if provider not in self.providers and provider not in self.summary.live_skipped:
                     why = self.unavailable.get(provider, f"{provider} is not usable")
                     self.summary.live_skipped[provider] = why
                     log.warning(logfmt("live_skipped", provider=provider, refreshes=wanted, reason=why))
+            lease_seconds = (
+                self.config.lease_seconds
+                if self.config.serve
+                else max(self.config.lease_seconds, self.config.max_seconds + FINISH_GRACE_SECONDS)
+            )
             refreshes = await db.claim(
                 conn,
                 self.config.worker_name,
                 self._usable(),
                 LIVE_CLAIM_LIMIT,
-                max(self.config.lease_seconds, self.config.max_seconds + FINISH_GRACE_SECONDS),
+                lease_seconds,
                 tickers,
                 kinds=("live",),
             )
@@ -335,14 +447,19 @@ class Worker:
             task = asyncio.create_task(self._run_lease(lease, gate), name=f"live-{lease.ticker}")
             self._live_running[lease.lease_id] = _Running(task)
         try:
-            self.summary.live.extend(await asyncio.gather(*(r.task for r in self._live_running.values())))
+            done = await asyncio.gather(*(r.task for r in self._live_running.values()))
         finally:
             self._live_running.clear()
+        if not self.config.serve:
+            self.summary.live.extend(done)
         async with self.pool.connection() as conn:
             state = await db.live_state(conn, tickers)
-        # Once per run and symbol, not per bar or per request.
+        # Once per run (serve: once per process) and symbol, not per bar or per request.
         self.summary.live_no_data = state.no_data
         for ticker, timeframe, provider, why in state.no_data:
+            if (ticker, timeframe, provider, why) in self._no_data_said:
+                continue
+            self._no_data_said.add((ticker, timeframe, provider, why))
             log.warning(
                 logfmt("live_no_data", ticker=ticker, timeframe=timeframe, provider=provider, reason=why)
             )
@@ -359,6 +476,9 @@ class Worker:
         pacer = Pacer(self, lease.provider, lease.chunk_id)
         try:
             async with gate or contextlib.nullcontext():
+                running = self._running.get(lease.lease_id) or self._live_running.get(lease.lease_id)
+                if running is not None:
+                    running.phase = "fetch"
                 await self._fetch_and_store(lease, pacer, report)
         except asyncio.CancelledError:
             # stop() while waiting for the gate or fetching: give the lease back. Swallowed on
@@ -387,7 +507,7 @@ class Worker:
 
     async def _fetch_and_store(self, lease: db.Lease, pacer: Pacer, report: LeaseReport) -> None:
         provider = lease.provider
-        if self.stopping or provider in self.summary.refused or provider in self._spent:
+        if self.stopping or provider in self.summary.refused or provider not in self._usable():
             why = self.summary.refused.get(provider) or ("stopping" if self.stopping else "budget spent")
             await self._settle(lease, report, "unfinished", why)
             return
@@ -446,7 +566,9 @@ class Worker:
         """Reduce what the fetch raised to a failure kind, close its ledger call, settle the lease."""
         if isinstance(exc, BudgetSpent):
             await pacer.cancel()
-            self._spent.add(lease.provider)
+            self._spent[lease.provider] = (
+                time.monotonic() + SERVE_SPENT_SECONDS if self.config.serve else math.inf
+            )
             await self._settle(lease, report, "unfinished", f"budget: {exc}")
         elif isinstance(exc, ProviderError):
             await pacer.close(str(exc))
@@ -538,7 +660,7 @@ async def prepare(
     return usable
 
 
-async def _roll_forward(pool: AsyncConnectionPool) -> dict[str, Any]:
+async def roll_forward(pool: AsyncConnectionPool) -> dict[str, Any]:
     """First, every open-ended job gets chunks for the sessions completed since it was planned."""
     async with pool.connection() as conn:
         rolled = await db.roll_forward(conn)
@@ -564,7 +686,7 @@ async def _roll_forward(pool: AsyncConnectionPool) -> dict[str, Any]:
     return rolled
 
 
-async def _clean_up(pool: AsyncConnectionPool) -> int:
+async def clean_up(pool: AsyncConnectionPool) -> int:
     """Provisional bars whose session history now covers, older than live_settings.keep_provisional."""
     async with pool.connection() as conn:
         deleted = await db.cleanup_provisional(conn)
@@ -603,8 +725,8 @@ async def run(
             )
             for name, why in sorted(misconfigured.items()):
                 log.warning(logfmt("provider_misconfigured", provider=name, reason=why))
-            rolled = await _roll_forward(pool)
-            deleted = await _clean_up(pool)
+            rolled = await roll_forward(pool)
+            deleted = await clean_up(pool)
             unavailable = {
                 name: f"{CREDENTIALS[name]} is not set"
                 if name not in configured

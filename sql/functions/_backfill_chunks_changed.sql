@@ -11,7 +11,8 @@ Once per statement (transition tables): a claim of ten chunks, a seed of a
 thousand, a cascade from a deleted symbol each refresh the lanes (job,
 provider) of the chunks they touched, once. An insert adds the new chunks
 to their lanes; an update or a delete recomputes the lanes from their
-chunks (_refresh_backfill_lanes).
+chunks (_refresh_backfill_lanes). New chunks wake the running serve
+replicas (_wake_workers, at commit).
 
 Every writer of a lane first locks its job's row (FOR NO KEY UPDATE, in id
 order: it conflicts with a seeder's FOR UPDATE of the job it plans and with
@@ -89,6 +90,11 @@ BEGIN
             last_claimed_at = greatest(l.last_claimed_at, excluded.last_claimed_at),
             last_completed_at = greatest(l.last_completed_at, excluded.last_completed_at),
             due_at = least(l.due_at, excluded.due_at);
+        -- new work: running serve replicas claim it within a second (a statement
+        -- that inserted nothing, e.g. a request for what is planned, wakes nobody)
+        IF EXISTS (SELECT FROM new_chunks) THEN
+            PERFORM pgbars._wake_workers('chunks');
+        END IF;
         RETURN NULL;
     ELSIF tg_op = 'DELETE' THEN
         SELECT array_agg(p.job_id), array_agg(p.provider) INTO v_jobs, v_providers

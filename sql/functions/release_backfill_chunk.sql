@@ -15,7 +15,8 @@ AS $$
 For work the worker could not start or finish through no fault of the
 chunk: a 429 (with p_not_before = the provider's Retry-After), a spent time
 budget, a shutdown signal, a refused credential. The claim's attempt is
-taken back.
+taken back. A chunk claimable at once (no p_not_before in the future)
+wakes the running serve replicas (_wake_workers): one of them takes it over.
 */
 BEGIN
     UPDATE pgbars.backfill_chunks AS c
@@ -32,6 +33,9 @@ BEGIN
         AND c.status = 'running';
     IF NOT FOUND THEN
         PERFORM pgbars._raise_lease_lost(p_chunk_id);
+    END IF;
+    IF p_not_before IS NULL OR p_not_before <= now() THEN
+        PERFORM pgbars._wake_workers('released');
     END IF;
 END;
 $$;

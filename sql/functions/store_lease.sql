@@ -17,24 +17,49 @@ staged_rejects), delete them and end the lease; or an action refresh
 (store_actions: pgbars.staged_actions; the columns then count actions). Raises PB001 when the lease
 is no longer held. SECURITY DEFINER: the worker role writes bars only
 through this function, within its lease's sessions.
+Bars that changed are announced on channel pgbars_bars
+(_notify_bars_stored), delivered when the worker's transaction commits.
 */
 DECLARE
     v_chunk_id bigint;
     v_symbol_id uuid;
     v_timeframe text;
+    v_timeframes text[];
+    v_from timestamptz;
+    v_to timestamptz;
+    v_written integer;
+    v_changed integer;
+    v_rejected integer;
 BEGIN
-    SELECT c.id INTO v_chunk_id
+    SELECT min(s.ts), max(s.ts) INTO v_from, v_to
+    FROM pgbars.staged_bars AS s
+    WHERE s.lease_id = p_lease_id;
+    SELECT c.id, j.symbol_id, j.timeframe, j.timeframe || array(
+        SELECT d.timeframe FROM pgbars.derived_jobs AS d WHERE d.source_job_id = j.id ORDER BY d.timeframe
+    )
+    INTO v_chunk_id, v_symbol_id, v_timeframe, v_timeframes
     FROM pgbars.backfill_chunks AS c
+    INNER JOIN pgbars.backfill_jobs AS j ON c.job_id = j.id
     WHERE c.lease_id = p_lease_id;
     IF FOUND THEN
-        RETURN QUERY SELECT * FROM pgbars.store_chunk_bars(v_chunk_id, p_lease_id, p_requests);
+        SELECT * INTO v_written, v_changed, v_rejected
+        FROM pgbars.store_chunk_bars(v_chunk_id, p_lease_id, p_requests);
+        IF v_changed > 0 THEN
+            PERFORM pgbars._notify_bars_stored(v_symbol_id, v_timeframes, v_from, v_to, v_changed, FALSE);
+        END IF;
+        RETURN QUERY SELECT v_written, v_changed, v_rejected;
         RETURN;
     END IF;
-    SELECT r.symbol_id, r.timeframe INTO v_symbol_id, v_timeframe
+    SELECT r.symbol_id, r.timeframe, r.targets INTO v_symbol_id, v_timeframe, v_timeframes
     FROM pgbars.live_refreshes AS r
     WHERE r.lease_id = p_lease_id;
     IF FOUND THEN
-        RETURN QUERY SELECT * FROM pgbars.store_live_bars(v_symbol_id, v_timeframe, p_lease_id, p_requests);
+        SELECT * INTO v_written, v_changed, v_rejected
+        FROM pgbars.store_live_bars(v_symbol_id, v_timeframe, p_lease_id, p_requests);
+        IF v_changed > 0 THEN
+            PERFORM pgbars._notify_bars_stored(v_symbol_id, v_timeframes, v_from, v_to, v_changed, TRUE);
+        END IF;
+        RETURN QUERY SELECT v_written, v_changed, v_rejected;
     ELSIF EXISTS (SELECT FROM pgbars.action_refreshes AS a WHERE a.lease_id = p_lease_id) THEN
         RETURN QUERY SELECT * FROM pgbars.store_actions(p_lease_id, p_requests);
     ELSE

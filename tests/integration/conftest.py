@@ -72,10 +72,12 @@ def db(conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch) -> psycop
 
 @pytest.fixture
 def spawn(dsn: str, tmp_path: Path) -> Iterator[Any]:
-    """Starts `pgbars work` processes; each one's log goes to a file. Kills leftovers."""
+    """Starts `pgbars work` (or `command`, e.g. serve) processes, logs to files; kills leftovers."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(env: dict[str, str], *args: str, name: str = "worker") -> tuple[subprocess.Popen[bytes], Path]:
+    def start(
+        env: dict[str, str], *args: str, name: str = "worker", command: str = "work"
+    ) -> tuple[subprocess.Popen[bytes], Path]:
         log = tmp_path / f"{name}-{len(started)}.log"
         process_env = {
             k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_TOKEN", "_BASE_URL"))
@@ -83,7 +85,7 @@ def spawn(dsn: str, tmp_path: Path) -> Iterator[Any]:
         process_env.update(env, DATABASE_URL=dsn)
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "worker", "work", *args],
+                [sys.executable, "-m", "worker", command, *args],
                 env=process_env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,

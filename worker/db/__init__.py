@@ -11,7 +11,8 @@ the modules behind it are split by concern:
 - `queue`: the worker's claims, leases, ledger calls, stores and settlements;
 - `reads`: what the CLI asks and shows (watchlists, requests, progress, repair);
 - `frames`: the reading API's (`read_bars`, `pgbars export`): bars as binary arrays;
-- `demo`: the demo's database.
+- `demo`: the demo's database;
+- `schedules`: pgqueuer's tables (pgbars_queue) and `pgbars serve`'s channels.
 """
 
 from ..db.connection import connect, describe_error, session_kwargs
@@ -75,10 +76,25 @@ from ..db.reads import (
     repair_gaps,
     request_backfill,
 )
+from ..db.schedules import (
+    BARS_CHANNEL,
+    QUEUE_SCHEMA,
+    WAKE_CHANNEL,
+    install_queue,
+    listen,
+    prune,
+    queue_queries,
+    require_queue,
+    seconds_until_live_refresh,
+    wake_workers,
+)
 
 __all__ = [
+    "BARS_CHANNEL",
+    "QUEUE_SCHEMA",
     "ROUTINES",
     "SCHEMA_LOCK",
+    "WAKE_CHANNEL",
     "DatabaseKind",
     "Lease",
     "LeaseKind",
@@ -106,19 +122,24 @@ __all__ = [
     "drop_pgbars_schema",
     "enabled_providers",
     "ensure_schema_current",
+    "install_queue",
     "list_watchlists",
+    "listen",
     "live_state",
     "migration_files",
     "normalize_ticker",
     "open_worker_pool",
     "price_basis_issues",
     "provider_limits",
+    "prune",
+    "queue_queries",
     "read_bars",
     "record_demo_run",
     "remove_from_watchlist",
     "repair_gaps",
     "request_backfill",
     "require_not_demo",
+    "require_queue",
     "require_schema",
     "reserve_call",
     "roll_forward",
@@ -126,10 +147,12 @@ __all__ = [
     "routines_checksum",
     "schema_file",
     "seconds_until_claimable",
+    "seconds_until_live_refresh",
     "session_kwargs",
     "set_provider_limits",
     "settle",
     "store",
     "store_actions",
     "upgrade",
+    "wake_workers",
 ]

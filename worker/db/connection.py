@@ -11,7 +11,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from .. import clock
-from ..errors import PgbarsError
+from ..errors import DatabaseUnavailable, PgbarsError
 
 
 def session_kwargs(dsn: str) -> dict[str, Any]:
@@ -27,15 +27,16 @@ def session_kwargs(dsn: str) -> dict[str, Any]:
     return {"options": f"{given} {clock_options}".strip()}
 
 
-async def connect(dsn: str) -> psycopg.AsyncConnection[Any]:
+async def connect(dsn: str, *, application_name: str | None = None) -> psycopg.AsyncConnection[Any]:
     """An autocommit connection that prepares no statement on the server (a transaction-mode
     pooler may be in between); raises PgbarsError with a one-line reason, never the password."""
+    params: dict[str, Any] = session_kwargs(dsn)
+    if application_name is not None:
+        params["application_name"] = application_name
     try:
-        return await psycopg.AsyncConnection.connect(
-            dsn, autocommit=True, prepare_threshold=None, **session_kwargs(dsn)
-        )
+        return await psycopg.AsyncConnection.connect(dsn, autocommit=True, prepare_threshold=None, **params)
     except psycopg.OperationalError as exc:
-        raise PgbarsError(
+        raise DatabaseUnavailable(
             f"cannot connect to the database: {scrub_password(_first_line(exc), dsn)}"
         ) from None
     except psycopg.ProgrammingError as exc:

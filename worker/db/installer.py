@@ -5,7 +5,8 @@ migrations after their checksums are verified, the routines (functions,
 views, triggers, grants) when their checksum changed or a migration ran, the
 XNYS calendar (market_sessions) and the year partitions of ohlc_bars_v2
 through the end of next year; all in one transaction
-under an advisory lock, so two installers at once are safe.
+under an advisory lock, so two installers at once are safe. Then pgqueuer's
+tables for `pgbars serve` (worker/db/schedules.py), under a lock of their own.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import psycopg
 
 from .. import calendar
 from ..errors import SchemaError
+from .schedules import install_queue
 
 SCHEMA_LOCK = "pgbars.schema"
 ROUTINES = "routines"
@@ -46,6 +48,7 @@ class UpgradeReport:
     routines_applied: bool = False
     sessions_added: int = 0
     partitions_added: int = 0
+    queue_statements: int = 0  # pgqueuer's tables (pgbars_queue): installed or upgraded
     seconds: float = 0.0
 
     @property
@@ -56,6 +59,7 @@ class UpgradeReport:
             or self.routines_applied
             or self.sessions_added > 0
             or self.partitions_added > 0
+            or self.queue_statements > 0
         )
 
 
@@ -154,6 +158,15 @@ async def upgrade(
 
         report.sessions_added = await _extend_market_sessions(conn, today)
         report.partitions_added = await _extend_bar_partitions(conn, today)
+    # pgbars serve's schedules: pgqueuer's DDL, one statement per round trip (autocommit).
+    autocommit = conn.autocommit
+    if not autocommit:
+        await conn.set_autocommit(True)
+    try:
+        report.queue_statements = await install_queue(conn)
+    finally:
+        if not autocommit:
+            await conn.set_autocommit(False)
     report.seconds = time.perf_counter() - started
     return report
 

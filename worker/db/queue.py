@@ -25,7 +25,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from .. import failpoints
 from ..calendar import SessionHours
 from ..db.connection import connect, session_kwargs
-from ..errors import FailureKind, PgbarsError
+from ..errors import DatabaseUnavailable, FailureKind
 from ..providers.types import FetchRequest
 
 # Column order of pgbars.staged_bars after lease_id: that of worker.providers.Bar.
@@ -193,8 +193,10 @@ class StoredChunk:
     bars_rejected: int
 
 
-async def open_worker_pool(dsn: str, size: int, *, connect_seconds: float = 15.0) -> AsyncConnectionPool:
-    """A pool of `size` autocommit connections; PgbarsError if the database is unreachable."""
+async def open_worker_pool(
+    dsn: str, size: int, *, connect_seconds: float = 15.0, application_name: str = "pgbars work"
+) -> AsyncConnectionPool:
+    """A pool of `size` autocommit connections; DatabaseUnavailable if the database is unreachable."""
     # One direct connection first: it fails at once, with libpq's reason, where
     # the pool would retry in silence until its timeout.
     probe = await connect(dsn)
@@ -205,7 +207,7 @@ async def open_worker_pool(dsn: str, size: int, *, connect_seconds: float = 15.0
         max_size=size,
         kwargs={
             "autocommit": True,
-            "application_name": "pgbars work",
+            "application_name": application_name,
             # no server-side prepared statements: they live in one server session,
             # which a transaction-mode pooler does not keep (docs/deploy.md)
             "prepare_threshold": None,
@@ -218,7 +220,7 @@ async def open_worker_pool(dsn: str, size: int, *, connect_seconds: float = 15.0
         await pool.open(wait=True, timeout=connect_seconds)
     except PoolTimeout:
         await pool.close()
-        raise PgbarsError(
+        raise DatabaseUnavailable(
             f"cannot connect to the database: no connection within {connect_seconds:.0f} s"
         ) from None
     return pool
