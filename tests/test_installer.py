@@ -331,3 +331,43 @@ def test_upgrade_to_partitioned_bars_keeps_every_bar_in_place(
 
 async def _nothing() -> int:
     return 0
+
+
+async def _require_queue(dsn: str) -> None:
+    conn = await db.connect(dsn)
+    try:
+        await db.require_queue(conn)
+    finally:
+        await conn.close()
+
+
+def test_the_schedules_tables_are_installed_granted_and_brought_up_to_date(
+    new_database: Callable[[], str],
+) -> None:
+    dsn = new_database()
+    first = asyncio.run(run_upgrade(dsn))
+    assert first.queue_statements > 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        tables = {
+            r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'pgbars_queue'")
+        }
+        assert tables == {"pgqueuer", "pgqueuer_log", "pgqueuer_statistics", "pgqueuer_schedules"}
+        # pgbars_worker writes rows, never definitions
+        conn.execute("SET ROLE pgbars_worker")
+        conn.execute("SELECT count(*) FROM pgbars_queue.pgqueuer_schedules")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CREATE TABLE pgbars_queue.intruder (id int)")
+        conn.execute("RESET ROLE")
+        # an installation older than this pgqueuer: an index it expects is missing
+        index = conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'pgbars_queue' AND tablename = 'pgqueuer'"
+            " AND indexname <> 'pgqueuer_pkey' ORDER BY 1 LIMIT 1"
+        ).fetchone()
+        assert index is not None
+        conn.execute(f"DROP INDEX pgbars_queue.{index[0]}")
+    with pytest.raises(SchemaError, match="older than this pgqueuer"):
+        asyncio.run(_require_queue(dsn))
+    again = asyncio.run(run_upgrade(dsn))
+    assert again.queue_statements >= 1 and not again.routines_applied
+    asyncio.run(_require_queue(dsn))
+    assert asyncio.run(run_upgrade(dsn)).queue_statements == 0
