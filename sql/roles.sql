@@ -44,6 +44,8 @@ pgbars._session_windows(date, date),
 pgbars._provider_ranking(text),
 pgbars.next_claimable_at(text[], text[]),
 pgbars.seconds_until_live_refresh(text[]),
+-- pgbars serve's drain tick wakes every replica (NOTIFY pgbars_wake)
+pgbars._wake_workers(text),
 pgbars.reserve_provider_call(text, text, bigint, timestamptz),
 pgbars.complete_provider_call(bigint, integer, integer, integer, text),
 pgbars.cancel_provider_call(bigint),

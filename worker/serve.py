@@ -101,6 +101,7 @@ class Service:
         self._stop_reason = ""
         self._worker: work.Worker | None = None
         self._schedules: SchedulerManager | None = None
+        self._connecting: asyncio.Task[None] | None = None
         self.runs = 0  # connected runs started (1 + reconnects)
         self.ready = asyncio.Event()  # set while connected and listening (tests wait for it)
 
@@ -114,6 +115,8 @@ class Service:
             return
         self._stop_reason = reason
         self._stop.set()
+        if self._connecting is not None and not self.ready.is_set():
+            self._connecting.cancel()  # connecting (libpq may wait long for a dead host): give up
         if self._worker is not None:
             self._worker.stop(reason)
         if self._schedules is not None:
@@ -137,9 +140,18 @@ class Service:
                 providers = build_providers(client, self.env, total_seconds=total_seconds)
                 while not self.stopping:
                     started = time.monotonic()
+                    self._connecting = asyncio.create_task(self._connected_run(providers))
                     try:
-                        await self._connected_run(providers)
-                    except (DatabaseUnavailable, psycopg.OperationalError, PoolTimeout) as exc:
+                        await self._connecting
+                    except asyncio.CancelledError:
+                        if not self.stopping:
+                            raise
+                    except (
+                        DatabaseUnavailable,
+                        psycopg.OperationalError,
+                        psycopg.errors.ReadOnlySqlTransaction,  # a failover landed on a standby
+                        PoolTimeout,
+                    ) as exc:
                         self.ready.clear()
                         if time.monotonic() - started >= HEALTHY_SECONDS:
                             delay = RECONNECT_FIRST_SECONDS
@@ -249,10 +261,12 @@ class Service:
                     raise error
             if worker_task.done():
                 break
-        # Stopped: the schedules end their tick in progress, the listener just goes.
+        # Stopped: the listener just goes, the schedules end their tick in progress.
+        listener, schedules = rest
+        listener.cancel()
         if self._schedules is not None:
             self._schedules.shutdown.set()
-        _, late = await asyncio.wait(rest, timeout=STOP_SECONDS)
+        _, late = await asyncio.wait([schedules], timeout=STOP_SECONDS)
         for task in late:
             task.cancel()
 
@@ -287,9 +301,9 @@ class Service:
             manager.schedule(name, self.config.schedules[name])(tick)
 
         async def drain() -> None:
+            worker.wake("schedule")
             async with pool.connection() as conn:
                 await db.wake_workers(conn, "schedule")
-            worker.wake("schedule")
 
         async def roll_forward() -> None:
             await self._roll_forward(pool)

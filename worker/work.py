@@ -80,6 +80,8 @@ LIVE_CLAIM_LIMIT = 1000
 SERVE_SPENT_SECONDS = 30.0
 # Under serve, after a database error in today's bars' loop, try again after this long.
 SERVE_LIVE_RETRY_SECONDS = 15.0
+# Under serve, after a pass in which a refresh failed, the next pass waits at least this long.
+SERVE_LIVE_FAILED_SECONDS = 5.0
 # What a lease's report says when the worker stopped before writing it, or the answer was empty.
 _STOPPED = {
     "history": "the worker stopped before the chunk was written",
@@ -327,7 +329,7 @@ class Worker:
         """Until a lease in flight ends, `at_most` passes, a stop, or (with a slot free) a wake-up."""
         tasks = [r.task for r in self._running.values()]
         waiters = [asyncio.create_task(self._stop.wait())]
-        if len(self._running) < self.config.concurrency:
+        if len(self._running) < self.config.concurrency and self._usable():
             waiters.append(asyncio.create_task(self._wake.wait()))
         try:
             await asyncio.wait([*tasks, *waiters], timeout=at_most, return_when=asyncio.FIRST_COMPLETED)
@@ -407,9 +409,12 @@ class Worker:
         while not self.stopping:
             self._live_wake.clear()
             try:
-                await self._refresh_live_or_raise()
+                done = await self._refresh_live_or_raise()
                 async with self.pool.connection() as conn:
                     wait = await db.seconds_until_live_refresh(conn, self._usable())
+                if wait is not None and any(r.outcome != "done" for r in done):
+                    # a failed refresh is due again at once (refreshed_at unchanged): not in a loop
+                    wait = max(wait, SERVE_LIVE_FAILED_SECONDS)
             except psycopg.Error as exc:
                 log.error(logfmt("live_error", error=db.describe_error(exc)))
                 wait = SERVE_LIVE_RETRY_SECONDS
@@ -417,12 +422,13 @@ class Worker:
                 log.debug(logfmt("live_idle", next_due_s=round(wait, 1)))
             await self._idle(self._live_wake, None if wait is None else max(wait, MIN_WAIT_SECONDS))
 
-    async def _refresh_live_or_raise(self) -> None:
+    async def _refresh_live_or_raise(self) -> list[LeaseReport]:
+        """One pass over the due refreshes (serve: a batch of `concurrency`); their reports."""
         tickers = self.config.tickers or None
         async with self.pool.connection() as conn:
             state = await db.live_state(conn, tickers)
             if state.session is None:
-                return
+                return []
             for provider, wanted in state.wanted.items():
                 if provider not in self.providers and provider not in self.summary.live_skipped:
                     why = self.unavailable.get(provider, f"{provider} is not usable")
@@ -437,7 +443,8 @@ class Worker:
                 conn,
                 self.config.worker_name,
                 self._usable(),
-                LIVE_CLAIM_LIMIT,
+                # serve: a batch it starts at once, so no lease expires while queued here
+                self.config.concurrency if self.config.serve else LIVE_CLAIM_LIMIT,
                 lease_seconds,
                 tickers,
                 kinds=("live",),
@@ -463,6 +470,7 @@ class Worker:
             log.warning(
                 logfmt("live_no_data", ticker=ticker, timeframe=timeframe, provider=provider, reason=why)
             )
+        return done
 
     # --- one lease, of any kind -------------------------------------------------------
 

@@ -19,12 +19,15 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from tests.integration.helpers import (
     capture_worker_logs,
@@ -259,11 +262,18 @@ def test_todays_bars_are_refreshed_every_refresh_every_and_announced(
 async def test_each_schedule_tick_runs_on_one_replica_only(
     dsn: str, db: psycopg.Connection[Any], env: dict[str, str], caplog: Any
 ) -> None:
+    """Both replicas log in as a role holding only pgbars_worker, as docs/deploy.md says."""
     capture_worker_logs(caplog)
     caplog.set_level(logging.DEBUG, logger="pgbars.serve")
+    role = f"pgbars_serve_{uuid.uuid4().hex[:8]}"
+    db.execute(
+        sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'serve-pw' IN ROLE pgbars_worker").format(sql.Identifier(role))
+    )
+    db.execute("UPDATE pgbars.planning_clock SET allow_override = true")  # it plans at CLOCK too
+    worker_dsn = make_conninfo(dsn, user=role, password="serve-pw")
     every_2s = {name: "* * * * * */2" for name in serve.SCHEDULES}
     services = [
-        serve.Service(dsn, env, serve.ServeConfig(worker_name=f"replica-{i}", schedules=every_2s))
+        serve.Service(worker_dsn, env, serve.ServeConfig(worker_name=f"replica-{i}", schedules=every_2s))
         for i in range(2)
     ]
     runs = [asyncio.create_task(s.run()) for s in services]
@@ -280,6 +290,9 @@ async def test_each_schedule_tick_runs_on_one_replica_only(
     dues = [due for due, _ in drains]
     assert len(dues) == len(set(dues)), drains  # no tick ran twice
     assert {name for name, _, _ in ticks} == set(serve.SCHEDULES)
+    assert "schedule_error" not in work_log(caplog)
+    assert "prune provider_calls=" in work_log(caplog)
+    db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 async def test_a_database_restart_is_survived_with_reconnects(
