@@ -364,6 +364,9 @@ CREATE TABLE pgbars.live_refreshes (
     requests_used integer,
     no_data text,
     last_error text,
+    -- failed refreshes in a row, and when a failed one is due again (migration 0017)
+    failures integer NOT NULL DEFAULT 0,
+    retry_at timestamptz,
     PRIMARY KEY (symbol_id, timeframe)
 );
 

@@ -264,7 +264,11 @@ def test_upgrade_to_partitioned_bars_keeps_every_bar_in_place(
     dsn = new_database()
     chain = db.migration_files()
     with monkeypatch.context() as patched:
-        patched.setattr(installer, "migration_files", lambda: [m for m in chain if m.name < "0016"])
+        # Every migration but 0016: the later ones add columns today's routines read
+        # (0017: live_refreshes.failures), and are independent of 0016.
+        patched.setattr(
+            installer, "migration_files", lambda: [m for m in chain if not m.name.startswith("0016")]
+        )
         patched.setattr(installer, "_extend_bar_partitions", lambda conn, today: _nothing())
         asyncio.run(run_upgrade(dsn, baseline="migrations"))
     stamps = ["1998-06-01 04:00+00", "2024-12-30 14:00+00", "2025-01-02 14:00+00", "2031-03-03 14:00+00"]

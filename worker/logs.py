@@ -20,3 +20,7 @@ def to_stderr(debug: bool) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(logging.DEBUG if debug else logging.INFO)
     logger.propagate = False
+    # psycopg's pool warns once per connection it drops or fails to open: a database
+    # restart would print a dozen lines. What matters reaches pgbars' own log as the
+    # error it raises (serve: one `database_unavailable` line per try); --debug shows all.
+    logging.getLogger("psycopg.pool").setLevel(logging.DEBUG if debug else logging.ERROR)

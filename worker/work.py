@@ -80,8 +80,6 @@ LIVE_CLAIM_LIMIT = 1000
 SERVE_SPENT_SECONDS = 30.0
 # Under serve, after a database error in today's bars' loop, try again after this long.
 SERVE_LIVE_RETRY_SECONDS = 15.0
-# Under serve, after a pass in which a refresh failed, the next pass waits at least this long.
-SERVE_LIVE_FAILED_SECONDS = 5.0
 # What a lease's report says when the worker stopped before writing it, or the answer was empty.
 _STOPPED = {
     "history": "the worker stopped before the chunk was written",
@@ -361,7 +359,10 @@ class Worker:
             _, pending = await asyncio.wait(tasks, timeout=seconds)
             for task in pending:
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            # Every task's end is collected here, whatever it was: none is left unretrieved.
+            for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+                if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError):
+                    log.error(logfmt("lease_error", error=type(outcome).__name__))
         self._running.clear()
         self._live_running.clear()
 
@@ -409,12 +410,10 @@ class Worker:
         while not self.stopping:
             self._live_wake.clear()
             try:
-                done = await self._refresh_live_or_raise()
+                await self._refresh_live_or_raise()
                 async with self.pool.connection() as conn:
+                    # a failed refresh's retry_at counts: it is not asked again in a loop
                     wait = await db.seconds_until_live_refresh(conn, self._usable())
-                if wait is not None and any(r.outcome != "done" for r in done):
-                    # a failed refresh is due again at once (refreshed_at unchanged): not in a loop
-                    wait = max(wait, SERVE_LIVE_FAILED_SECONDS)
             except psycopg.Error as exc:
                 log.error(logfmt("live_error", error=db.describe_error(exc)))
                 wait = SERVE_LIVE_RETRY_SECONDS
@@ -494,8 +493,13 @@ class Worker:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            await pacer.abandon()
-            await self._settle(lease, report, "unfinished", _STOPPED[lease.kind])
+            try:
+                await pacer.abandon()
+                await self._settle(lease, report, "unfinished", _STOPPED[lease.kind])
+            except psycopg.Error as exc:
+                # The database went too (a restart): the lease runs out and the work returns.
+                log.error(logfmt("unrecorded", lease=lease.lease_id, error=db.describe_error(exc)))
+                report.outcome, report.detail = "lost", f"outcome not recorded: {_STOPPED[lease.kind]}"
         except psycopg.Error as exc:
             await self._database_error(lease, report, exc)
         except Exception as exc:

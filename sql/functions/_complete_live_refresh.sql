@@ -23,6 +23,8 @@ AS $$
         requests_used = p_requests,
         no_data = p_no_data,
         last_error = NULL,
+        failures = 0,
+        retry_at = NULL,
         lease_id = NULL,
         lease_expires_at = NULL
     WHERE r.symbol_id = p_symbol_id AND r.timeframe = p_timeframe AND r.lease_id = p_lease_id;

@@ -28,7 +28,8 @@ planning clock _now()); otherwise nothing. Each live_plan row of a provider
 in p_providers (and of p_tickers, when given) is due when nobody holds its
 lease, it was not refreshed in the last live_settings.refresh_every (real
 clock), and the provider has not been found to have no data for the symbol
-this session (no_data). The range is the whole session's extended hours, so
+this session (no_data), and a failed one's retry_at has come (see
+release_live_refresh). The range is the whole session's extended hours, so
 every refresh re-reads the day (one request) and the bars rolled up from it
 (h1 from m15) are whole. Least recently refreshed first.
 */
@@ -65,6 +66,8 @@ BEGIN
         targets = p.targets,
         no_data = CASE WHEN r.session_date = v_session THEN r.no_data END,
         refreshed_at = CASE WHEN r.session_date = v_session THEN r.refreshed_at END,
+        failures = CASE WHEN r.session_date = v_session THEN r.failures ELSE 0 END,
+        retry_at = CASE WHEN r.session_date = v_session THEN r.retry_at END,
         session_date = v_session
     FROM pgbars.live_plan AS p
     WHERE
@@ -102,6 +105,7 @@ BEGIN
             AND r.no_data IS NULL
             AND (r.lease_expires_at IS NULL OR r.lease_expires_at <= now())
             AND (r.refreshed_at IS NULL OR r.refreshed_at <= now() - cfg.refresh_every)
+            AND (r.retry_at IS NULL OR r.retry_at <= now())
             AND pr.enabled
             AND (pr.paused_until IS NULL OR pr.paused_until <= now())
         ORDER BY r.refreshed_at ASC NULLS FIRST, p.ticker, r.timeframe

@@ -11,7 +11,7 @@ AS $$
     woken). While a session trades: 0 when a planned refresh (live_plan) of
     p_providers is due now, else the time until the earliest comes due, by
     the rule claim_live_refreshes applies (refreshed_at + refresh_every, a
-    lease's expiry, a provider's pause); refreshes found without data this
+    lease's expiry, a provider's pause, a failed one's retry_at); refreshes found without data this
     session do not count. Between sessions: until the next session's
     pre-market open (by the planning clock, _now()). NULL when no watchlist
     symbol has a live timeframe of these providers.
@@ -32,7 +32,8 @@ AS $$
                     WHEN r.refreshed_at IS NULL THEN now()
                     ELSE r.refreshed_at + cfg.refresh_every
                 END,
-                coalesce(pr.paused_until, now())
+                coalesce(pr.paused_until, now()),
+                CASE WHEN r.session_date = c.session THEN r.retry_at END
             ) AS at
         FROM pgbars.live_plan AS p
         CROSS JOIN clock AS c

@@ -26,11 +26,12 @@ refused       released, no attempt spent (a         released with the error
               refused credential, or a base URL
               that is not http(s): the worker
               stops using the provider this run)
-not_covered   moved to the next route that reaches  released with the error: retried
-              its sessions, else failed             by the next run (a wrong base URL
-                                                    answers 404 too)
-transient     retried after a growing backoff       released with the error
-              (the provider's retry_backoff),
+not_covered   moved to the next route that reaches  failed: released with the error,
+              its sessions, else failed             due again at retry_at (a wrong
+                                                    base URL answers 404 too)
+transient     retried after a growing backoff       failed: released with the error,
+              (the provider's retry_backoff),       due again at retry_at (5 s, then
+                                                    doubling, at most refresh_every)
               failed after the last attempt
 unreachable   no HTTP answer at all (connection     released with the error; the
               refused or reset, no status line in   provider's breaker counts it
@@ -42,7 +43,7 @@ unreachable   no HTTP answer at all (connection     released with the error; the
               15 min; the pause alone holds the
               chunk back (clearing paused_until
               frees it at once)
-permanent     failed                                released with the error
+permanent     failed                                failed, as transient
 unfinished    released, no attempt spent (budget    released with p_error
               spent, the worker stopping)
 
@@ -114,12 +115,17 @@ BEGIN
     IF FOUND THEN
         IF p_kind = 'rate_limited' THEN
             v_until := pgbars.pause_provider(v_provider, now() + p_retry_after);
-            PERFORM pgbars.release_live_refresh(v_symbol_id, v_timeframe, p_lease_id, NULL);
+            PERFORM pgbars.release_live_refresh(v_symbol_id, v_timeframe, p_lease_id, NULL, FALSE);
         ELSE
             IF p_kind = 'unreachable' THEN
                 v_until := pgbars._note_unreachable(v_provider);
             END IF;
-            PERFORM pgbars.release_live_refresh(v_symbol_id, v_timeframe, p_lease_id, p_error);
+            -- released (a stop, a refused credential, an unreachable provider): due again
+            -- at once, the provider's pause aside; failed: backs off (release_live_refresh)
+            PERFORM pgbars.release_live_refresh(
+                v_symbol_id, v_timeframe, p_lease_id, p_error,
+                p_kind NOT IN ('refused', 'unfinished', 'unreachable')
+            );
         END IF;
         RETURN QUERY SELECT
             CASE

@@ -3,6 +3,7 @@ CREATE OR REPLACE VIEW pgbars.live_status AS
 /*
 One row per live_refreshes row (symbol and fetched live timeframe) that a
 run has planned, with the ticker. leased: a worker holds it now.
+failures: failed refreshes in a row; retry_at: when a failed one is due again.
 */
 SELECT
     s.ticker::text AS symbol,
@@ -17,7 +18,9 @@ SELECT
     r.no_data,
     r.last_error,
     coalesce(r.lease_expires_at > now(), FALSE) AS leased,
-    r.claimed_by
+    r.claimed_by,
+    r.failures,
+    r.retry_at
 FROM pgbars.live_refreshes AS r
 INNER JOIN pgbars.symbols AS s ON r.symbol_id = s.id;
 

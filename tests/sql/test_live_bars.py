@@ -303,29 +303,85 @@ def test_an_empty_answer_well_into_the_regular_session_marks_the_symbol_without_
     assert [r["session_date"] for r in claim(conn)] == [dt.date(2025, 1, 3)]
 
 
-def test_release_makes_a_refresh_due_again_and_keeps_the_error_without_secrets(
+def release(conn: psycopg.Connection[Any], refresh: dict[str, Any], error: str | None) -> None:
+    conn.execute(
+        "SELECT pgbars.release_live_refresh(%s, %s, %s, %s)",
+        (refresh["symbol_id"], refresh["timeframe"], refresh["lease_id"], error),
+    )
+
+
+def retry_state(conn: psycopg.Connection[Any]) -> tuple[int, float | None]:
+    """failures, and seconds from now (the transaction's) to retry_at."""
+    row = conn.execute(
+        "SELECT failures, extract(EPOCH FROM retry_at - now())::float FROM pgbars.live_refreshes"
+    ).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+def due_now(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("UPDATE pgbars.live_refreshes SET retry_at = now() - interval '1 second'")
+
+
+def test_a_failed_refresh_waits_5_s_doubling_at_most_refresh_every_and_keeps_the_error_without_secrets(
     session: psycopg.Connection[Any],
 ) -> None:
     watch(session)
     (refresh,) = claim(session)
-    session.execute(
-        "SELECT pgbars.release_live_refresh(%s, %s, %s, %s)",
-        (refresh["symbol_id"], refresh["timeframe"], refresh["lease_id"], "tradier: HTTP 503"),
-    )
+    release(session, refresh, "tradier: HTTP 503")
     assert scalar(session, "SELECT last_error FROM pgbars.live_refreshes") == "tradier: HTTP 503"
+    failures, wait = retry_state(session)
+    assert failures == 1 and wait is not None and 3.75 <= wait <= 6.25  # 5 s, +/-25 %
+    assert claim(session) == []  # not asked again in a loop
+
+    due_now(session)
     (again,) = claim(session)
-    session.execute(
-        "SELECT pgbars.release_live_refresh(%s, %s, %s, %s)",
-        (again["symbol_id"], again["timeframe"], again["lease_id"], "GET /x?token=tt-secret-123 failed"),
-    )
+    release(session, again, "GET /x?token=tt-secret-123 failed")
     assert "tt-secret-123" not in scalar(session, "SELECT last_error FROM pgbars.live_refreshes")
-    assert len(claim(session)) == 1
+    failures, wait = retry_state(session)
+    assert failures == 2 and wait is not None and 7.5 <= wait <= 12.5  # doubled
+
+    # never longer than refresh_every (60 s), however many failures in a row
+    session.execute("UPDATE pgbars.live_refreshes SET failures = 9")
+    due_now(session)
+    (third,) = claim(session)
+    release(session, third, "tradier: HTTP 500")
+    failures, wait = retry_state(session)
+    assert failures == 10 and wait is not None and 59 < wait <= 60
+
     # a release without the lease changes nothing
-    session.execute(
-        "SELECT pgbars.release_live_refresh(%s, %s, %s, 'late')",
-        (refresh["symbol_id"], refresh["timeframe"], refresh["lease_id"]),
-    )
-    assert scalar(session, "SELECT lease_id IS NOT NULL FROM pgbars.live_refreshes") is True
+    due_now(session)
+    (held,) = claim(session)
+    release(session, refresh, "late")
+    assert scalar(session, "SELECT lease_id FROM pgbars.live_refreshes") == held["lease_id"]
+
+    # a stored refresh starts the count afresh
+    session.execute("UPDATE pgbars.live_settings SET refresh_every = '0 seconds'")
+    store(session, held, m15_until("AAPL", dt.datetime(2025, 1, 2, 12, tzinfo=NEW_YORK)))
+    assert retry_state(session) == (0, None)
+    assert scalar(session, "SELECT last_error FROM pgbars.live_refreshes") is None
+    assert len(claim(session)) == 1
+
+
+def test_a_release_without_an_error_is_due_again_at_once_and_a_new_session_forgets_failures(
+    conn: psycopg.Connection[Any],
+) -> None:
+    set_clock(conn, IN_SESSION)
+    watch(conn)
+    (refresh,) = claim(conn)
+    release(conn, refresh, "tradier: HTTP 503")
+    conn.execute("UPDATE pgbars.live_refreshes SET retry_at = now() - interval '1 second'")
+    (again,) = claim(conn)
+    release(conn, again, None)  # a 429 (the provider is paused instead) or a stop: no failure
+    assert retry_state(conn) == (1, None)
+    (third,) = claim(conn)
+    release(conn, third, "tradier: HTTP 503")
+    assert retry_state(conn)[0] == 2
+
+    set_clock(conn, "2025-01-03 10:00 America/New_York")  # the next session
+    (fresh,) = claim(conn)
+    assert fresh["session_date"] == dt.date(2025, 1, 3)
+    assert retry_state(conn) == (0, None)
 
 
 def test_an_empty_answer_after_bars_today_is_a_hiccup_not_a_symbol_without_data(

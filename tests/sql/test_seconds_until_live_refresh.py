@@ -43,6 +43,23 @@ def test_in_session_due_now_then_after_refresh_every(conn: psycopg.Connection[An
     assert refresh["ticker"] == "AAPL"
 
 
+def test_a_failed_refresh_counts_from_its_retry_at(conn: psycopg.Connection[Any]) -> None:
+    set_clock(conn, IN_SESSION)
+    watch(conn)
+    (refresh,) = claim(conn)
+    conn.execute(
+        "SELECT pgbars.release_live_refresh(%s, %s, %s, 'tradier: HTTP 503')",
+        (refresh["symbol_id"], refresh["timeframe"], refresh["lease_id"]),
+    )
+    wait = until(conn)
+    assert wait is not None and 3.5 <= wait <= 6.25  # 5 s +/-25 %, not 0: no loop
+    conn.execute("UPDATE pgbars.live_refreshes SET retry_at = now() + interval '20 seconds'")
+    assert (later := until(conn)) is not None and 19 < later <= 20
+    # a retry_at left from an earlier session does not hold up today's
+    conn.execute("UPDATE pgbars.live_refreshes SET session_date = '2024-12-31'")
+    assert until(conn) == 0
+
+
 def test_a_symbol_without_data_this_session_does_not_count(conn: psycopg.Connection[Any]) -> None:
     set_clock(conn, IN_SESSION)
     watch(conn)

@@ -227,7 +227,7 @@ def test_an_unknown_kind_is_refused(conn: psycopg.Connection[Any], leased: dict[
         ("permanent", "failed", True),
     ],
 )
-def test_a_live_refresh_is_released_and_due_again(
+def test_a_live_refresh_is_released_and_due_again_or_failed_and_due_at_its_retry_at(
     conn: psycopg.Connection[Any], kind: str, outcome: str, error_kept: bool
 ) -> None:
     set_clock(conn, IN_SESSION)
@@ -238,11 +238,19 @@ def test_a_live_refresh_is_released_and_due_again(
 
     assert settled["outcome"] == outcome
     assert (settled["paused_until"] is not None) == (kind == "rate_limited")
-    row = conn.execute("SELECT lease_id, last_error FROM pgbars.live_refreshes").fetchone()
-    assert row == (None, "tradier: HTTP 503" if error_kept else None)
+    row = conn.execute(
+        "SELECT lease_id, last_error, failures, retry_at > now() FROM pgbars.live_refreshes"
+    ).fetchone()
+    failed = outcome == "failed"
+    assert row == (None, "tradier: HTTP 503" if error_kept else None, int(failed), True if failed else None)
     again = conn.execute("SELECT count(*) FROM pgbars.claim_live_refreshes('worker-b', '{tradier}', 1)")
-    # due again at once; after a 429, once the provider's pause is over
-    assert again.fetchone() == ((0,) if kind == "rate_limited" else (1,))
+    # released: due again at once (after a 429, once the provider's pause is over);
+    # failed: at its retry_at, 5 s on
+    assert again.fetchone() == ((0,) if kind == "rate_limited" or failed else (1,))
+    if failed:
+        conn.execute("UPDATE pgbars.live_refreshes SET retry_at = now()")
+        again = conn.execute("SELECT count(*) FROM pgbars.claim_live_refreshes('worker-b', '{tradier}', 1)")
+        assert again.fetchone() == (1,)
 
 
 def test_the_worker_role_may_settle(conn: psycopg.Connection[Any], leased: dict[str, Any]) -> None:
