@@ -10,10 +10,8 @@ milliseconds.
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -23,10 +21,11 @@ from psycopg.conninfo import make_conninfo
 from pytest_postgresql import factories
 
 from tests.reading_fixtures import split_bars  # noqa: F401  (a fixture: read_bars, pgbars export)
+from tests.scratch import server_dir
 from worker import clock, db
 from worker.embedded import EmbeddedPostgres
 
-_server = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="pgbars-tests-")) / "postgres", delete_on_stop=True)
+_server = EmbeddedPostgres(server_dir("pgbars-tests-"), delete_on_stop=True)
 
 
 def _plan_every_session_at_pgbars_now() -> None:

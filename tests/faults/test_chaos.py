@@ -23,7 +23,6 @@ import random
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -35,6 +34,7 @@ import pytest
 from psycopg import sql
 
 from tests.integration.helpers import Row, chunk_rows, request, served, stored
+from tests.scratch import server_dir
 from worker.embedded import EmbeddedPostgres
 from worker.emulator import Fault, PolygonServer
 from worker.failpoints import ENV as FAILPOINT_ENV
@@ -530,7 +530,7 @@ def _restart(server: EmbeddedPostgres) -> None:
 def _private_server(prefix: str) -> EmbeddedPostgres:
     # Not under tmp_path: as root the server runs as another system user, which must
     # reach its data directory (pytest's own temporary directories are root's only).
-    return EmbeddedPostgres(Path(tempfile.mkdtemp(prefix=prefix)) / "postgres", delete_on_stop=True)
+    return EmbeddedPostgres(server_dir(prefix), delete_on_stop=True)
 
 
 def _restart_scenario(
