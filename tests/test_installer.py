@@ -362,6 +362,15 @@ def test_the_schedules_tables_are_installed_granted_and_brought_up_to_date(
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("CREATE TABLE pgbars_queue.intruder (id int)")
         conn.execute("RESET ROLE")
+        # pgbars_reader sees the schedules (is serve running?), nothing else of the queue
+        conn.execute("SET ROLE pgbars_reader")
+        conn.execute("SELECT count(*) FROM pgbars_queue.pgqueuer_schedules")
+        for table in ("pgqueuer", "pgqueuer_log", "pgqueuer_statistics"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"SELECT count(*) FROM pgbars_queue.{table}")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("UPDATE pgbars_queue.pgqueuer_schedules SET next_run = now()")
+        conn.execute("RESET ROLE")
         # an installation older than this pgqueuer: an index it expects is missing
         index = conn.execute(
             "SELECT indexname FROM pg_indexes WHERE schemaname = 'pgbars_queue' AND tablename = 'pgqueuer'"

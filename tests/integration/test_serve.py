@@ -28,6 +28,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from psycopg.rows import dict_row
 
 from tests.integration.helpers import (
     capture_worker_logs,
@@ -259,6 +260,17 @@ def test_todays_bars_are_refreshed_every_refresh_every_and_announced(
     _stop(process, log)
 
 
+def _serve_schedules(db: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]:
+    """docs/monitoring.md's "Is pgbars serve running" query, run as pgbars_reader."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "monitoring.md").read_text(encoding="utf-8")
+    section = doc.split("## Is `pgbars serve` running", 1)[1]
+    query = section.split("```sql\n", 1)[1].split("```", 1)[0]
+    with db.transaction(force_rollback=True):
+        db.execute("SET LOCAL ROLE pgbars_reader")
+        rows = db.cursor(row_factory=dict_row).execute(query.encode()).fetchall()
+    return {r["schedule"]: r for r in rows}
+
+
 async def test_each_schedule_tick_runs_on_one_replica_only(
     dsn: str, db: psycopg.Connection[Any], env: dict[str, str], caplog: Any
 ) -> None:
@@ -280,9 +292,17 @@ async def test_each_schedule_tick_runs_on_one_replica_only(
     for s in services:
         await asyncio.wait_for(s.ready.wait(), timeout=30)
     await asyncio.sleep(9)
+    running = _serve_schedules(db)
     for s in services:
         s.stop("test")
     await asyncio.wait_for(asyncio.gather(*runs), timeout=15)
+
+    # docs/monitoring.md's query, as pgbars_reader: every schedule ran, none overdue...
+    assert sorted(running) == sorted(serve.SCHEDULES)
+    assert all(r["last_run"] is not None and r["overdue"] is False for r in running.values()), running
+    # ... and with no replica left, the drain falls behind and says so.
+    db.execute("UPDATE pgbars_queue.pgqueuer_schedules SET next_run = now() - interval '2 minutes'")
+    assert all(r["overdue"] for r in _serve_schedules(db).values())
 
     ticks = re.findall(r"schedule_tick schedule=(\S+) worker=(\S+) due=(\S+)", work_log(caplog))
     drains = [(due, worker) for name, worker, due in ticks if name == "pgbars.drain"]

@@ -70,7 +70,8 @@ async def install_queue(conn: psycopg.AsyncConnection[Any]) -> int:
 
     Returns the statements run (0: already current). `conn` must be autocommit:
     pgqueuer's upgrade runs one statement per round trip. Grants pgbars_worker
-    what serve needs: rows of the queue's tables, never their definitions.
+    what serve needs: rows of the queue's tables, never their definitions; and
+    pgbars_reader the schedules' rows (is serve running?).
     """
     queries = queue_queries(conn)
     await conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (QUEUE_LOCK,))
@@ -85,8 +86,15 @@ async def install_queue(conn: psycopg.AsyncConnection[Any]) -> int:
         async with conn.transaction():
             await conn.execute(
                 sql.SQL(
-                    "REVOKE ALL ON SCHEMA {} FROM public; GRANT USAGE ON SCHEMA {} TO pgbars_worker"
+                    "REVOKE ALL ON SCHEMA {} FROM public;"
+                    " GRANT USAGE ON SCHEMA {} TO pgbars_worker, pgbars_reader"
                 ).format(schema, schema)
+            )
+            # the reader sees whether serve runs (docs/monitoring.md), not the queue itself
+            await conn.execute(
+                sql.SQL("GRANT SELECT ON {}.{} TO pgbars_reader").format(
+                    schema, sql.Identifier(queue_settings().schedules_table)
+                )
             )
             await conn.execute(
                 sql.SQL(
