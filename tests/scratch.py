@@ -10,6 +10,7 @@ or less than 2 GiB free in it) the system's temporary directory.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -26,4 +27,8 @@ def server_dir(prefix: str) -> Path:
     where: str | None = None
     if _MEMORY.is_dir() and os.access(_MEMORY, os.W_OK) and shutil.disk_usage(_MEMORY).free >= _ENOUGH:
         where = str(_MEMORY)
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=where)) / "postgres"
+    parent = Path(tempfile.mkdtemp(prefix=prefix, dir=where))
+    # The server deletes its data directory when it stops; this, its parent, at exit
+    # (registered first, so it runs after the server's own cleanup).
+    atexit.register(shutil.rmtree, parent, ignore_errors=True)
+    return parent / "postgres"

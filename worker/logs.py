@@ -21,6 +21,10 @@ def to_stderr(debug: bool) -> None:
     logger.setLevel(logging.DEBUG if debug else logging.INFO)
     logger.propagate = False
     # psycopg's pool warns once per connection it drops or fails to open: a database
-    # restart would print a dozen lines. What matters reaches pgbars' own log as the
-    # error it raises (serve: one `database_unavailable` line per try); --debug shows all.
-    logging.getLogger("psycopg.pool").setLevel(logging.DEBUG if debug else logging.ERROR)
+    # restart would print a dozen lines. The cause reaches pgbars' own log as the error
+    # raised (serve: one `database_unavailable` line per try, with it). The pool's errors
+    # are printed in pgbars' format, and with --debug its warnings too.
+    pool = logging.getLogger("psycopg.pool")
+    pool.handlers[:] = [handler]
+    pool.setLevel(logging.WARNING if debug else logging.ERROR)
+    pool.propagate = False

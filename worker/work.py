@@ -493,11 +493,17 @@ class Worker:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
+            # Each on its own: the database may have gone too (a restart). What cannot be
+            # recorded is logged; the lease then runs out and the work returns.
             try:
                 await pacer.abandon()
+            except psycopg.Error as exc:
+                log.error(
+                    logfmt("unrecorded", lease=lease.lease_id, what="call", error=db.describe_error(exc))
+                )
+            try:
                 await self._settle(lease, report, "unfinished", _STOPPED[lease.kind])
             except psycopg.Error as exc:
-                # The database went too (a restart): the lease runs out and the work returns.
                 log.error(logfmt("unrecorded", lease=lease.lease_id, error=db.describe_error(exc)))
                 report.outcome, report.detail = "lost", f"outcome not recorded: {_STOPPED[lease.kind]}"
         except psycopg.Error as exc:

@@ -24,7 +24,8 @@ provider) it is due again at once. A failure is counted in failures (in a
 row), and the refresh is due again at retry_at: 5 s after the first,
 doubling with each (jittered +/-25%, _retry_backoff), never later than
 refresh_every from now, so a failing symbol is neither asked in a loop nor
-left behind the others' cadence. A stored refresh resets both
+left behind the others' cadence; and never sooner than 1 s (refresh_every
+may be 0). A stored refresh resets both
 (_complete_live_refresh). A lease that is no longer held changes nothing.
 */
 DECLARE
@@ -36,7 +37,10 @@ BEGIN
         failures = r.failures + CASE WHEN v_failure THEN 1 ELSE 0 END,
         retry_at = CASE
             WHEN v_failure
-                THEN now() + least(cfg.refresh_every, pgbars._retry_backoff(r.failures + 1, interval '5 seconds'))
+                THEN now() + greatest(
+                    interval '1 second',
+                    least(cfg.refresh_every, pgbars._retry_backoff(r.failures + 1, interval '5 seconds'))
+                )
         END,
         lease_id = NULL,
         lease_expires_at = NULL
@@ -47,5 +51,6 @@ $$;
 
 COMMENT ON FUNCTION pgbars.release_live_refresh(uuid, text, uuid, text, boolean) IS
 'Ends a live refresh''s lease without storing bars, recording p_error (redacted). A failure (p_failure, '
-'default: an error given) is due again after 5 s doubling per failure in a row (at most refresh_every); '
+'default: an error given) is due again after 5 s doubling per failure in a row (at most refresh_every, '
+'at least 1 s); '
 'otherwise it is due again at once.';

@@ -349,6 +349,15 @@ def test_a_failed_refresh_waits_5_s_doubling_at_most_refresh_every_and_keeps_the
     failures, wait = retry_state(session)
     assert failures == 10 and wait is not None and 59 < wait <= 60
 
+    # at least 1 s, even with refresh_every 0 (allowed): never asked in a loop
+    session.execute("UPDATE pgbars.live_settings SET refresh_every = '0 seconds'")
+    due_now(session)
+    (fourth,) = claim(session)
+    release(session, fourth, "tradier: HTTP 500")
+    failures, wait = retry_state(session)
+    assert failures == 11 and wait is not None and 0.9 < wait <= 1
+    session.execute("UPDATE pgbars.live_settings SET refresh_every = DEFAULT")
+
     # a release without the lease changes nothing
     due_now(session)
     (held,) = claim(session)
