@@ -493,19 +493,14 @@ class Worker:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            # Each on its own: the database may have gone too (a restart). What cannot be
-            # recorded is logged; the lease then runs out and the work returns.
+            # The call and the lease each on their own: the database may have gone too (a restart).
             try:
                 await pacer.abandon()
             except psycopg.Error as exc:
                 log.error(
                     logfmt("unrecorded", lease=lease.lease_id, what="call", error=db.describe_error(exc))
                 )
-            try:
-                await self._settle(lease, report, "unfinished", _STOPPED[lease.kind])
-            except psycopg.Error as exc:
-                log.error(logfmt("unrecorded", lease=lease.lease_id, error=db.describe_error(exc)))
-                report.outcome, report.detail = "lost", f"outcome not recorded: {_STOPPED[lease.kind]}"
+            await self._settle_or_lose(lease, report, "unfinished", _STOPPED[lease.kind])
         except psycopg.Error as exc:
             await self._database_error(lease, report, exc)
         except Exception as exc:
@@ -513,11 +508,7 @@ class Worker:
             # the run goes on. The type only: the text is not known to be free of secrets.
             log.exception("unexpected error while storing %s %s", lease.ticker, lease.timeframe)
             what = f"{lease.provider}: unexpected {type(exc).__name__} while storing"
-            try:
-                await self._settle(lease, report, "permanent", what)
-            except psycopg.Error as again:
-                log.error(logfmt("unrecorded", lease=lease.lease_id, error=db.describe_error(again)))
-                report.outcome, report.detail = "lost", f"outcome not recorded: {what}"
+            await self._settle_or_lose(lease, report, "permanent", what)
         report.requests = pacer.requests
         report.seconds = time.monotonic() - started
         log_lease(report)
@@ -603,12 +594,18 @@ class Worker:
         if exc.sqlstate == LEASE_LOST:
             report.outcome, report.detail = "lost", db.describe_error(exc)
             return
+        await self._settle_or_lose(lease, report, "transient", f"database: {db.describe_error(exc)}")
+
+    async def _settle_or_lose(
+        self, lease: db.Lease, report: LeaseReport, kind: FailureKind, error: str
+    ) -> None:
+        """_settle, or when not even that reaches the database: logged, and the lease reported
+        lost (it runs out and the work returns)."""
         try:
-            await self._settle(lease, report, "transient", f"database: {db.describe_error(exc)}")
+            await self._settle(lease, report, kind, error)
         except psycopg.Error as again:
-            # Not even the failure could be recorded: the lease runs out and the work returns.
             log.error(logfmt("unrecorded", lease=lease.lease_id, error=db.describe_error(again)))
-            report.outcome, report.detail = "lost", f"outcome not recorded: {db.describe_error(exc)}"
+            report.outcome, report.detail = "lost", f"outcome not recorded: {error}"
 
     async def _settle(
         self,

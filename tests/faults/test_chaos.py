@@ -16,6 +16,7 @@ joins in). The soak writes its figures to /tmp/pgbars-soak.json.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -404,21 +405,15 @@ def test_kill_9_at_each_point_leaves_nothing_half_written_and_the_next_run_finis
 def test_a_database_restart_under_a_running_worker_ends_it_cleanly_and_the_next_run_finishes(
     tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    server = _private_server("pgbars-restart-")
-    try:
+    with _private_server("pgbars-restart-") as server:
         _restart_scenario(server, tmp_path, processes)
-    finally:
-        server.stop()
 
 
 def test_a_database_restart_under_serve_is_waited_out_and_the_work_finished(
     tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    server = _private_server("pgbars-restart-serve-")
-    try:
+    with _private_server("pgbars-restart-serve-") as server:
         _serve_restart_scenario(server, tmp_path, processes)
-    finally:
-        server.stop()
 
 
 def _serve_restart_scenario(
@@ -527,10 +522,15 @@ def _restart(server: EmbeddedPostgres) -> None:
     pg_ctl(["-w", "-m", "fast", "restart"], pgdata=raw.pgdata, user=raw.system_user, timeout=30)
 
 
-def _private_server(prefix: str) -> EmbeddedPostgres:
+@contextlib.contextmanager
+def _private_server(prefix: str) -> Iterator[EmbeddedPostgres]:
     # Not under tmp_path: as root the server runs as another system user, which must
     # reach its data directory (pytest's own temporary directories are root's only).
-    return EmbeddedPostgres(server_dir(prefix), delete_on_stop=True)
+    server = EmbeddedPostgres(server_dir(prefix), delete_on_stop=True)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def _restart_scenario(

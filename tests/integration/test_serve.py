@@ -41,6 +41,7 @@ from tests.integration.helpers import (
     work_log,
 )
 from tests.integration.test_work_end_to_end import _busiest_window
+from tests.sql.test_monitoring import doc_blocks
 from worker import db as pgdb
 from worker import serve
 from worker.emulator import Fault, PolygonServer, TradierServer
@@ -262,9 +263,7 @@ def test_todays_bars_are_refreshed_every_refresh_every_and_announced(
 
 def _serve_schedules(db: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]:
     """docs/monitoring.md's "Is pgbars serve running" query, run as pgbars_reader."""
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "monitoring.md").read_text(encoding="utf-8")
-    section = doc.split("## Is `pgbars serve` running", 1)[1]
-    query = section.split("```sql\n", 1)[1].split("```", 1)[0]
+    (query,) = [block for heading, block in doc_blocks() if heading == "Is `pgbars serve` running"]
     with db.transaction(force_rollback=True):
         db.execute("SET LOCAL ROLE pgbars_reader")
         rows = db.cursor(row_factory=dict_row).execute(query.encode()).fetchall()

@@ -323,6 +323,14 @@ def due_now(conn: psycopg.Connection[Any]) -> None:
     conn.execute("UPDATE pgbars.live_refreshes SET retry_at = now() - interval '1 second'")
 
 
+def fail_again(conn: psycopg.Connection[Any], error: str) -> tuple[int, float | None]:
+    """The refresh made due, claimed and released with `error`: its retry_state then."""
+    due_now(conn)
+    (leased,) = claim(conn)
+    release(conn, leased, error)
+    return retry_state(conn)
+
+
 def test_a_failed_refresh_waits_5_s_doubling_at_most_refresh_every_and_keeps_the_error_without_secrets(
     session: psycopg.Connection[Any],
 ) -> None:
@@ -334,27 +342,18 @@ def test_a_failed_refresh_waits_5_s_doubling_at_most_refresh_every_and_keeps_the
     assert failures == 1 and wait is not None and 3.75 <= wait <= 6.25  # 5 s, +/-25 %
     assert claim(session) == []  # not asked again in a loop
 
-    due_now(session)
-    (again,) = claim(session)
-    release(session, again, "GET /x?token=tt-secret-123 failed")
+    failures, wait = fail_again(session, "GET /x?token=tt-secret-123 failed")
     assert "tt-secret-123" not in scalar(session, "SELECT last_error FROM pgbars.live_refreshes")
-    failures, wait = retry_state(session)
     assert failures == 2 and wait is not None and 7.5 <= wait <= 12.5  # doubled
 
     # never longer than refresh_every (60 s), however many failures in a row
     session.execute("UPDATE pgbars.live_refreshes SET failures = 9")
-    due_now(session)
-    (third,) = claim(session)
-    release(session, third, "tradier: HTTP 500")
-    failures, wait = retry_state(session)
+    failures, wait = fail_again(session, "tradier: HTTP 500")
     assert failures == 10 and wait is not None and 59 < wait <= 60
 
     # at least 1 s, even with refresh_every 0 (allowed): never asked in a loop
     session.execute("UPDATE pgbars.live_settings SET refresh_every = '0 seconds'")
-    due_now(session)
-    (fourth,) = claim(session)
-    release(session, fourth, "tradier: HTTP 500")
-    failures, wait = retry_state(session)
+    failures, wait = fail_again(session, "tradier: HTTP 500")
     assert failures == 11 and wait is not None and 0.9 < wait <= 1
     session.execute("UPDATE pgbars.live_settings SET refresh_every = DEFAULT")
 
